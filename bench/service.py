@@ -1,0 +1,206 @@
+"""``qldm bench service``: what the job server adds to a training step.
+
+The work is the reference job: a B = 128 ``jacobian`` on the exact backend for the reference
+spec (6 qubits, ry_rz_brickwork, 6 layers, amplitude damping 0.01, angle_ry encoding), so the
+result is values (1, 128, 6) plus Jacobians (1, 128, 6, 6) and (1, 128, 6, 72). It is timed
+
+- in-process: ``ExactBackend().run(work)`` (what ``QuantumLayer`` does with no server);
+- over HTTP: ``ServiceClient.evaluate`` against an embedded server on loopback (npz transport,
+  long-polled result; SQLite, local executor with ``workers`` processes);
+
+each with 1 and 8 concurrent clients. The table gives p50/p99 latency per job, jobs/s, and the
+server's overhead (HTTP p50 minus in-process p50). Target: < 10 ms p50 with one client.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from bench.reference import REFERENCE_SPEC
+from circuits import PQCSpec
+from jobs.backends.base import Workload
+
+__all__ = ["REFERENCE_SPEC", "main"]
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _timed(
+    call: Callable[[int], float], *, clients: int, per_client: int
+) -> tuple[list[float], list[float], float]:
+    """Run ``clients * per_client`` calls from ``clients`` threads.
+
+    ``call(i)`` returns the seconds the backend itself spent on call ``i``.
+
+    Returns:
+        ``(latencies, overheads, wall)``: per-call latency, latency minus backend seconds,
+        and the wall time of the whole run.
+    """
+
+    def worker(c: int) -> list[tuple[float, float]]:
+        out = []
+        for i in range(per_client):
+            start = time.perf_counter()
+            backend_s = call(c * per_client + i)
+            latency = time.perf_counter() - start
+            out.append((latency, latency - backend_s))
+        return out
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        pairs = [t for part in pool.map(worker, range(clients)) for t in part]
+    wall = time.perf_counter() - start
+    return [p[0] for p in pairs], [p[1] for p in pairs], wall
+
+
+Row = dict[str, float | str | int]
+
+CLIENTS = (1, 8)
+
+
+def main(
+    *, batch: int = 128, jobs: int = 16, workers: int | None = None, threads: int = 1
+) -> list[Row]:
+    """Run the benchmark and print the table.
+
+    Args:
+        batch: samples per job (B).
+        jobs: timed jobs per configuration (after a warm-up), spread over the clients.
+        workers: the server's worker processes (default: the number of cores).
+        threads: torch threads of the in-process runs (the server's workers use one each, so
+            1 compares like with like).
+
+    Returns:
+        The table's rows.
+    """
+    import torch
+
+    from client.service_client import ServiceClient
+    from jobs.backends.exact import ExactBackend
+    from service.arrays import pack, unpack
+    from service.embedded import EmbeddedServer
+
+    torch.set_num_threads(threads)
+    spec = PQCSpec.model_validate(REFERENCE_SPEC)
+    rng = np.random.default_rng(0)
+    inputs = rng.uniform(-np.pi, np.pi, size=(batch, spec.n_inputs))
+    weights = rng.uniform(-np.pi, np.pi, size=spec.n_weights)
+    work = Workload.build(spec, inputs, weights, task="jacobian")
+    backend = ExactBackend()
+    reference = backend.run(work)  # warm-up (compiles and caches the program)
+    workers = workers or os.cpu_count() or 2
+    rows: list[Row] = []
+
+    def record(mode: str, clients: int, timed: tuple[list[float], list[float], float]) -> None:
+        latencies, overheads, wall = timed
+        rows.append(
+            {
+                "mode": mode,
+                "clients": clients,
+                "jobs": len(latencies),
+                "p50_ms": 1e3 * statistics.median(latencies),
+                "p99_ms": 1e3 * _percentile(latencies, 99),
+                "jobs_per_s": len(latencies) / wall,
+                "overhead_p50_ms": 1e3 * statistics.median(overheads),
+            }
+        )
+
+    def in_process(_i: int) -> float:
+        return float(backend.run(work).metadata["seconds"])
+
+    for clients in CLIENTS:
+        record(
+            "in-process",
+            clients,
+            _timed(in_process, clients=clients, per_client=max(1, jobs // clients)),
+        )
+
+    # what encoding the result costs, against the circuit
+    arrays = {
+        "values": reference.values,
+        "d_inputs": reference.d_inputs,
+        "d_weights": reference.d_weights,
+    }
+    start = time.perf_counter()
+    for _ in range(20):
+        unpack(pack({"id": "x", "metadata": reference.metadata}, arrays))
+    codec_ms = 1e3 * (time.perf_counter() - start) / 20
+
+    with (
+        tempfile.TemporaryDirectory(prefix="qldm-bench-") as tmp,
+        EmbeddedServer(Path(tmp), workers=workers) as server,
+    ):
+        pool = [ServiceClient(server.url, timeout=600) for _ in range(max(CLIENTS))]
+        try:
+            with ThreadPoolExecutor(workers) as warm:  # every worker loads the backend once
+                list(
+                    warm.map(
+                        lambda c: c.evaluate(spec, inputs, weights, task="jacobian"), pool[:workers]
+                    )
+                )
+            got = pool[0].evaluate(spec, inputs, weights, task="jacobian")
+            assert got.d_weights is not None and reference.d_weights is not None
+            err = float(np.max(np.abs(got.d_weights - reference.d_weights)))
+            for clients in CLIENTS:
+                per_client = max(1, jobs // clients)
+
+                def over_http(i: int, per_client: int = per_client) -> float:
+                    ev = pool[i // per_client].evaluate(spec, inputs, weights, task="jacobian")
+                    return float(ev.metadata["seconds"])
+
+                record(
+                    "http (npz)", clients, _timed(over_http, clients=clients, per_client=per_client)
+                )
+        finally:
+            for c in pool:
+                c.close()
+
+    print(
+        f"\nqldm bench service: B={batch} exact jacobian of the reference spec (6 qubits, "
+        f"ry_rz_brickwork x 6, amplitude damping 0.01); server: SQLite, {workers} workers; "
+        f"in-process: {threads} torch thread(s)"
+    )
+    header = (
+        f"{'mode':<12} {'clients':>7} {'jobs':>5} {'p50 ms':>9} {'p99 ms':>9} "
+        f"{'jobs/s':>7} {'p50 vs in-proc':>15} {'p50 - in-proc':>14} {'server adds p50':>16}"
+    )
+    print(header)
+    print("-" * len(header))
+    base = {int(r["clients"]): float(r["p50_ms"]) for r in rows if r["mode"] == "in-process"}
+    for r in rows:
+        ratio = float(r["p50_ms"]) / base[int(r["clients"])]
+        adds = f"{float(r['overhead_p50_ms']):13.1f} ms" if r["mode"] != "in-process" else ""
+        diff = float(r["p50_ms"]) - base[int(r["clients"])]
+        delta = f"{diff:11.1f} ms" if r["mode"] != "in-process" else ""
+        print(
+            f"{r['mode']:<12} {r['clients']:>7} {r['jobs']:>5} {r['p50_ms']:>9.1f} "
+            f"{r['p99_ms']:>9.1f} {r['jobs_per_s']:>7.2f} {ratio:>14.2f}x {delta:>14} {adds:>16}"
+        )
+    print(
+        "in-process clients are threads of one Python process sharing one ExactBackend; the "
+        "server runs jobs side by side in its worker processes."
+    )
+    print(
+        f"'server adds' = latency minus the backend's own seconds for that job (HTTP, "
+        f"validation, SQL, dispatch, transfer, long-poll wake-up; with more clients than "
+        f"workers also the queue wait). npz encode + decode of the "
+        f"result: {codec_ms:.2f} ms per job; circuit: {1e3 * reference.metadata['seconds']:.0f} "
+        f"ms; max |HTTP - in-process| of d_weights: {err:.1e}. Target: < 10 ms p50."
+    )
+    return rows
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,349 @@
+"""Hardware circuits of a spec: noise as circuit parameters, a calibrated layout, one ISA circuit.
+
+Hardware cannot run Kraus instructions, so :func:`hardware_circuit` builds the spec without
+them and puts a *parameterized realization slot* at every channel location (qubit ``q``
+after ansatz layer ``l``):
+
+- ``bit_flip``: ``rx(a[l, q])``; ``a = pi`` is ``X`` (up to a global phase), ``a = 0`` is ``I``.
+- ``phase_flip``: ``rz(b[l, q])``; ``b = pi`` is ``Z``.
+- ``depolarizing``: ``rx(a[l, q]) rz(b[l, q])``; ``(0,0), (pi,0), (pi,pi), (0,pi)`` are
+  ``I, X, Y, Z`` (``Y = i X Z``).
+- ``amplitude_damping``: ancilla dilation on a fresh ancilla ``n + q``:
+  ``cry(t[l, q])`` data -> ancilla, ``cx`` ancilla -> data, ``reset`` ancilla. Tracing the
+  ancilla out gives Kraus operators ``|0><0| + cos(t/2)|1><1|`` and ``sin(t/2)|0><1|``:
+  amplitude damping with ``gamma = sin^2(t/2)``.
+
+The random instances and angles that make the slots a given channel are chosen in
+:mod:`mitigation.noise`. Because the realization is a parameter binding, every noise level
+and every random instance of a workload shares ONE circuit, so :func:`transpile_spec`
+transpiles once per (spec structure, device, calibration date, optimization level) and the
+result is cached in-process (:data:`CACHE_SIZE` entries, least recently used dropped).
+
+:func:`choose_layout` picks the physical qubits: the connected chain of ``n`` qubits with the
+lowest sum of readout errors, single-qubit (``sx``) errors and two-qubit errors along the
+chain, read from the backend's ``Target``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.circuit import Parameter, ParameterVector
+from qiskit.quantum_info import SparsePauliOp
+
+from circuits._errors import InvalidSpecError
+from circuits.program import AmplitudeEncoding, Channel, Gate, Param, compile_spec
+from circuits.spec import PQCSpec
+
+CACHE_SIZE = 64
+"""ISA circuits kept by :func:`transpile_spec`."""
+
+MAX_CHAINS = 200_000
+"""Most candidate chains :func:`choose_layout` scores before it keeps the best so far."""
+
+TWO_QUBIT_GATES = ("ecr", "cz", "cx")
+
+
+@dataclass(frozen=True)
+class HardwareCircuit:
+    """A spec as a Kraus-free circuit with parameterized noise slots.
+
+    Attributes:
+        circuit: the circuit on ``n_qubits + n_ancillas`` qubits (ancillas after the data).
+        inputs: the ``x`` parameters ``(I,)``.
+        weights: the ``w`` parameters ``(P,)``.
+        noise: the slot parameters, ``(L * n * m,)`` laid out ``[l, q, j]`` (``m`` = 1 or 2
+            per slot, :func:`slot_width`); empty when the spec has no channel.
+        n_data: data qubits ``n``.
+        n_ancillas: ``n`` for amplitude damping, else 0.
+    """
+
+    circuit: QuantumCircuit
+    inputs: ParameterVector
+    weights: ParameterVector
+    noise: ParameterVector
+    n_data: int
+    n_ancillas: int
+
+    def parameter_order(self) -> list[Parameter]:
+        """Binding columns: inputs, weights, then noise slots."""
+        return [*self.inputs, *self.weights, *self.noise]
+
+
+@dataclass(frozen=True)
+class IsaCircuit:
+    """A hardware circuit transpiled for one device.
+
+    Attributes:
+        hardware: the logical circuit it came from.
+        circuit: the ISA circuit (device width, device gates, still parameterized).
+        layout: the physical qubit of each logical qubit (data then ancillas).
+        device: the backend's name.
+        calibration: the calibration date it was transpiled against (``"unknown"`` if none).
+        optimization_level: preset pass-manager level.
+    """
+
+    hardware: HardwareCircuit
+    circuit: QuantumCircuit
+    layout: tuple[int, ...]
+    device: str
+    calibration: str
+    optimization_level: int
+
+    def observables(self, labels: list[str]) -> list[SparsePauliOp]:
+        """``labels`` (data-qubit Pauli strings) laid out on the device's qubits."""
+        pad = "I" * self.hardware.n_ancillas
+        return [SparsePauliOp(pad + label).apply_layout(self.circuit.layout) for label in labels]
+
+
+def slot_width(kind: str) -> int:
+    """Parameters per noise slot for a channel ``kind``."""
+    return {"none": 0, "bit_flip": 1, "phase_flip": 1, "depolarizing": 2}.get(kind, 1)
+
+
+def hardware_circuit(spec: PQCSpec) -> HardwareCircuit:
+    """Build ``spec`` without Kraus instructions, with a parameterized slot per channel.
+
+    Raises:
+        InvalidSpecError: the ``amplitude`` encoding (its state is bound per sample, so it
+            cannot share one transpiled circuit; field ``circuit.encoding``).
+    """
+    if spec.encoding == "amplitude":
+        raise InvalidSpecError(
+            "the amplitude encoding is not supported on hardware backends (each sample would "
+            "need its own transpilation); use angle encodings or the aer/exact backends",
+            field="circuit.encoding",
+        )
+    program = compile_spec(spec)
+    n = spec.n_qubits
+    kind = spec.channel.kind
+    width = slot_width(kind)
+    x = ParameterVector("x", spec.n_inputs)
+    w = ParameterVector("w", spec.n_weights)
+    noise = ParameterVector("eta", spec.layers * n * width)
+    n_anc = n if kind == "amplitude_damping" else 0
+    qc = QuantumCircuit(n + n_anc)
+
+    def angle(param: Param) -> Any:
+        value = x[param.index] if param.source == "input" else w[param.index]
+        return value if param.scale == 1.0 else param.scale * value
+
+    for op in (*program.encoding, *program.ansatz):
+        if isinstance(op, AmplitudeEncoding):  # pragma: no cover - refused above
+            raise InvalidSpecError("amplitude encoding", field="circuit.encoding")
+        if isinstance(op, Channel):
+            if kind == "none":
+                continue
+            base = (op.layer * n + op.qubit) * width
+            q = op.qubit
+            if kind == "bit_flip":
+                qc.rx(noise[base], q)
+            elif kind == "phase_flip":
+                qc.rz(noise[base], q)
+            elif kind == "depolarizing":
+                qc.rx(noise[base], q)
+                qc.rz(noise[base + 1], q)
+            else:  # amplitude damping: ancilla dilation
+                qc.cry(noise[base], q, n + q)
+                qc.cx(n + q, q)
+                qc.reset(n + q)
+            continue
+        _append_gate(qc, op, angle)
+    return HardwareCircuit(qc, x, w, noise, n, n_anc)
+
+
+def _append_gate(qc: QuantumCircuit, gate: Gate, angle: Any) -> None:
+    if gate.name == "h":
+        qc.h(gate.qubits[0])
+    elif gate.name == "cx":
+        qc.cx(*gate.qubits)
+    elif gate.param is not None:
+        getattr(qc, gate.name)(angle(gate.param), *gate.qubits)
+    else:
+        raise InvalidSpecError(f"gate {gate.name} needs a parameter", field="circuit")
+
+
+def calibration_date(backend: Any) -> str:
+    """The backend's calibration date as text (``"unknown"`` when it has none)."""
+    try:
+        props = backend.properties()
+    except Exception:
+        props = None
+    date = getattr(props, "last_update_date", None)
+    return str(date) if date is not None else "unknown"
+
+
+def _error(target: Any, name: str, qargs: tuple[int, ...]) -> float:
+    if name not in target.operation_names:
+        return 0.0
+    props = target[name].get(qargs)
+    if props is None or props.error is None:
+        return 0.0
+    return float(props.error)
+
+
+def _two_qubit_error(target: Any, a: int, b: int) -> float | None:
+    best: float | None = None
+    for name in TWO_QUBIT_GATES:
+        if name not in target.operation_names:
+            continue
+        for qargs in ((a, b), (b, a)):
+            props = target[name].get(qargs)
+            if props is not None:
+                err = float(props.error) if props.error is not None else 0.0
+                best = err if best is None else min(best, err)
+    return best
+
+
+def _unphysical(target: Any, q: int) -> bool:
+    """Whether qubit ``q``'s calibration reports ``T2 > 2 T1`` (impossible; simulators refuse
+    such a qubit's relaxation noise, and the number is not to be trusted on hardware)."""
+    props = target.qubit_properties[q] if target.qubit_properties else None
+    t1, t2 = getattr(props, "t1", None), getattr(props, "t2", None)
+    return bool(t1 and t2 and t2 > 2 * t1)
+
+
+def choose_layout(backend: Any, n: int) -> list[int]:
+    """The connected chain of ``n`` physical qubits with the lowest combined error.
+
+    Score: sum over the chain's qubits of readout (``measure``) and ``sx`` errors, plus the
+    best two-qubit gate error of every edge along the chain. Qubits whose calibration is
+    unphysical (``T2 > 2 T1``) and edges with error 1 (broken couplers) are never chosen.
+
+    Args:
+        backend: a ``BackendV2`` (fake or real).
+        n: qubits needed.
+
+    Returns:
+        ``n`` physical qubit indices, in chain order.
+
+    Raises:
+        InvalidSpecError: the device has fewer than ``n`` qubits or no connected chain of
+            ``n`` (field ``circuit.n_qubits``).
+    """
+    target = backend.target
+    size = int(backend.num_qubits)
+    if n > size:
+        raise InvalidSpecError(
+            f"{n} qubits needed, {backend.name} has {size}", field="circuit.n_qubits"
+        )
+    qubit_cost = np.array(
+        [_error(target, "measure", (q,)) + _error(target, "sx", (q,)) for q in range(size)]
+    )
+    usable = [not _unphysical(target, q) for q in range(size)]
+    neighbours: dict[int, dict[int, float]] = {q: {} for q in range(size)}
+    for a in range(size):
+        for b in range(a + 1, size):
+            err = _two_qubit_error(target, a, b)
+            if err is not None and err < 1.0:
+                neighbours[a][b] = err
+                neighbours[b][a] = err
+    if n == 1 and any(usable):
+        return [int(np.argmin(np.where(usable, qubit_cost, np.inf)))]
+    best: tuple[float, list[int]] | None = None
+    scored = 0
+    stack: list[tuple[list[int], float]] = [
+        ([q], float(qubit_cost[q])) for q in range(size) if usable[q]
+    ]
+    while stack and scored < MAX_CHAINS:
+        path, cost = stack.pop()
+        if best is not None and cost >= best[0]:
+            continue
+        if len(path) == n:
+            scored += 1
+            best = (cost, path)
+            continue
+        for nxt, err in neighbours[path[-1]].items():
+            if usable[nxt] and nxt not in path:
+                stack.append(([*path, nxt], cost + err + float(qubit_cost[nxt])))
+    if best is None:
+        raise InvalidSpecError(
+            f"{backend.name} has no connected chain of {n} qubits", field="circuit.n_qubits"
+        )
+    return best[1]
+
+
+def _without_idle_delays(circuit: QuantumCircuit) -> QuantumCircuit:
+    """Drop the delays the scheduler put on device qubits the circuit never uses.
+
+    Only the qubits the circuit acts on decohere while it idles; padding the other device
+    qubits with delays costs nothing on hardware but makes simulators add relaxation noise
+    for every one of them (and fail on qubits whose calibration is unphysical).
+    """
+    used = {
+        q
+        for inst in circuit.data
+        if inst.operation.name not in ("delay", "barrier")
+        for q in inst.qubits
+    }
+    out = circuit.copy_empty_like()
+    for inst in circuit.data:
+        if inst.operation.name == "delay" and not set(inst.qubits) & used:
+            continue
+        out.append(inst)
+    return out
+
+
+_cache: OrderedDict[tuple[Any, ...], IsaCircuit] = OrderedDict()
+_lock = threading.Lock()
+_stats = {"hits": 0, "misses": 0}
+
+
+def cache_info() -> dict[str, int]:
+    """``{"hits", "misses", "size"}`` of the transpile cache."""
+    with _lock:
+        return {**_stats, "size": len(_cache)}
+
+
+def structure_key(spec: PQCSpec) -> str:
+    """The spec with its channel strength removed: noise levels are bindings, not structure."""
+    data = spec.model_dump(mode="json")
+    data["channel"] = {"kind": spec.channel.kind}
+    return repr(sorted(data.items()))
+
+
+def transpile_spec(spec: PQCSpec, backend: Any, *, optimization_level: int = 1) -> IsaCircuit:
+    """The ISA circuit of ``spec`` on ``backend``, transpiled once and cached.
+
+    Key: (spec structure without strengths, device name, calibration date, optimization level).
+
+    Raises:
+        InvalidSpecError: amplitude encoding, too many qubits, or a bad optimization level.
+    """
+    if optimization_level not in (0, 1, 2, 3):
+        raise InvalidSpecError(
+            f"optimization level must be 0..3, got {optimization_level!r}",
+            field="optimization_level",
+        )
+    calibration = calibration_date(backend)
+    key = (structure_key(spec), backend.name, calibration, optimization_level)
+    with _lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            _stats["hits"] += 1
+            return _cache[key]
+        _stats["misses"] += 1
+    from qiskit.transpiler import generate_preset_pass_manager
+
+    hw = hardware_circuit(spec)
+    layout = choose_layout(backend, hw.circuit.num_qubits)
+    pm = generate_preset_pass_manager(
+        optimization_level=optimization_level,
+        backend=backend,
+        initial_layout=layout,
+        scheduling_method="alap",
+        seed_transpiler=11,
+    )
+    isa = _without_idle_delays(pm.run(hw.circuit))
+    final = tuple(int(q) for q in isa.layout.final_index_layout()) if isa.layout else tuple(layout)
+    result = IsaCircuit(hw, isa, final, backend.name, calibration, optimization_level)
+    with _lock:
+        _cache[key] = result
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return result

@@ -1,0 +1,459 @@
+"""``ServiceClient``: the HTTP client of a qldm server (httpx, binary npz transport).
+
+Example:
+    >>> with ServiceClient("http://127.0.0.1:8000") as client:      # doctest: +SKIP
+    ...     ev = client.evaluate(spec, inputs, weights, task="jacobian")
+    ...     ev.values.shape, ev.d_weights.shape                      # (1, B, O), (1, B, O, P)
+
+Every submit carries an ``Idempotency-Key`` (a fresh UUID unless one is given), and a retried
+submit (connection error, 5xx) sends the same key, so the server never makes a second job.
+Arrays travel as an npz archive (see ``docs/api.md``), results are long-polled
+(``GET /v1/jobs/{id}/result?wait=``), and every error body comes back as the matching
+:class:`circuits._errors.QldmError` subclass with its ``code`` and ``field``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import numpy as np
+
+from circuits._errors import InvalidSpecError, QldmError
+from jobs.backends.base import Evaluation
+from jobs.errors import (
+    BackendError,
+    BackendLimitError,
+    IdempotencyConflictError,
+    JobCancelled,
+    JobNotFinishedError,
+    JobNotFoundError,
+    RunClosedError,
+    RunNotFoundError,
+    UnknownBackendError,
+)
+from jobs.model import JobRequest, JobResult
+
+__all__ = [
+    "AuthenticationError",
+    "JobTimeoutError",
+    "PayloadTooLargeError",
+    "RequestValidationError",
+    "ServiceClient",
+    "ServiceError",
+    "ServiceUnavailableError",
+]
+
+NPZ = "application/x-npz"
+_ARRAY_FIELDS = ("inputs", "weights", "noise_levels")
+_RESULT_ARRAYS = ("values", "d_inputs", "d_weights")
+_LONG_POLL_S = 20.0
+
+
+class ServiceError(QldmError):
+    """An error answered by the server (or its absence) with no more specific class.
+
+    Attributes:
+        code: the server's error code.
+        status: the HTTP status, or ``None`` when no answer came.
+    """
+
+    def __init__(
+        self, message: str, *, code: str, status: int | None = None, field: str | None = None
+    ) -> None:
+        super().__init__(message, field=field)
+        self.code = code
+        self.status = status
+
+
+class AuthenticationError(ServiceError, PermissionError):
+    """401: no API key, or one the server does not know."""
+
+
+class RequestValidationError(ServiceError, ValueError):
+    """422 ``validation_error``: the request did not match the API's schema."""
+
+
+class PayloadTooLargeError(ServiceError, ValueError):
+    """413: the body is larger than the server accepts."""
+
+
+class ServiceUnavailableError(ServiceError, ConnectionError):
+    """No answer (or only 5xx answers) after every retry."""
+
+
+class JobTimeoutError(QldmError, TimeoutError):
+    """The job did not finish within the time the caller allowed."""
+
+    code = "timeout"
+
+
+_LIBRARY_ERRORS: dict[str, type[QldmError]] = {
+    "invalid_spec": InvalidSpecError,
+    "unknown_backend": UnknownBackendError,
+    "backend_limit": BackendLimitError,
+    "backend_error": BackendError,
+    "not_finished": JobNotFinishedError,
+    "idempotency_conflict": IdempotencyConflictError,
+    "run_closed": RunClosedError,
+    "cancelled": JobCancelled,
+}
+_SERVICE_ERRORS: dict[str, type[ServiceError]] = {
+    "unauthorized": AuthenticationError,
+    "validation_error": RequestValidationError,
+    "payload_too_large": PayloadTooLargeError,
+}
+
+
+def error_from_response(response: httpx.Response) -> QldmError:
+    """The :class:`QldmError` an error response stands for."""
+    detail: dict[str, Any] = {}
+    try:
+        detail = dict(response.json()["error"])
+        code, message, field = str(detail["code"]), str(detail["message"]), detail.get("field")
+    except (ValueError, KeyError, TypeError):
+        code, message, field = "http_error", response.text[:500] or response.reason_phrase, None
+    if code == "job_failed" and isinstance(detail.get("job_error"), dict):
+        inner = detail["job_error"]  # the job's own error: raise it as its class
+        code, message = str(inner.get("code") or "backend_error"), f"{message}"
+        if code not in _LIBRARY_ERRORS:
+            return BackendError(message, field=field)
+    if code == "not_found":
+        cls: type[QldmError] = (
+            RunNotFoundError if "/runs" in response.request.url.path else JobNotFoundError
+        )
+        return cls(message, field=field)
+    if code in _LIBRARY_ERRORS:
+        return _LIBRARY_ERRORS[code](message, field=field)
+    service_cls = _SERVICE_ERRORS.get(code, ServiceError)
+    return service_cls(message, code=code, status=response.status_code, field=field)
+
+
+class ServiceClient:
+    """A qldm server's client.
+
+    Args:
+        url: base URL, e.g. ``http://127.0.0.1:8000``.
+        api_key: the tenant's API key (sent as ``Authorization: Bearer``), or ``None``.
+        timeout: seconds per HTTP request (a long-poll adds its wait to it).
+        retries: extra attempts after a connection error or a 5xx answer.
+        binary: send arrays and receive results as npz (``False``: JSON lists).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+        binary: bool = True,
+    ) -> None:
+        if retries < 0:
+            raise ValueError("retries must be >= 0")
+        headers = {"User-Agent": "qldm-client"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self.binary = binary
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> ServiceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        ok: tuple[int, ...] = (200,),
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send, retrying connection errors and 5xx answers with backoff; raise error bodies."""
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(min(2.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+            try:
+                response = self._http.request(
+                    method, path, timeout=timeout or self.timeout, **kwargs
+                )
+            except httpx.TransportError as exc:
+                last = exc
+                continue
+            if response.status_code >= 500 and attempt < self.retries:
+                last = error_from_response(response)
+                continue
+            if response.status_code in ok:
+                return response
+            raise error_from_response(response)
+        if isinstance(last, QldmError):
+            raise last
+        raise ServiceUnavailableError(
+            f"{method} {self.url}{path}: no answer after {self.retries + 1} attempts ({last})",
+            code="unavailable",
+        ) from last
+
+    # ------------------------------------------------------------------ jobs
+
+    def submit(
+        self, request: JobRequest | Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Submit a job.
+
+        Args:
+            request: a :class:`jobs.model.JobRequest` or a dict of its fields (arrays may be
+                numpy arrays).
+            idempotency_key: the same key returns the same job; a fresh UUID when ``None``
+                (kept across this call's retries).
+
+        Returns:
+            ``{"id": str, "status": str}``.
+
+        Raises:
+            InvalidSpecError, BackendLimitError, UnknownBackendError, ...: the server refused it.
+        """
+        body = request.model_dump(mode="json") if isinstance(request, JobRequest) else dict(request)
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        if self.binary:
+            arrays = {
+                name: np.asarray(body.pop(name), dtype=np.float64)
+                for name in _ARRAY_FIELDS
+                if body.get(name) is not None
+            }
+            body.pop("noise_levels", None)
+            headers["Content-Type"] = NPZ
+            content = pack(body, arrays)
+        else:
+            for name in _ARRAY_FIELDS:
+                if isinstance(body.get(name), np.ndarray):
+                    body[name] = body[name].tolist()
+            headers["Content-Type"] = "application/json"
+            content = json.dumps(body, allow_nan=False).encode()
+        response = self._request(
+            "POST", "/v1/jobs", ok=(200, 201, 202), content=content, headers=headers
+        )
+        data: dict[str, Any] = response.json()
+        return data
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        """The job (``JobPublic``: status, attempts, times, error)."""
+        data: dict[str, Any] = self._request("GET", f"/v1/jobs/{job_id}").json()
+        return data
+
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        run_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        """A page of the tenant's jobs: ``{"data": [...], "count": total}``."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status is not None:
+            params["status"] = status
+        if run_id is not None:
+            params["run_id"] = run_id
+        data: dict[str, Any] = self._request("GET", "/v1/jobs", params=params).json()
+        return data
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a job (a finished job is left as it is); returns the job."""
+        data: dict[str, Any] = self._request("DELETE", f"/v1/jobs/{job_id}").json()
+        return data
+
+    def result(self, job_id: str, *, wait: float = 0.0) -> JobResult:
+        """The job's result, waiting up to ``wait`` seconds on the server for it.
+
+        Raises:
+            JobNotFinishedError: still queued or running after ``wait``.
+            JobCancelled: the job was cancelled.
+            QldmError subclass: the job failed (its own error: ``BackendError``, ...).
+        """
+        params = {"wait": wait} if wait > 0 else None
+        headers = {"Accept": NPZ if self.binary else "application/json"}
+        response = self._request(
+            "GET",
+            f"/v1/jobs/{job_id}/result",
+            params=params,
+            headers=headers,
+            timeout=self.timeout + wait,
+        )
+        return _decode_result(response)
+
+    def wait(self, job_id: str, *, timeout: float | None = None) -> JobResult:
+        """Long-poll until the job finishes and return its result.
+
+        Args:
+            job_id: the job.
+            timeout: seconds to wait in all; ``None`` waits as long as it takes.
+
+        Raises:
+            JobTimeoutError: not finished within ``timeout``.
+            JobCancelled, QldmError subclass: as :meth:`result`.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = _LONG_POLL_S if deadline is None else deadline - time.monotonic()
+            try:
+                return self.result(job_id, wait=max(0.0, min(_LONG_POLL_S, remaining)))
+            except JobNotFinishedError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise JobTimeoutError(
+                        f"job {job_id} did not finish within {timeout} s", field="timeout"
+                    ) from None
+
+    def evaluate(
+        self,
+        spec: Any,
+        inputs: Any,
+        weights: Any,
+        *,
+        backend: str = "exact",
+        task: str = "expectation",
+        noise_levels: Any = None,
+        shots: int | None = None,
+        seed: int | None = None,
+        run_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Evaluation:
+        """Evaluate a circuit on the server: one job, submitted and waited for.
+
+        Args:
+            spec: a :class:`circuits.PQCSpec` (or a QPY circuit model, or their dict).
+            inputs: ``(B, I)``.
+            weights: ``(P,)``.
+            backend: the server-side backend.
+            task: ``expectation`` or ``jacobian``.
+            noise_levels: ``(K,)`` or ``None``.
+            shots: shots per circuit, or ``None`` for exact values.
+            seed: seed for shot sampling.
+            run_id: the run the job belongs to.
+            timeout: seconds to wait for the result (``None``: no limit).
+
+        Returns:
+            ``Evaluation(values (K, B, O), d_inputs (K, B, O, I) | None,
+            d_weights (K, B, O, P) | None, metadata)``; ``metadata["job_id"]`` names the job.
+        """
+        circuit = spec.model_dump(mode="json") if hasattr(spec, "model_dump") else spec
+        body: dict[str, Any] = {
+            "circuit": circuit,
+            "task": task,
+            "backend": backend,
+            "inputs": np.asarray(inputs, dtype=np.float64),
+            "weights": np.asarray(weights, dtype=np.float64),
+            "noise_levels": None if noise_levels is None else np.asarray(noise_levels, np.float64),
+            "shots": shots,
+            "seed": seed,
+            "run_id": run_id,
+        }
+        if body["noise_levels"] is None:
+            del body["noise_levels"]
+        job = self.submit(body)
+        result = self.wait(job["id"], timeout=timeout)
+        if result.values is None:
+            raise BackendError("the job returned no values", field="task")
+        return Evaluation(
+            values=result.values,
+            d_inputs=result.d_inputs,
+            d_weights=result.d_weights,
+            metadata={**result.metadata, "job_id": job["id"]},
+        )
+
+    # ------------------------------------------------------------------ runs, backends
+
+    def create_run(self, *, name: str = "", backend: str = "exact") -> dict[str, Any]:
+        """Open a run (a group of jobs, one training run); returns ``RunPublic``."""
+        response = self._request(
+            "POST", "/v1/runs", ok=(200, 201), json={"name": name, "backend": backend}
+        )
+        data: dict[str, Any] = response.json()
+        return data
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """The run."""
+        data: dict[str, Any] = self._request("GET", f"/v1/runs/{run_id}").json()
+        return data
+
+    def list_runs(self, *, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """A page of the tenant's runs: ``{"data": [...], "count": total}``."""
+        params = {"limit": limit, "offset": offset}
+        data: dict[str, Any] = self._request("GET", "/v1/runs", params=params).json()
+        return data
+
+    def close_run(self, run_id: str) -> dict[str, Any]:
+        """Close a run: it takes no more jobs (its runtime session, if any, is closed)."""
+        data: dict[str, Any] = self._request("DELETE", f"/v1/runs/{run_id}").json()
+        return data
+
+    def backends(self) -> list[dict[str, Any]]:
+        """Every backend the server offers: ``{"name", "kind", "qubits", "available"}``."""
+        data: list[dict[str, Any]] = self._request("GET", "/v1/backends").json()["data"]
+        return data
+
+    def ready(self) -> bool:
+        """Whether ``/readyz`` answers 200 (database reachable, dispatcher alive)."""
+        try:
+            return self._http.get("/readyz", timeout=self.timeout).status_code == 200
+        except httpx.TransportError:
+            return False
+
+
+def _decode_result(response: httpx.Response) -> JobResult:
+    if response.headers.get("content-type", "").startswith(NPZ):
+        document, arrays = unpack(response.content)
+    else:
+        document = response.json()
+        arrays = {
+            name: np.asarray(document[name], dtype=np.float64)
+            for name in _RESULT_ARRAYS
+            if document.get(name) is not None
+        }
+    return JobResult(
+        values=arrays.get("values"),
+        d_inputs=arrays.get("d_inputs"),
+        d_weights=arrays.get("d_weights"),
+        counts=document.get("counts"),
+        metadata=dict(document.get("metadata") or {}),
+    )
+
+
+# The npz wire format (docs/api.md): an ``np.savez`` archive with a ``json`` entry (a uint8 array
+# of UTF-8 JSON) and one entry per array. The server's codec is ``service.arrays``; the client
+# keeps its own two functions because it may not import the service package.
+
+
+def pack(document: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> bytes:
+    """An npz archive of ``arrays`` plus ``document`` as the ``json`` entry."""
+    entries = {"json": np.frombuffer(json.dumps(document, allow_nan=False).encode(), np.uint8)}
+    entries.update({name: np.ascontiguousarray(a) for name, a in arrays.items()})
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **entries)
+    return buffer.getvalue()
+
+
+def unpack(body: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The ``json`` document and the arrays of an npz archive."""
+    with np.load(io.BytesIO(body), allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    document = json.loads(arrays.pop("json").tobytes().decode())
+    return document, arrays

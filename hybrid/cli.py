@@ -1,0 +1,79 @@
+"""What ``qldm train``, ``qldm sample`` and ``qldm evaluate`` run (see :mod:`service.cli`).
+
+Each function builds from a config or a checkpoint, then runs; all the work lives in
+:mod:`hybrid.train`, :mod:`hybrid.qldm` and :mod:`hybrid.report`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from hybrid.config import QLDMConfig, load_config
+
+
+def load_images(config: QLDMConfig, *, split: Literal["train", "test"]) -> torch.Tensor:
+    """The config's data set split as ``(N, C, H, W)`` float32 in [0, 1]."""
+    from hybrid.data import load_dataset
+
+    d = config.data
+    subset = d.subset if split == "train" else d.test_subset
+    ds = load_dataset(
+        d.dataset,
+        split=split,
+        subset=subset,
+        root=Path(d.root) if d.root else None,
+        download=d.download,
+        image_size=d.image_size,
+        seed=config.seed,
+    )
+    return ds.images.float()
+
+
+def train(config: Path, *, url: str | None, api_key: str | None) -> None:
+    """Train (or resume) the run described by CONFIG; print where the checkpoint went."""
+    from hybrid.train import Trainer
+
+    cfg = load_config(config)
+    images = load_images(cfg, split="train")
+    trainer = Trainer(cfg, images=images, url=url, api_key=api_key)
+    result = trainer.run()
+    last = result.history[-1] if result.history else {}
+    resumed = f" (resumed at step {result.resumed_from})" if result.resumed_from else ""
+    print(
+        f"{cfg.name}: {result.steps} steps{resumed}, {result.elapsed:.1f} s training, "
+        f"last loss {last.get('loss', float('nan')):.4f}; checkpoint {result.checkpoint}"
+    )
+
+
+def sample(checkpoint: Path, *, n: int, out: Path | None) -> None:
+    """Write a PNG grid of ``n`` samples (default ``<run>/samples.png``)."""
+    from hybrid import report
+    from hybrid.qldm.evaluate import sample_generator
+    from hybrid.train import load_model
+
+    model, _ = load_model(checkpoint)
+    images = model.sample(n, generator=sample_generator(model.config.seed))
+    path = report.save_grid(images, out or Path(checkpoint).parent / "samples.png")
+    print(f"{n} samples -> {path}")
+
+
+def evaluate(checkpoint: Path, *, out: Path | None) -> None:
+    """Write metrics JSON, sample and reconstruction grids, loss curve and index.html."""
+    from hybrid.qldm.evaluate import evaluate_model
+    from hybrid.train import load_model
+
+    model, ckpt = load_model(checkpoint)
+    test = load_images(model.config, split="test")
+    folder = out or Path(checkpoint).parent / "eval"
+    metrics = evaluate_model(model, ckpt, test_images=test, out=folder)
+    keys = (
+        "ssim_reconstruction",
+        "classifier_frechet_distance",
+        "classifier_kid_mean",
+        "train_seconds",
+    )
+    shown = ", ".join(f"{k}={metrics[k]:.4g}" for k in keys if isinstance(metrics.get(k), float))
+    print(f"{model.config.name}: {shown}; report in {folder}")

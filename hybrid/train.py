@@ -1,0 +1,377 @@
+"""Training a QLDM: reproducible, checkpointed, resumable.
+
+``Trainer(config, images=...).run()`` trains for ``config.train.steps`` optimiser steps (or
+until ``max_seconds`` of wall time), writing ``<out_dir>/last.pt`` every ``checkpoint_every``
+steps and at the end. If ``last.pt`` exists when a run starts, it resumes from it.
+
+Reproducibility: model initialisation draws from ``torch.manual_seed(seed)``; the batch order
+of epoch ``e`` is a permutation drawn from a generator seeded with ``(seed, e)``, and every
+random draw of step ``s`` (VAE noise, timesteps, diffusion noise, Gaussian-variant noise) comes
+from a generator seeded with ``(seed, s)``. No draw depends on how many steps ran before in
+this process, so the same seed gives the same run bitwise on CPU (same thread count), and a
+resumed run continues exactly as the uninterrupted one would have.
+
+Checkpoint contents (``torch.save`` of a dict): ``format``, ``config`` (the run config),
+``model`` and ``optimizer`` state dicts, ``rng`` (torch, Python and NumPy global states),
+``step`` (steps done), ``history`` (one dict per step: ``step, loss, score, recon, kl,
+seconds, cpu_seconds``), ``elapsed`` (training wall seconds so far), ``cpu_elapsed`` (CPU
+seconds of this process in training steps; on a shared machine the fairer cost),
+``image_shape`` ``(C, H, W)``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hybrid.config import ConfigError, QLDMConfig, parse_config
+from hybrid.qldm.model import QLDM
+
+CHECKPOINT_FORMAT = "qldm-checkpoint/1"
+CHECKPOINT_NAME = "last.pt"
+
+_RESUMABLE_CHANGES = {"train", "eval", "out_dir", "name"}
+"""Top-level config sections that may differ between a checkpoint and the resuming config."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished (or time-limited) run produced.
+
+    Attributes:
+        checkpoint: path of ``last.pt``.
+        steps: steps done in total (including resumed ones).
+        history: per-step records.
+        elapsed: training wall seconds in total.
+        resumed_from: the step the run resumed at (0 for a fresh run).
+    """
+
+    checkpoint: Path
+    steps: int
+    history: list[dict[str, float]]
+    elapsed: float
+    resumed_from: int
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of every random draw of training step ``step``."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The batch order of epoch ``epoch``: a permutation of ``n`` indices."""
+    g = torch.Generator().manual_seed(seed * 7_919 + 1_000_000_007 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+class Trainer:
+    """Builds the model and optimiser from a config and runs the training loop.
+
+    Args:
+        config: the run configuration.
+        images: ``(N, C, H, W)`` float32 training images in [0, 1].
+        url: train through this qldm server (``QuantumLayer(url=...)``).
+        api_key: the server's API key.
+        out_dir: checkpoint folder (default: ``config.output_dir``).
+        progress: show a progress bar.
+        on_step: called after every step with the step's record (e.g. a demo's own bar).
+
+    Raises:
+        ConfigError: images of the wrong shape, or fewer images than one batch.
+    """
+
+    def __init__(
+        self,
+        config: QLDMConfig,
+        *,
+        images: torch.Tensor,
+        url: str | None = None,
+        api_key: str | None = None,
+        out_dir: Path | None = None,
+        progress: bool = True,
+        on_step: Callable[[dict[str, float]], None] | None = None,
+    ) -> None:
+        if images.ndim != 4:
+            raise ConfigError(
+                f"expected images (N, C, H, W), got {tuple(images.shape)}", field="images"
+            )
+        if images.shape[0] < config.train.batch_size:
+            raise ConfigError(
+                f"{images.shape[0]} images is fewer than one batch of {config.train.batch_size}",
+                field="train.batch_size",
+            )
+        self.config = config
+        self.images = images.float().contiguous()
+        self.url = url
+        self.api_key = api_key
+        self.out_dir = Path(out_dir) if out_dir is not None else config.output_dir
+        self.progress = progress
+        self.on_step = on_step
+        if config.train.threads:
+            torch.set_num_threads(config.train.threads)
+        torch.manual_seed(config.seed)
+        c, h, w = self.images.shape[1:]
+        self.run_id = (
+            open_server_run(url, api_key=api_key, name=config.name, backend=config.backend)
+            if url
+            else None
+        )
+        self.model = QLDM(
+            config,
+            in_channels=int(c),
+            image_size=(int(h), int(w)),
+            url=url,
+            api_key=api_key,
+            run_id=self.run_id,
+        )
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=config.train.lr)
+        self.step = 0
+        self.elapsed = 0.0
+        self.cpu_elapsed = 0.0
+        self.history: list[dict[str, float]] = []
+        self._perm_epoch = -1
+        self._perm = torch.empty(0, dtype=torch.long)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT_NAME
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self) -> Path:
+        """Write ``last.pt`` atomically (a temporary file, then a rename)."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config.model_dump(mode="json"),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+            },
+            "step": self.step,
+            "history": self.history,
+            "elapsed": self.elapsed,
+            "cpu_elapsed": self.cpu_elapsed,
+            "image_shape": tuple(int(v) for v in self.images.shape[1:]),
+        }
+        tmp = self.checkpoint_path.with_suffix(".pt.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)
+        return self.checkpoint_path
+
+    def resume(self) -> bool:
+        """Load ``last.pt`` if it exists; return whether it did.
+
+        Raises:
+            ConfigError: the checkpoint belongs to a different model, data or seed.
+        """
+        if not self.checkpoint_path.is_file():
+            return False
+        ckpt = read_checkpoint(self.checkpoint_path)
+        old = ckpt["config"]
+        new = self.config.model_dump(mode="json")
+        for key in new:
+            if key not in _RESUMABLE_CHANGES and old.get(key) != new[key]:
+                raise ConfigError(
+                    f"{self.checkpoint_path} was written with a different {key!r}; use another "
+                    "out_dir or delete the checkpoint",
+                    field=key,
+                )
+        if tuple(ckpt["image_shape"]) != tuple(self.images.shape[1:]):
+            raise ConfigError(
+                f"checkpoint images {ckpt['image_shape']} differ from the data "
+                f"{tuple(self.images.shape[1:])}",
+                field="data",
+            )
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        rng = ckpt["rng"]
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        self.step = int(ckpt["step"])
+        self.history = list(ckpt["history"])
+        self.elapsed = float(ckpt["elapsed"])
+        self.cpu_elapsed = float(ckpt.get("cpu_elapsed", 0.0))
+        return True
+
+    # ------------------------------------------------------------------ loop
+
+    def batch(self, step: int) -> torch.Tensor:
+        """The images of step ``step``: ``(B, C, H, W)`` (epochs drop the last partial batch)."""
+        n, b = self.images.shape[0], self.config.train.batch_size
+        per_epoch = n // b
+        epoch, i = divmod(step, per_epoch)
+        if epoch != self._perm_epoch:
+            self._perm = epoch_permutation(self.config.seed, epoch, n)
+            self._perm_epoch = epoch
+        return self.images[self._perm[i * b : (i + 1) * b]]
+
+    def train_step(self) -> dict[str, float]:
+        """Run one optimiser step and return its record."""
+        t0, c0 = time.perf_counter(), time.process_time()
+        tc = self.config.train
+        self.model.train()
+        x = self.batch(self.step)
+        terms = self.model.loss(
+            x,
+            generator=step_generator(self.config.seed, self.step),
+            recon_weight=tc.recon_weight,
+            kl_weight=tc.kl_weight,
+            score_repeats=tc.score_repeats,
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        self.optimizer.step()
+        self.model.update_ema(tc.ema_decay)
+        self.step += 1
+        self.elapsed += time.perf_counter() - t0
+        self.cpu_elapsed += time.process_time() - c0
+        record = {
+            "step": float(self.step),
+            "loss": float(terms.total.detach()),
+            "score": terms.score,
+            "recon": terms.recon,
+            "kl": terms.kl,
+            "seconds": self.elapsed,
+            "cpu_seconds": self.cpu_elapsed,
+        }
+        self.history.append(record)
+        return record
+
+    def run(self, *, max_seconds: float | None = None) -> TrainResult:
+        """Train to ``config.train.steps`` (resuming first), checkpointing along the way.
+
+        Args:
+            max_seconds: stop after this many training seconds in this call (overrides
+                ``config.train.max_seconds``); the checkpoint is written either way.
+        """
+        resumed = self.resume()
+        start = self.step
+        total = self.config.train.steps
+        limit = max_seconds if max_seconds is not None else self.config.train.max_seconds
+        every = self.config.train.checkpoint_every
+        began = time.perf_counter()
+        bar = _ProgressBar(total, start, enabled=self.progress, label=f"train {self.config.name}")
+        with bar:
+            while self.step < total:
+                record = self.train_step()
+                bar.update(record)
+                if self.on_step is not None:
+                    self.on_step(record)
+                if self.step % every == 0:
+                    self.save()
+                if limit is not None and time.perf_counter() - began >= limit:
+                    break
+        path = self.save()
+        return TrainResult(
+            checkpoint=path,
+            steps=self.step,
+            history=self.history,
+            elapsed=self.elapsed,
+            resumed_from=start if resumed else 0,
+        )
+
+
+class _ProgressBar:
+    """A rich progress bar with the running loss, or nothing."""
+
+    def __init__(self, total: int, start: int, *, enabled: bool, label: str) -> None:
+        self.enabled = enabled
+        self.total, self.start, self.label = total, start, label
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _ProgressBar:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task(
+                self.label, total=self.total, completed=self.start, loss="-"
+            )
+        return self
+
+    def update(self, record: dict[str, float]) -> None:
+        if self._progress is not None:
+            self._progress.update(
+                self._task,
+                completed=int(record["step"]),
+                loss=f"{record['loss']:.3f} (score {record['score']:.3f})",
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)
+
+
+def open_server_run(url: str, *, api_key: str | None, name: str, backend: str) -> str:
+    """Open a run on the server (it groups this training's jobs); return its id."""
+    from client import ServiceClient
+
+    with ServiceClient(url, api_key=api_key) as client:
+        return str(client.create_run(name=name, backend=backend)["id"])
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint dict written by :meth:`Trainer.save`.
+
+    Raises:
+        ConfigError: not a file, or not a qldm checkpoint.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"no such checkpoint: {p}", field="checkpoint")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises several types for corrupt files
+        raise ConfigError(f"cannot read checkpoint {p}: {exc}", field="checkpoint") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"{p} is not a qldm checkpoint ({CHECKPOINT_FORMAT})", field="checkpoint")
+    return ckpt
+
+
+def load_model(
+    path: str | Path, *, url: str | None = None, api_key: str | None = None
+) -> tuple[QLDM, dict[str, Any]]:
+    """Rebuild the trained model (in ``eval()`` mode) from a checkpoint.
+
+    Returns:
+        ``(model, checkpoint_dict)``.
+    """
+    ckpt = read_checkpoint(path)
+    config = parse_config(ckpt["config"])
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    c, h, w = ckpt["image_shape"]
+    model = QLDM(config, in_channels=int(c), image_size=(int(h), int(w)), url=url, api_key=api_key)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, ckpt

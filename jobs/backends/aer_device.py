@@ -1,0 +1,61 @@
+"""``aer:<device>``: Aer with a fake device's noise model, running the same ISA circuits.
+
+``AerSimulator.from_backend(fake)`` copies the device's ``Target`` (coupling map, gate set,
+durations, errors, T1/T2) and builds its noise model from them. Everything else is the
+runtime path of :class:`jobs.backends.runtime.RuntimeBackend`: the same cached ISA circuit
+(:func:`circuits.transpile.transpile_spec`, chosen qubits, parameterized noise slots),
+calibrated noise subtraction, M3 readout mitigation and one primitive ``run`` per workload.
+The difference is where it runs: Qiskit's ``BackendSamplerV2``/``BackendEstimatorV2`` on the
+simulator directly, with no runtime ``Batch``/``Session`` and no runtime job (the primitive
+job's id is checkpointed and results are cached under it like the runtime's).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from jobs.backends.runtime import RuntimeBackend, fake_device
+
+
+class AerDeviceBackend(RuntimeBackend):
+    """Aer with the noise model of fake device ``device`` (``manila`` or ``fake_manila``).
+
+    Args:
+        device: the fake device whose noise model and target to use.
+        **options: as :class:`jobs.backends.runtime.RuntimeBackend` (``resilience`` is an
+            ``ibm:``-only option and is refused).
+    """
+
+    KINDS = ("aer",)
+
+    def __init__(self, device: str, **options: Any) -> None:
+        super().__init__(f"aer:{device}", **options)
+
+    def _resolve(
+        self, device: str, token: str | None, channel: str | None, instance: str | None
+    ) -> Any:
+        from qiskit_aer import AerSimulator
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return AerSimulator.from_backend(fake_device(device))
+
+    def _submit(
+        self,
+        pubs: list[tuple[Any, ...]],
+        use_m3: bool,
+        shots: int,
+        seed: int | None,
+        checkpoint: Callable[[str], None] | None,
+    ) -> tuple[Any, str]:
+        from qiskit.primitives import BackendEstimatorV2, BackendSamplerV2
+
+        options = {} if seed is None else {"seed_simulator": int(seed) % (2**31)}
+        primitive: Any
+        if use_m3:
+            primitive = BackendSamplerV2(backend=self.backend, options=options)
+        else:
+            primitive = BackendEstimatorV2(backend=self.backend, options=options)
+        return self._submit_and_wait(primitive, pubs, use_m3, shots, checkpoint)

@@ -1,0 +1,613 @@
+"""``fake:<device>`` and ``ibm:<device>``: qiskit-ibm-runtime primitives, one submission a step.
+
+Both names take the same path; only where the backend comes from differs:
+
+- ``fake:<device>`` is a fake backend of ``qiskit_ibm_runtime.fake_provider`` (``fake:manila``
+  or ``fake:fake_manila``: ``FakeManilaV2``), run in the runtime's *local testing mode*: the
+  fake backend is the ``backend`` of a ``Batch``/``Session`` and the primitives run it on Aer
+  with the device's noise model, in this process.
+- ``ibm:<device>`` is ``QiskitRuntimeService(channel=, token=, instance=).backend(device)``.
+  The credentials come from the constructor (the server's settings) or, when the constructor
+  gets none, from the server's environment (``QLDM_IBM_TOKEN``, ``QLDM_IBM_CHANNEL``,
+  ``QLDM_IBM_INSTANCE``); never from a request.
+
+One workload (a training step: forward values, every parameter-shift term, every noise level):
+
+1. outside any session: :func:`circuits.transpile.transpile_spec` gives the cached ISA circuit
+   (noise realized as parameter slots, :mod:`mitigation.noise`), the device's noise floor is
+   estimated and the injected remainder computed for every level, and the shift plan
+   (:mod:`jobs.backends._shift`) lays out the ``S`` parameter sets;
+2. ONE primitive ``run`` with one PUB per noise level: the ISA circuit with bindings of shape
+   ``(R, S)`` (``R`` random Pauli-insertion instances, shots split across them), inside the
+   given ``Session`` or a fresh ``Batch``. With ``mitigate_readout`` and diagonal (I/Z)
+   observables it is ``SamplerV2`` + M3 (:mod:`mitigation.m3`, calibration cached per device
+   and qubits, taken outside the submission); otherwise ``EstimatorV2`` (with the runtime's own
+   ``resilience`` options on ``ibm:``);
+3. the runtime job id goes to ``checkpoint`` right after submission; the result is averaged
+   over instances and combined into values and Jacobians.
+
+Re-attaching after a restart (``resume_runtime_job_id``): every finished result is written to
+a small cache, ``<data_dir>/runtime_results/<job id>.npz`` (per-level values, raw and
+mitigated, plus a fingerprint of the workload). A resumed run reads that file when it exists
+(no submission). Otherwise ``ibm:`` fetches the job with ``service.job(id)`` and waits for it.
+A local-testing-mode job lives in the process that submitted it, so when that process died
+before the job finished there is nothing to re-attach to: the workload is submitted again and
+the metadata says ``"resubmitted": true`` with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from circuits._errors import InvalidSpecError
+from circuits.transpile import IsaCircuit, cache_info, transpile_spec
+from jobs.backends._shift import combine_levels, plan_shifts
+from jobs.backends._subset import choose_subsets
+from jobs.backends.base import Evaluation, Workload
+from jobs.errors import BackendError, UnknownBackendError
+from mitigation._errors import MitigationError
+from mitigation.m3 import DEFAULT_MAX_AGE_S, CalibrationCache, z_expectations
+from mitigation.noise import device_floor, injected_strengths, slot_bindings
+
+DEFAULT_SHOTS = 4000
+"""Shots per parameter set when a workload asks for exact values (hardware cannot)."""
+
+
+class ResilienceOptions(BaseModel):
+    """qiskit-ibm-runtime's own error mitigation, passed to ``EstimatorV2.options`` on ``ibm:``.
+
+    Attributes:
+        resilience_level: 0, 1 (TREX) or 2 (TREX + ZNE); ``None`` leaves the runtime default.
+        measure_mitigation: TREX readout mitigation.
+        zne_mitigation: zero-noise extrapolation.
+        zne_noise_factors: ZNE noise factors.
+        gate_twirling: Pauli twirling of two-qubit gates.
+        measure_twirling: twirling of measurements.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resilience_level: Literal[0, 1, 2] | None = None
+    measure_mitigation: bool | None = None
+    zne_mitigation: bool | None = None
+    zne_noise_factors: tuple[float, ...] | None = None
+    gate_twirling: bool | None = None
+    measure_twirling: bool | None = None
+
+    def apply(self, options: Any) -> None:
+        """Set these options on an ``EstimatorV2``'s ``options``."""
+        if self.resilience_level is not None:
+            options.resilience_level = self.resilience_level
+        if self.measure_mitigation is not None:
+            options.resilience.measure_mitigation = self.measure_mitigation
+        if self.zne_mitigation is not None:
+            options.resilience.zne_mitigation = self.zne_mitigation
+        if self.zne_noise_factors is not None:
+            options.resilience.zne.noise_factors = self.zne_noise_factors
+        if self.gate_twirling is not None:
+            options.twirling.enable_gates = self.gate_twirling
+        if self.measure_twirling is not None:
+            options.twirling.enable_measure = self.measure_twirling
+
+
+@lru_cache(maxsize=1)
+def _fake_classes() -> dict[str, type]:
+    from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {b.name: type(b) for b in FakeProviderForBackendV2().backends()}
+
+
+def fake_device(device: str) -> Any:
+    """The fake backend called ``device`` (``manila`` or ``fake_manila``).
+
+    Raises:
+        UnknownBackendError: no such fake backend (``field="backend"``), listing a few.
+    """
+    name = device.lower()
+    name = name if name.startswith("fake_") else f"fake_{name}"
+    classes = _fake_classes()
+    if name not in classes:
+        known = ", ".join(f"fake:{n.removeprefix('fake_')}" for n in sorted(classes)[:8])
+        raise UnknownBackendError(
+            f"no fake device {device!r}; {len(classes)} exist, e.g. {known}", field="backend"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return classes[name]()
+
+
+def default_data_dir() -> Path:
+    """``$QLDM_DATA_DIR``, else ``$XDG_DATA_HOME/qldm`` (the server's default data dir)."""
+    if os.environ.get("QLDM_DATA_DIR"):
+        return Path(os.environ["QLDM_DATA_DIR"])
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "qldm"
+
+
+class RuntimeBackend:
+    """IBM Runtime primitives (``ibm:``) or their local testing mode (``fake:``).
+
+    Args:
+        name: ``fake:<device>`` or ``ibm:<device>``.
+        optimization_level: preset pass-manager level (0-3).
+        resilience: runtime error-mitigation options (:class:`ResilienceOptions`), ``ibm:``
+            only; they imply ``EstimatorV2``.
+        mitigate_readout: M3 readout mitigation (SamplerV2 + mthree) for I/Z observables.
+        m3_max_age_s: recalibrate M3 when the cached calibration is older.
+        m3_shots: shots per M3 calibration circuit.
+        session: a runtime ``Session`` to run in (a run's session); ``None``: a ``Batch`` per
+            job.
+        instances: random Pauli-insertion instances per noise level (shots split across them).
+        default_shots: shots per parameter set when the workload asks for exact values.
+        allow_noise_floor: accept the device floor where a requested strength is below it.
+        gradient_budget: shot-frugal Jacobians: shift only this many of the ``C`` inputs and
+            weights per sample, drawn at random in antithetic pairs and weighted ``C / m``
+            (unbiased, :mod:`jobs.backends._subset`); ``None`` shifts all of them.
+        token, channel, instance: IBM Quantum credentials (``ibm:``), from the server.
+        data_dir: where the M3 calibrations and finished runtime results are cached.
+
+    Raises:
+        UnknownBackendError: bad name or unknown device (``field="backend"``).
+        InvalidSpecError: invalid options (naming the option).
+        BackendError: ``ibm:`` without credentials or the service refused them.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        optimization_level: int = 1,
+        resilience: dict[str, Any] | None = None,
+        mitigate_readout: bool = True,
+        m3_max_age_s: float = DEFAULT_MAX_AGE_S,
+        m3_shots: int = 4000,
+        session: Any = None,
+        instances: int = 32,
+        default_shots: int = DEFAULT_SHOTS,
+        allow_noise_floor: bool = False,
+        gradient_budget: int | None = None,
+        token: str | None = None,
+        channel: str | None = None,
+        instance: str | None = None,
+        data_dir: str | Path | None = None,
+    ) -> None:
+        kind, _, device = name.partition(":")
+        if kind not in self.KINDS or not device:
+            raise UnknownBackendError(f"not a {self.__class__.__name__}: {name!r}", field="backend")
+        if optimization_level not in (0, 1, 2, 3):
+            raise InvalidSpecError("must be 0, 1, 2 or 3", field="optimization_level")
+        if isinstance(instances, bool) or not isinstance(instances, int) or instances < 1:
+            raise InvalidSpecError("must be a positive integer", field="instances")
+        try:
+            self.resilience = ResilienceOptions.model_validate(resilience or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first.get("loc", ()))
+            raise InvalidSpecError(str(first.get("msg")), field=f"resilience.{loc}") from None
+        if resilience and kind != "ibm":
+            raise InvalidSpecError(
+                "the runtime's resilience options only apply on ibm: devices; use "
+                "mitigate_readout (M3) on simulated devices",
+                field="resilience",
+            )
+        self.name = name
+        self.kind = kind
+        self.optimization_level = optimization_level
+        self.mitigate_readout = bool(mitigate_readout) and not resilience
+        self.m3_max_age_s = float(m3_max_age_s)
+        self.session = session
+        self.instances = instances
+        self.default_shots = int(default_shots)
+        self.allow_noise_floor = bool(allow_noise_floor)
+        if gradient_budget is not None and (
+            isinstance(gradient_budget, bool)
+            or not isinstance(gradient_budget, int)
+            or gradient_budget < 1
+        ):
+            raise InvalidSpecError("must be a positive integer or null", field="gradient_budget")
+        self.gradient_budget = gradient_budget
+        self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+        self.calibrations = CalibrationCache(self.data_dir / "m3", shots=m3_shots)
+        self._service: Any = None
+        self.backend = self._resolve(device, token, channel, instance)
+
+    KINDS: ClassVar[tuple[str, ...]] = ("fake", "ibm")
+    """The name prefixes this class serves."""
+
+    MODES: ClassVar[dict[str, str]] = {
+        "fake": "local_testing",
+        "ibm": "ibm_runtime",
+        "aer": "aer_device",
+    }
+
+    def _resolve(
+        self, device: str, token: str | None, channel: str | None, instance: str | None
+    ) -> Any:
+        """The ``BackendV2`` of ``device``."""
+        if self.kind == "fake":
+            return fake_device(device)
+        self._service = _ibm_service(token, channel, instance)
+        try:
+            return self._service.backend(device)
+        except Exception as exc:
+            raise UnknownBackendError(
+                f"IBM Quantum has no backend {device!r} for this account: {exc}",
+                field="backend",
+            ) from exc
+
+    # ------------------------------------------------------------------ public
+
+    def run(
+        self,
+        work: Workload,
+        *,
+        checkpoint: Callable[[str], None] | None = None,
+        resume_runtime_job_id: str | None = None,
+        options: Any = None,
+    ) -> Evaluation:
+        """Evaluate ``work`` in one runtime submission.
+
+        Args:
+            work: the workload.
+            checkpoint: called with the runtime job id right after submission.
+            resume_runtime_job_id: re-attach to this runtime job instead of submitting.
+            options: the job's options; its ``allow_noise_floor`` and ``gradient_budget`` override
+                the backend's.
+
+        Returns:
+            :class:`Evaluation`; metadata ``submissions`` (0 when re-attached, else 1),
+            ``circuits`` (bound circuits executed), ``seconds_in_session``,
+            ``seconds_outside``, ``raw_values`` (K, B, O) before readout mitigation,
+            ``physical_qubits``, ``noise`` (floor and injected strengths), ...
+
+        Raises:
+            NoiseFloorError: a requested strength is below the device's floor.
+            InvalidSpecError: amplitude encoding or too many qubits for the device.
+            BackendError: the runtime failed.
+        """
+        start = time.perf_counter()
+        spec = work.spec
+        allow_floor = bool(getattr(options, "allow_noise_floor", False) or self.allow_noise_floor)
+        isa = transpile_spec(spec, self.backend, optimization_level=self.optimization_level)
+        plan = plan_shifts(spec, work.inputs, work.weights, jacobian=work.task == "jacobian")
+        full_sets = plan.groups[0].parameter_sets  # (S, I + P): one circuit for angle encodings
+        selection = None
+        budget = getattr(options, "gradient_budget", None) or self.gradient_budget
+        if budget is not None and plan.jacobian:
+            seed = int(_fingerprint(work, self.name, 0, budget, False)[:15], 16)
+            selection = choose_subsets(plan, budget, np.random.default_rng(seed))
+        sets = full_sets if selection is None else full_sets[selection.rows]
+        levels = work.level_values()
+        kind = spec.channel.kind
+        shots = work.shots if work.shots is not None else self.default_shots
+        rng = np.random.default_rng(work.seed)
+        noise_meta: dict[str, Any] = {"kind": kind}
+        per_level: list[np.ndarray] = []  # (R, L*n*m) slot values per level
+        if kind != "none":
+            floor = device_floor(kind, isa, self.backend, layers=spec.layers)
+            noise_meta["device_floor"] = floor.tolist()
+            noise_meta["injected"] = []
+            for level in levels:
+                targets = np.array(spec.layer_strengths(level))
+                injected = injected_strengths(kind, targets, floor, allow_floor=allow_floor)
+                noise_meta["injected"].append(injected.tolist())
+                r = 1 if kind == "amplitude_damping" else self.instances
+                per_level.append(slot_bindings(kind, injected, instances=r, rng=rng))
+        else:
+            per_level = [np.zeros((1, 0)) for _ in levels]
+        n_instances = per_level[0].shape[0]
+        shots_per_instance = max(1, math.ceil(shots / n_instances))
+        labels = spec.pauli_labels()
+        use_m3 = self.mitigate_readout and all(set(lb) <= {"I", "Z"} for lb in labels)
+        pubs = [self._pub(isa, sets, slots, labels, use_m3) for slots in per_level]
+        calibration = None
+        if use_m3:
+            calibration = self._calibration(isa.layout[: isa.hardware.n_data])
+        fingerprint = _fingerprint(
+            work, self.name, shots, n_instances, use_m3, budget=self.gradient_budget
+        )
+        outside = time.perf_counter() - start
+        resumed, resubmitted_reason = False, None
+        in_session = 0.0
+        cached = self._load_result(resume_runtime_job_id, fingerprint)
+        if cached is not None:
+            mitigated, raw = cached
+            job_id = resume_runtime_job_id
+            resumed = True
+            submissions = 0
+        else:
+            t0 = time.perf_counter()
+            if resume_runtime_job_id is not None and self.kind == "ibm":
+                result = self._attach(resume_runtime_job_id)
+                job_id, resumed, submissions = resume_runtime_job_id, True, 0
+            else:
+                if resume_runtime_job_id is not None:
+                    resubmitted_reason = (
+                        "local testing mode jobs end with the process that submitted them, and "
+                        "no finished result was cached for this runtime job id"
+                    )
+                result, job_id = self._submit(
+                    pubs, use_m3, shots_per_instance, work.seed, checkpoint
+                )
+                submissions = 1
+            in_session = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            mitigated, raw = self._postprocess(
+                result, use_m3, labels, isa, calibration, n_instances, sets.shape[0]
+            )
+            if selection is not None:  # dropped shift rows -> 0, kept ones weighted C / m
+                mitigated = selection.expand(mitigated, full_sets.shape[0])
+                raw = selection.expand(raw, full_sets.shape[0])
+            self._store_result(job_id, fingerprint, mitigated, raw)
+            outside += time.perf_counter() - t1
+        t2 = time.perf_counter()
+        values, d_inputs, d_weights = combine_levels(plan, list(mitigated), len(levels))
+        b = work.inputs.shape[0]
+        raw_values = raw.reshape(len(levels), b, -1, raw.shape[-1])[:, :, 0, :]  # forward rows
+        outside += time.perf_counter() - t2
+        metadata: dict[str, Any] = {
+            "backend": self.name,
+            "device": self.backend.name,
+            "mode": self.MODES[self.kind],
+            "primitive": "sampler" if use_m3 else "estimator",
+            "readout_mitigation": "m3" if use_m3 else ("runtime" if self.kind == "ibm" else "none"),
+            "submissions": submissions,
+            "pubs": len(pubs),
+            "circuits": len(pubs) * n_instances * int(sets.shape[0]),
+            "instances": n_instances,
+            "gradient": (
+                {"method": "parameter_shift"}
+                if selection is None
+                else {"method": "subset", "budget": int(selection.columns.sum(axis=1).max())}
+            ),
+            "shots": shots,
+            "shots_per_instance": shots_per_instance,
+            "seed": work.seed,
+            "runtime_job_id": job_id,
+            "resumed": resumed,
+            "physical_qubits": list(isa.layout[: isa.hardware.n_data]),
+            "calibration": isa.calibration,
+            "transpile_cache": cache_info(),
+            "noise": noise_meta,
+            "raw_values": raw_values.tolist(),
+            "seconds_in_session": in_session,
+            "seconds_outside": outside,
+        }
+        if calibration is not None:
+            metadata["m3_calibration_age_s"] = calibration.age_s()
+        if resubmitted_reason is not None:
+            metadata["resubmitted"] = True
+            metadata["resubmitted_reason"] = resubmitted_reason
+        return Evaluation(values, d_inputs, d_weights, metadata)
+
+    # ------------------------------------------------------------------ internals
+
+    def _pub(
+        self,
+        isa: IsaCircuit,
+        sets: np.ndarray,
+        slots: np.ndarray,
+        labels: list[str],
+        use_m3: bool,
+    ) -> tuple[Any, ...]:
+        """One PUB: bindings ``(R, S)`` (sampler) or ``(R, S, 1)`` x observables ``(1, 1, O)``."""
+        from qiskit.primitives.containers.bindings_array import BindingsArray
+
+        r, s = slots.shape[0], sets.shape[0]
+        columns = np.concatenate(
+            [
+                np.broadcast_to(sets[None, :, :], (r, s, sets.shape[1])),
+                np.broadcast_to(slots[:, None, :], (r, s, slots.shape[1])),
+            ],
+            axis=2,
+        )
+        order = isa.hardware.parameter_order()
+        present = set(isa.circuit.parameters)
+        keep = [i for i, p in enumerate(order) if p in present]
+        params = tuple(order[i] for i in keep)
+        if use_m3:
+            circuit = _measured(isa)
+            data = columns[:, :, keep]
+            return (circuit, BindingsArray(data={params: data}) if params else None)
+        data = columns[:, :, None, keep]
+        observables = [[isa.observables(labels)]]
+        return (isa.circuit, observables, BindingsArray(data={params: data}) if params else None)
+
+    def _submit_and_wait(
+        self,
+        primitive: Any,
+        pubs: list[tuple[Any, ...]],
+        use_m3: bool,
+        shots: int,
+        checkpoint: Callable[[str], None] | None,
+    ) -> tuple[Any, str]:
+        """Submit ``pubs`` to a sampler (M3) or estimator, hand its job id to ``checkpoint``
+        before waiting, and return ``(result, job id)``.
+
+        Raises:
+            BackendError: the submission or the job failed.
+        """
+        try:
+            if use_m3:
+                job = primitive.run([(*pub, shots) for pub in pubs])
+            else:
+                job = primitive.run(pubs, precision=1.0 / math.sqrt(shots))
+        except Exception as exc:
+            raise BackendError(f"submission to {self.name} failed: {exc}") from exc
+        job_id = str(job.job_id())
+        if checkpoint is not None:
+            checkpoint(job_id)
+        try:
+            return job.result(), job_id
+        except Exception as exc:
+            raise BackendError(f"job {job_id} on {self.name} failed: {exc}") from exc
+
+    def _submit(
+        self,
+        pubs: list[tuple[Any, ...]],
+        use_m3: bool,
+        shots: int,
+        seed: int | None,
+        checkpoint: Callable[[str], None] | None,
+    ) -> tuple[Any, str]:
+        from qiskit_ibm_runtime import Batch
+
+        def go(mode: Any) -> tuple[Any, str]:
+            primitive = self._primitive(mode, use_m3, seed)
+            return self._submit_and_wait(primitive, pubs, use_m3, shots, checkpoint)
+
+        if self.session is not None:
+            return go(self.session)
+        with Batch(backend=self.backend) as batch:
+            return go(batch)
+
+    def _primitive(self, mode: Any, use_m3: bool, seed: int | None) -> Any:
+        from qiskit_ibm_runtime import EstimatorV2, SamplerV2
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            primitive = SamplerV2(mode=mode) if use_m3 else EstimatorV2(mode=mode)
+        if self.kind != "ibm" and seed is not None:
+            primitive.options.simulator.seed_simulator = int(seed) % (2**31)
+        if not use_m3 and self.kind == "ibm":
+            self.resilience.apply(primitive.options)
+        return primitive
+
+    def _calibration(self, qubits: tuple[int, ...]) -> Any:
+        """The M3 calibration of ``qubits``, measured outside the step's submission (in its
+        own ``Batch`` on ``ibm:``, where the runtime is the only way to run circuits)."""
+        if self.kind != "ibm":
+            return self.calibrations.get_or_calibrate(self.backend, qubits, self.m3_max_age_s)
+        from qiskit_ibm_runtime import Batch
+
+        with Batch(backend=self.backend) as batch:
+            return self.calibrations.get_or_calibrate(
+                self.backend, qubits, self.m3_max_age_s, mode=batch
+            )
+
+    def _attach(self, job_id: str) -> Any:
+        try:
+            return self._service.job(job_id).result()
+        except Exception as exc:
+            raise BackendError(f"could not re-attach to runtime job {job_id}: {exc}") from exc
+
+    def _postprocess(
+        self,
+        result: Any,
+        use_m3: bool,
+        labels: list[str],
+        isa: IsaCircuit,
+        calibration: Any,
+        n_instances: int,
+        n_sets: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(K, S, O)`` mitigated and raw values, averaged over the instances."""
+        mitigated, raw = [], []
+        qubits = list(isa.layout[: isa.hardware.n_data])
+        for pub_result in result:
+            if use_m3:
+                bits = pub_result.data.meas
+                counts = [
+                    bits.get_counts((r, s)) for r in range(n_instances) for s in range(n_sets)
+                ]
+                try:
+                    m, w = z_expectations(
+                        counts,
+                        labels,
+                        calibration=calibration,
+                        backend=self.backend,
+                        qubits=qubits,
+                    )
+                except MitigationError as exc:
+                    raise BackendError(str(exc)) from exc
+            else:
+                m = w = np.asarray(pub_result.data.evs, dtype=np.float64)
+            o = len(labels)
+            mitigated.append(np.asarray(m).reshape(n_instances, n_sets, o).mean(axis=0))
+            raw.append(np.asarray(w).reshape(n_instances, n_sets, o).mean(axis=0))
+        return np.stack(mitigated), np.stack(raw)
+
+    def _result_path(self, job_id: str) -> Path:
+        safe = "".join(c for c in job_id if c.isalnum() or c in "-_")
+        return self.data_dir / "runtime_results" / f"{safe}.npz"
+
+    def _store_result(
+        self, job_id: str, fingerprint: str, mitigated: np.ndarray, raw: np.ndarray
+    ) -> None:
+        path = self._result_path(job_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, fingerprint=fingerprint, mitigated=mitigated, raw=raw)
+        tmp.replace(path)
+
+    def _load_result(
+        self, job_id: str | None, fingerprint: str
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        if job_id is None:
+            return None
+        path = self._result_path(job_id)
+        if not path.exists():
+            return None
+        with np.load(path) as data:
+            if str(data["fingerprint"]) != fingerprint:
+                raise BackendError(
+                    f"runtime job {job_id} was submitted for a different workload; "
+                    "refusing to re-attach"
+                )
+            return np.array(data["mitigated"]), np.array(data["raw"])
+
+
+def _measured(isa: IsaCircuit) -> Any:
+    """The ISA circuit with the data qubits measured into a register ``meas``."""
+    from qiskit.circuit import ClassicalRegister
+
+    circuit = isa.circuit.copy()
+    n = isa.hardware.n_data
+    creg = ClassicalRegister(n, "meas")
+    circuit.add_register(creg)
+    for q in range(n):
+        circuit.measure(isa.layout[q], creg[q])
+    return circuit
+
+
+def _fingerprint(
+    work: Workload, name: str, shots: int, instances: int, m3: bool, *, budget: int | None = None
+) -> str:
+    h = hashlib.sha256()
+    h.update(work.spec.model_dump_json().encode())
+    for arr in (work.inputs, work.weights):
+        h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+    if work.noise_levels is not None:
+        h.update(np.ascontiguousarray(work.noise_levels, dtype=np.float64).tobytes())
+    h.update(f"{name}|{work.task}|{shots}|{work.seed}|{instances}|{m3}|{budget}".encode())
+    return h.hexdigest()
+
+
+def _ibm_service(token: str | None, channel: str | None, instance: str | None) -> Any:
+    token = token or os.environ.get("QLDM_IBM_TOKEN")
+    channel = channel or os.environ.get("QLDM_IBM_CHANNEL") or "ibm_quantum_platform"
+    instance = instance or os.environ.get("QLDM_IBM_INSTANCE")
+    if not token:
+        raise BackendError(
+            "ibm: backends need IBM Quantum credentials in the server's settings "
+            "(QLDM_IBM_TOKEN, QLDM_IBM_CHANNEL, QLDM_IBM_INSTANCE)"
+        )
+    from qiskit_ibm_runtime import QiskitRuntimeService
+
+    try:
+        return QiskitRuntimeService(channel=channel, token=token, instance=instance)
+    except Exception as exc:
+        raise BackendError(f"IBM Quantum refused the credentials: {exc}") from exc

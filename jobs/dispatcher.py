@@ -1,0 +1,259 @@
+"""The dispatcher: moves queued jobs from the store to an executor and records how they end.
+
+One background thread loops::
+
+    claim up to the executor's free slots ─▶ executor.run_job(...) ─▶ future
+    future done ─▶ complete / fail / mark_cancelled / release (retry or give up)
+
+It sleeps ``poll_interval`` between rounds, but :meth:`Dispatcher.wake` (called by the API
+right after a submit) and every finished future end the sleep at once, so a job starts within
+milliseconds of its submission.
+
+Guarantees (they come from the store's guarded transactions):
+
+- a job is claimed by one dispatcher only, and its result is stored only while it is still
+  running in the same attempt, so a job that was re-queued and started again is never
+  completed twice;
+- a cancelled queued job never starts; a running one stops at its next chunk boundary;
+- a worker that dies leaves its job to be retried, up to ``max_attempts`` starts, then the
+  job fails with code ``worker_lost`` and the reason;
+- on :meth:`Dispatcher.start`, jobs left ``running`` by a previous process are recovered the
+  same way (with ``requeue_older_than``, only those whose heartbeat stopped: the jobs of live
+  replicas are left alone). A hardware job keeps its runtime job id and re-attaches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Literal
+
+from jobs.errors import InvalidSpecError, JobCancelled, QldmError
+from jobs.executors import WorkerLostError
+from jobs.runner import JobFailure
+
+if TYPE_CHECKING:
+    from jobs.executors import Executor
+    from jobs.model import Job, JobResult
+    from jobs.store import JobStore
+
+__all__ = ["Dispatcher"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _InFlight:
+    job: Job
+    future: Future[JobResult]
+
+
+class Dispatcher:
+    """Feeds an executor from the store in a background thread.
+
+    Args:
+        store: the job store.
+        executor: where jobs run (:class:`jobs.executors.local.LocalExecutor`, ...).
+        worker_id: this dispatcher's name in the store (default: host, pid and a random tag).
+        poll_interval: seconds between rounds when nothing wakes it.
+        max_attempts: starts allowed per job whose request sets none.
+        requeue_older_than: on start and then every ``heartbeat_interval``, recover the
+            running jobs whose heartbeat is older than this (the jobs of live replicas are left
+            alone); ``None`` recovers every running job, once, on start (one server per
+            database). ``"auto"`` (default): ``None`` on SQLite, ``6 * heartbeat_interval`` on
+            PostgreSQL, where several replicas may share the database.
+        heartbeat_interval: seconds between heartbeats of the jobs this dispatcher runs.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        executor: Executor,
+        *,
+        worker_id: str | None = None,
+        poll_interval: float = 0.05,
+        max_attempts: int = 3,
+        requeue_older_than: timedelta | Literal["auto"] | None = "auto",
+        heartbeat_interval: float = 5.0,
+    ) -> None:
+        if poll_interval <= 0:
+            raise InvalidSpecError("must be positive", field="poll_interval")
+        if max_attempts < 1:
+            raise InvalidSpecError("must be at least 1", field="max_attempts")
+        if store.url.split("?")[0] in ("sqlite://", "sqlite:///:memory:"):
+            raise InvalidSpecError(
+                "workers open the database themselves: use a SQLite file or PostgreSQL, "
+                "not an in-memory database",
+                field="database_url",
+            )
+        self.store = store
+        self.executor = executor
+        self.worker_id = worker_id or (
+            f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        )
+        self.poll_interval = poll_interval
+        self.max_attempts = max_attempts
+        if requeue_older_than == "auto":
+            shared = store.engine.dialect.name != "sqlite"
+            requeue_older_than = timedelta(seconds=6 * heartbeat_interval) if shared else None
+        self.requeue_older_than: timedelta | None = requeue_older_than
+        self.heartbeat_interval = heartbeat_interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._inflight: dict[str, _InFlight] = {}
+        self._lock = threading.Lock()
+        self._draining = False
+        self.recovered: dict[str, str] = {}
+        """Jobs recovered on start: job id -> new state."""
+
+    # ------------------------------------------------------------------ control
+
+    def start(self) -> None:
+        """Recover what a previous process left running, then start the loop thread."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._draining = False
+        self._recover()
+        self._thread = threading.Thread(target=self._loop, name="qldm-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, wait: bool = True, timeout: float | None = 30.0) -> None:
+        """Stop claiming jobs; with ``wait``, let running jobs finish (up to ``timeout``
+        seconds) and record their outcomes. Jobs still running afterwards stay ``running``
+        in the store and are recovered by the next :meth:`start`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._draining = True
+        if wait:
+            while self.running_jobs() and (deadline is None or time.monotonic() < deadline):
+                self._wake.set()
+                time.sleep(0.01)
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(None if deadline is None else max(0.1, deadline - time.monotonic()))
+            self._thread = None
+
+    def wake(self) -> None:
+        """Look for new jobs now (call after a submit)."""
+        self._wake.set()
+
+    def running_jobs(self) -> list[str]:
+        """Ids of the jobs this dispatcher is running."""
+        with self._lock:
+            return list(self._inflight)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the loop thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def is_alive(self) -> bool:
+        """Whether the loop thread runs (for health checks)."""
+        return self.alive
+
+    # ------------------------------------------------------------------ loop
+
+    def _recover(self) -> None:
+        recovered = self.store.requeue_running(
+            older_than=self.requeue_older_than, max_attempts=self.max_attempts
+        )
+        self.recovered.update({k: v.value for k, v in recovered.items()})
+        if recovered:
+            log.info("recovered %d running jobs: %s", len(recovered), recovered)
+
+    def _loop(self) -> None:
+        last_beat = time.monotonic()
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self._settle()
+                self._claim()
+                now = time.monotonic()
+                if now - last_beat >= self.heartbeat_interval:
+                    last_beat = now
+                    self.store.heartbeat(self.running_jobs())
+                    if self.requeue_older_than is not None:
+                        self._recover()
+            except Exception:  # the loop must survive a database hiccup
+                log.exception("dispatcher round failed")
+                self._stop.wait(min(1.0, 10 * self.poll_interval))
+            self._wake.wait(self.poll_interval)
+        self._settle()
+
+    def _claim(self) -> None:
+        free = self.executor.slots - len(self._inflight)
+        if free <= 0 or self._draining:
+            return
+        for job in self.store.claim(worker=self.worker_id, limit=free):
+            try:
+                future = self.executor.run_job(
+                    store_url=self.store.url, job_id=job.id, attempt=job.attempts
+                )
+            except Exception as exc:  # the executor refused: give the job back
+                self.store.release(
+                    job.id,
+                    reason=f"executor refused the job: {exc}",
+                    attempt=job.attempts,
+                    max_attempts=self.max_attempts,
+                )
+                continue
+            with self._lock:
+                self._inflight[job.id] = _InFlight(job, future)
+            future.add_done_callback(lambda _f: self._wake.set())
+
+    def _settle(self) -> None:
+        with self._lock:
+            done = [f for f in self._inflight.values() if f.future.done()]
+        for item in done:
+            try:
+                self._record(item)
+            except Exception as exc:
+                log.exception("job %s: could not record its outcome", item.job.id)
+                try:
+                    self.store.fail(
+                        item.job.id,
+                        "internal_error",
+                        f"could not record the outcome: {type(exc).__name__}: {exc}",
+                        attempt=item.job.attempts,
+                    )
+                except Exception:  # the database is unreachable: try again next round
+                    continue
+            with self._lock:
+                self._inflight.pop(item.job.id, None)
+
+    def _record(self, item: _InFlight) -> None:
+        job, future = item.job, item.future
+        attempt = job.attempts
+        exc = future.exception()
+        if exc is None:
+            if not self.store.complete(job.id, future.result(), attempt=attempt):
+                log.info("job %s finished but is no longer running: result dropped", job.id)
+            return
+        if isinstance(exc, JobCancelled):
+            self.store.mark_cancelled(job.id, attempt=attempt)
+        elif isinstance(exc, (BrokenProcessPool, WorkerLostError)):
+            state = self.store.release(
+                job.id,
+                reason=f"worker lost ({type(exc).__name__}: {exc})",
+                attempt=attempt,
+                max_attempts=self.max_attempts,
+            )
+            log.warning("job %s: worker lost on attempt %d -> %s", job.id, attempt, state)
+        elif isinstance(exc, JobFailure):
+            self.store.fail(job.id, exc.code, exc.message, attempt=attempt)
+        elif isinstance(exc, QldmError):
+            self.store.fail(job.id, exc.code, str(exc), attempt=attempt)
+        else:
+            self.store.fail(
+                job.id, "internal_error", f"{type(exc).__name__}: {exc}", attempt=attempt
+            )

@@ -1,0 +1,154 @@
+"""The embedded executor: a pool of worker processes on this machine.
+
+Workers are *spawned* (not forked), so they inherit neither the server's database connections
+nor its torch thread pool; each uses one numerics thread (the pool already uses every core)
+and builds its own :class:`jobs.store.JobStore` from the URL it is given. The pool is started
+and warmed up (modules imported) at construction, so the first job does not pay for it.
+
+When a worker dies (killed, out of memory), Python's pool breaks: every job it was running
+fails with ``BrokenProcessPool`` (the dispatcher retries them) and the next submission starts
+a fresh pool.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import multiprocessing
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobs.model import JobResult
+
+__all__ = ["DEFAULT_PRELOAD", "LocalExecutor"]
+
+DEFAULT_PRELOAD: tuple[str, ...] = ("jobs.store", "jobs.runner:warm_up")
+"""What each worker loads when it starts: modules to import, or ``module:function`` to call
+(missing ones are skipped). ``jobs.runner:warm_up`` runs a tiny exact job."""
+
+
+def _fast_exit() -> None:
+    """Leave without tearing the interpreter down module by module (with torch loaded that
+    takes seconds); the pool has already collected every result."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
+
+
+def _init_worker(preload: Sequence[str], parent: int) -> None:
+    from jobs.runner import limit_threads
+
+    atexit.register(_fast_exit)  # registered first among ours, run last: after their hooks
+    _exit_with_parent(parent)
+    limit_threads()
+    for name in preload:
+        module, _, function = name.partition(":")
+        with contextlib.suppress(ImportError, AttributeError):
+            loaded = importlib.import_module(module)
+            if function:
+                getattr(loaded, function)()
+    limit_threads()
+
+
+def _exit_with_parent(parent: int, *, interval: float = 1.0) -> None:
+    """Exit this worker once its parent is gone (a SIGKILLed server leaves no one to stop it).
+
+    A spawned worker holds its own end of the pool's queues, so it never notices the parent's
+    death by itself; a daemon thread watches the parent pid instead.
+    """
+
+    def watch() -> None:  # the parent's pid is passed in: it may be gone before we start
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="qldm-parent-watch", daemon=True).start()
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+class LocalExecutor:
+    """A process pool sized to the cores.
+
+    Args:
+        max_workers: processes (default: the number of cores).
+        preload: what every worker loads at start (see :data:`DEFAULT_PRELOAD`).
+        warm: start every worker now rather than on the first jobs.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        preload: Sequence[str] = DEFAULT_PRELOAD,
+        warm: bool = True,
+    ) -> None:
+        if max_workers is not None and max_workers < 1:
+            from circuits._errors import InvalidSpecError
+
+            raise InvalidSpecError(f"must be >= 1, got {max_workers}", field="max_workers")
+        self._slots = max_workers or os.cpu_count() or 1
+        self._preload = tuple(preload)
+        self._ctx = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._pool = self._new_pool()
+        self.restarts = 0
+        if warm:
+            self.warm_up()
+
+    @property
+    def slots(self) -> int:
+        """How many jobs run at once (one per process)."""
+        return self._slots
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self._slots,
+            mp_context=self._ctx,
+            initializer=_init_worker,
+            initargs=(self._preload, os.getpid()),
+        )
+
+    def warm_up(self) -> list[int]:
+        """Start every worker and wait until each has imported its modules; their pids."""
+        futures = [self.submit(_pid) for _ in range(self._slots)]
+        return sorted({f.result() for f in futures})
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
+        """Run ``fn(*args)`` in a worker process (a broken pool is replaced first)."""
+        with self._lock:
+            try:
+                return self._pool.submit(fn, *args)
+            except BrokenProcessPool:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+                self.restarts += 1
+                return self._pool.submit(fn, *args)
+
+    def run_job(self, *, store_url: str, job_id: str, attempt: int) -> Future[JobResult]:
+        """Run the stored job in a worker (see :func:`jobs.runner.run_stored_job`)."""
+        from jobs.runner import run_stored_job
+
+        return self.submit(run_stored_job, store_url, job_id, attempt)
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the live worker processes."""
+        with self._lock:
+            procs = dict(getattr(self._pool, "_processes", None) or {})
+        return sorted(pid for pid, p in procs.items() if p.is_alive())
+
+    def shutdown(self, *, wait: bool = True) -> None:
+        """Stop the workers (running jobs are abandoned when ``wait`` is false)."""
+        with self._lock:
+            self._pool.shutdown(wait=wait, cancel_futures=True)

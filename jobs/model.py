@@ -1,0 +1,437 @@
+"""What a job is: its request, its states, its result, and the runs and API keys around it.
+
+A client submits a :class:`JobRequest` (a circuit, a batch of inputs, the weights, the task and
+the backend). The store keeps it and hands back :class:`Job` snapshots, immutable objects that
+say where the job is in its life::
+
+    queued ──claim──▶ running ──complete──▶ succeeded
+      │                  │ └──────fail────▶ failed
+      └──cancel──▶ cancelled ◀──cancel (checked between chunks)
+
+A worker that dies puts a running job back to ``queued`` until ``max_attempts`` is reached,
+then the job fails with the reason. Shapes: ``B`` samples, ``I`` inputs, ``P`` weights, ``O``
+observables, ``K`` noise levels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+
+from circuits._errors import InvalidSpecError
+from circuits.spec import PQCSpec, spec_error_from_validation
+from jobs.backends.base import Workload, _as_matrix, _as_vector
+
+try:  # QPY circuits are an optional second way to describe a circuit.
+    from circuits.qpy import QpyCircuit
+except ImportError:  # pragma: no cover - until circuits/qpy.py exists
+    QpyCircuit = None  # type: ignore[assignment,misc,unused-ignore]
+
+if TYPE_CHECKING:
+    from jobs.backends.base import Evaluation
+
+__all__ = [
+    "TERMINAL",
+    "ApiKey",
+    "Job",
+    "JobOptions",
+    "JobRequest",
+    "JobResult",
+    "JobStatus",
+    "Run",
+    "RunStatus",
+    "TaskName",
+]
+
+TaskName = Literal["expectation", "jacobian", "counts"]
+
+_BACKEND_NAME = re.compile(r"^(exact|aer|(aer|fake|ibm):[A-Za-z0-9_.\-]+)$")
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TERMINAL: frozenset[JobStatus] = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+)
+"""States a job never leaves."""
+
+
+class RunStatus(StrEnum):
+    """Whether a run still takes jobs."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class JobOptions(BaseModel):
+    """Execution options of one job (closed: unknown keys are an error).
+
+    Attributes:
+        chunk_size: samples per chunk when a large job is split (``None``: a default that
+            depends on the backend; runtime backends are never split).
+        max_attempts: how many times a job may be started before a lost worker fails it
+            (``None``: the server's default).
+        allow_noise_floor: on hardware backends, accept the device's own noise where the
+            requested channel strength is below it (otherwise that is an error stating the
+            floor; see docs/hardware.md).
+        gradient_budget: on hardware backends, shot-frugal Jacobians: shift only this many of
+            the inputs and weights per sample (random subsets in antithetic pairs, unbiased).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chunk_size: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_attempts: int | None = Field(default=None, ge=1, le=20)
+    allow_noise_floor: bool = False
+    gradient_budget: int | None = Field(default=None, ge=1, le=100_000)
+
+
+def _circuit_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "qpy" if "qpy" in value else "spec"
+    if isinstance(value, PQCSpec):
+        return "spec"
+    return "qpy" if hasattr(value, "qpy") else "spec"
+
+
+CircuitField: Any
+if QpyCircuit is not None:
+    CircuitField = Annotated[
+        Annotated[PQCSpec, Tag("spec")] | Annotated[QpyCircuit, Tag("qpy")],
+        Discriminator(_circuit_kind),
+    ]
+else:  # pragma: no cover - until circuits/qpy.py exists
+    CircuitField = PQCSpec
+
+
+class JobRequest(BaseModel):
+    """One unit of work: evaluate a circuit on a batch.
+
+    Attributes:
+        circuit: a :class:`circuits.PQCSpec`, or a QPY circuit (an object with a ``qpy`` key).
+        task: ``expectation`` (values), ``jacobian`` (values and both Jacobians) or
+            ``counts`` (measured bitstrings; needs ``shots``).
+        backend: ``exact``, ``aer``, ``aer:<device>``, ``fake:<device>`` or ``ibm:<device>``.
+        inputs: ``(B, I)``.
+        weights: ``(P,)``.
+        noise_levels: ``(K,)`` channel strengths, or ``None`` (the circuit's own, ``K = 1``).
+        shots: shots per circuit; ``None`` gives exact expectation values.
+        seed: seed for shot sampling.
+        run_id: the run this job belongs to, or ``None``.
+        options: execution options.
+
+    Use :meth:`parse` on untrusted data: it raises :class:`InvalidSpecError` naming the field.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    circuit: CircuitField
+    task: TaskName = "expectation"
+    backend: str = "exact"
+    inputs: list[list[float]]
+    weights: list[float]
+    noise_levels: list[float] | None = None
+    shots: int | None = None
+    seed: int | None = None
+    run_id: str | None = Field(default=None, max_length=64)
+    options: JobOptions = JobOptions()
+
+    _workload: Workload | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _check_arrays(self) -> JobRequest:
+        # Errors raised here are re-raised by ``parse`` as InvalidSpecError("<field>: ...").
+        if not _BACKEND_NAME.match(self.backend):
+            raise ValueError(
+                f"backend: unknown backend {self.backend!r}: use exact, aer, aer:<device>, "
+                "fake:<device> or ibm:<device>"
+            )
+        if self.shots is not None and self.shots < 1:
+            raise ValueError(f"shots: must be a positive integer or null, got {self.shots}")
+        if self.task == "counts" and self.shots is None:
+            raise ValueError("shots: the counts task needs a number of shots")
+        try:
+            if isinstance(self.circuit, PQCSpec):
+                self._workload = self._build_workload()
+            else:
+                _as_matrix(self.inputs, len(self.circuit.input_params), "inputs")
+                _as_vector(self.weights, len(self.circuit.weight_params), "weights")
+                if self.noise_levels is not None:
+                    raise InvalidSpecError(
+                        "QPY circuits take no noise levels: their noise is in the circuit",
+                        field="noise_levels",
+                    )
+        except InvalidSpecError as exc:
+            raise ValueError(f"{exc.field}: {exc.message}" if exc.field else exc.message) from None
+        return self
+
+    def _build_workload(self) -> Workload:
+        spec = self.circuit
+        if not isinstance(spec, PQCSpec):
+            raise InvalidSpecError("a QPY circuit has no PQCSpec workload", field="circuit")
+        return Workload.build(
+            spec,
+            self.inputs,
+            self.weights,
+            noise_levels=self.noise_levels,
+            task="jacobian" if self.task == "jacobian" else "expectation",
+            shots=self.shots,
+            seed=self.seed,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        # Fields only: the cached workload (arrays) is not part of a request's identity.
+        if not isinstance(other, JobRequest):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def parse(cls, data: Any) -> JobRequest:
+        """Validate a dict or JSON text into a request.
+
+        Raises:
+            InvalidSpecError: naming the first offending field (``circuit.n_qubits``,
+                ``inputs``, ``options.chunk_size``, ...).
+        """
+        try:
+            if isinstance(data, (str, bytes)):
+                return cls.model_validate_json(data)
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise _request_error(exc) from None
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def is_qpy(self) -> bool:
+        """Whether the circuit is a QPY circuit rather than a :class:`PQCSpec`."""
+        return not isinstance(self.circuit, PQCSpec)
+
+    @property
+    def n_samples(self) -> int:
+        """``B``."""
+        return len(self.inputs)
+
+    @property
+    def n_levels(self) -> int:
+        """``K``."""
+        return 1 if self.noise_levels is None else len(self.noise_levels)
+
+    def workload(self) -> Workload:
+        """The validated :class:`Workload` of a :class:`PQCSpec` request.
+
+        For the ``counts`` task the workload's task is ``expectation`` (the circuit, batch and
+        shots are what a counts sampler needs).
+
+        Raises:
+            InvalidSpecError: the circuit is a QPY circuit (``field="circuit"``); QPY jobs go
+                through :func:`jobs.backends.qpy_aer.evaluate_qpy`.
+        """
+        if self._workload is None:
+            self._workload = self._build_workload()
+        return self._workload
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The numeric parts as float64 arrays: ``inputs (B, I)``, ``weights (P,)`` and, when
+        given, ``noise_levels (K,)``."""
+        out = {
+            "inputs": np.asarray(self.inputs, dtype=np.float64).reshape(len(self.inputs), -1),
+            "weights": np.asarray(self.weights, dtype=np.float64),
+        }
+        if self.noise_levels is not None:
+            out["noise_levels"] = np.asarray(self.noise_levels, dtype=np.float64)
+        return out
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical JSON body: equal requests have equal fingerprints."""
+        body = self.model_dump(mode="json")
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def with_samples(self, start: int, stop: int, *, seed: int | None = None) -> JobRequest:
+        """The same request on samples ``start:stop`` only (one chunk of a large job), with
+        ``seed`` as its shot-sampling seed when given."""
+        update: dict[str, Any] = {"inputs": self.inputs[start:stop]}
+        if seed is not None:
+            update["seed"] = seed
+        chunk = self.model_copy(update=update)
+        chunk._workload = None  # built again, for the chunk's samples, on first use
+        return chunk
+
+
+def _request_error(exc: ValidationError) -> InvalidSpecError:
+    """Like :func:`circuits.spec.spec_error_from_validation`, without discriminator tags."""
+    err = spec_error_from_validation(exc, prefix=None)
+    if err.field:
+        parts = err.field.split(".")
+        # the union's tag follows "circuit": drop it there only ("circuit.qpy" is a real field)
+        if len(parts) > 1 and parts[0] == "circuit" and parts[1] in ("spec", "qpy"):
+            del parts[1]
+        err = InvalidSpecError(err.message, field=".".join(parts) or None)
+    return err
+
+
+@dataclass(frozen=True)
+class Job:
+    """A snapshot of a job as the store holds it (immutable; read again for news).
+
+    Attributes:
+        id: 32 hex characters.
+        tenant: the owner.
+        status: where the job is.
+        task, backend, run_id: copied from the request.
+        idempotency_key: the client's key, or ``None``.
+        created_at, started_at, finished_at: UTC times (``started_at`` is the last start).
+        attempts: how many times a worker started it.
+        error_code, error_message: why it failed (``None`` unless failed or cancelled).
+        runtime_job_id: the IBM Runtime job id once submitted to one, else ``None``.
+        progress: fraction of chunks done, 0 to 1.
+        cancel_requested: a cancel arrived while it was running.
+        worker: the worker that last claimed it.
+        max_attempts: starts allowed before a lost worker fails it.
+    """
+
+    id: str
+    tenant: str
+    status: JobStatus
+    task: str
+    backend: str
+    run_id: str | None
+    idempotency_key: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    error_code: str | None
+    error_message: str | None
+    runtime_job_id: str | None
+    progress: float
+    cancel_requested: bool = False
+    worker: str | None = None
+    max_attempts: int = 3
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the job has reached a state it never leaves."""
+        return self.status in TERMINAL
+
+    @property
+    def queue_seconds(self) -> float | None:
+        """Seconds from creation to the (last) start, or ``None`` if not started."""
+        if self.started_at is None:
+            return None
+        return (self.started_at - self.created_at).total_seconds()
+
+    @property
+    def run_seconds(self) -> float | None:
+        """Seconds from the (last) start to the end, or ``None`` if not finished."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a finished job returns.
+
+    Attributes:
+        values: ``(K, B, O)`` expectation values (``None`` for the counts task).
+        d_inputs: ``(K, B, O, I)`` or ``None``.
+        d_weights: ``(K, B, O, P)`` or ``None``.
+        counts: for the counts task, ``K * B`` dicts bitstring -> count, sample ``b`` of level
+            ``k`` at index ``k * B + b``; else ``None``.
+        metadata: backend facts (circuits, submissions, shots, timings, chunks, ...).
+    """
+
+    values: np.ndarray | None
+    d_inputs: np.ndarray | None = None
+    d_weights: np.ndarray | None = None
+    counts: list[dict[str, int]] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_evaluation(cls, evaluation: Evaluation) -> JobResult:
+        """Wrap a backend's :class:`jobs.backends.base.Evaluation`."""
+        return cls(
+            values=np.asarray(evaluation.values, dtype=np.float64),
+            d_inputs=None if evaluation.d_inputs is None else np.asarray(evaluation.d_inputs),
+            d_weights=None if evaluation.d_weights is None else np.asarray(evaluation.d_weights),
+            metadata=dict(evaluation.metadata),
+        )
+
+
+@dataclass(frozen=True)
+class Run:
+    """A group of jobs (one training run), optionally bound to one IBM Runtime session.
+
+    Attributes:
+        id: 32 hex characters.
+        tenant: the owner.
+        name: a label chosen by the client.
+        backend: the backend its jobs use.
+        status: ``open`` or ``closed`` (a closed run takes no more jobs).
+        created_at, closed_at: UTC times.
+        session_id: the runtime session id once one is opened, else ``None``.
+    """
+
+    id: str
+    tenant: str
+    name: str
+    backend: str
+    status: RunStatus
+    created_at: datetime
+    closed_at: datetime | None
+    session_id: str | None
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key as stored (the secret itself is never stored, only its SHA-256).
+
+    Attributes:
+        id: 32 hex characters.
+        tenant: the tenant the key authenticates as.
+        prefix: the first characters of the key, shown to identify it.
+        created_at, revoked_at: UTC times.
+    """
+
+    id: str
+    tenant: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None

@@ -1,0 +1,434 @@
+"""Run one job: build the work, call the backend (in chunks for large jobs), gather the result.
+
+:func:`execute` is what every executor runs, in a worker process or a Ray task. It knows
+nothing of the database; :func:`run_stored_job` wraps it for a worker that reads the request
+from the store and reports progress, cancellation checks and runtime job ids back to it.
+
+Chunks: a large job is split by samples (``options.chunk_size``, or :func:`default_chunk_size`)
+into chunks that run one after the other here, or side by side as Ray tasks; every noise level
+travels in every chunk. Jobs on IBM Runtime backends (``fake:``/``ibm:``) are never split: one
+job is one runtime submission. Between chunks the job checks ``should_cancel()`` and raises
+:class:`jobs.errors.JobCancelled`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from jobs.errors import BackendError, JobCancelled, QldmError
+from jobs.model import JobRequest, JobResult
+
+if TYPE_CHECKING:
+    from jobs.backends.base import Backend
+    from jobs.store import JobStore
+
+__all__ = [
+    "JobFailure",
+    "chunk_bounds",
+    "chunk_seed",
+    "default_chunk_size",
+    "execute",
+    "execute_chunk",
+    "gather",
+    "run_stored_job",
+    "warm_up",
+]
+
+EXACT_CHUNK_BUDGET = 1 << 16
+"""Samples x noise levels per chunk on the ``exact`` backend (its cost barely grows with B)."""
+
+SIMULATOR_CHUNK_BUDGET = 1 << 15
+"""Parameter sets x noise levels per chunk on simulators that run every shift term (Aer)."""
+
+ProgressFn = Callable[[float], None]
+CancelFn = Callable[[], bool]
+CheckpointFn = Callable[[str], None]
+
+
+class JobFailure(Exception):
+    """A job failed with a stable ``code`` (pickles across processes, unlike field errors).
+
+    Attributes:
+        code: machine-readable code (``invalid_spec``, ``backend_error``, ``internal_error``...).
+        message: human-readable reason, with the field name when there is one.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+def is_runtime_backend(name: str) -> bool:
+    """Whether ``name`` is an IBM Runtime backend (``fake:<device>`` or ``ibm:<device>``)."""
+    return name.startswith(("fake:", "ibm:"))
+
+
+def default_chunk_size(request: JobRequest) -> int:
+    """Samples per chunk when the request sets no ``options.chunk_size``.
+
+    Runtime backends are never split. The ``exact`` backend takes up to
+    :data:`EXACT_CHUNK_BUDGET` samples x levels per chunk; other simulators up to
+    :data:`SIMULATOR_CHUNK_BUDGET` parameter sets x levels (a Jacobian needs ``1 + 2(I + P)``
+    parameter sets per sample).
+    """
+    n = request.n_samples
+    if is_runtime_backend(request.backend):
+        return n
+    k = request.n_levels
+    if request.backend == "exact":
+        return max(1, EXACT_CHUNK_BUDGET // k)
+    per_sample = 1
+    if request.task == "jacobian":
+        per_sample = 1 + 2 * (len(request.inputs[0]) + len(request.weights))
+    return max(1, SIMULATOR_CHUNK_BUDGET // (k * per_sample))
+
+
+def chunk_bounds(request: JobRequest) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` sample ranges the job is split into (one range if unsplit)."""
+    n = request.n_samples
+    if is_runtime_backend(request.backend):
+        return [(0, n)]
+    size = request.options.chunk_size or default_chunk_size(request)
+    return [(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+def execute(
+    request: JobRequest,
+    *,
+    progress: ProgressFn | None = None,
+    should_cancel: CancelFn | None = None,
+    checkpoint: CheckpointFn | None = None,
+    resume_runtime_job_id: str | None = None,
+) -> JobResult:
+    """Run a job to its result, chunk by chunk.
+
+    Args:
+        request: the job.
+        progress: called with the fraction done after each chunk.
+        should_cancel: checked before each chunk; when it returns ``True`` the job stops.
+        checkpoint: given to backends whose ``run`` accepts it: they call it with their
+            runtime job id before waiting for results.
+        resume_runtime_job_id: given to such backends after a restart, to re-attach to the
+            runtime job instead of submitting again.
+
+    Returns:
+        The gathered result: ``values (K, B, O)``, Jacobians ``(K, B, O, I)`` and
+        ``(K, B, O, P)`` for task ``jacobian``, or ``K * B`` counts for task ``counts``.
+
+    Raises:
+        JobCancelled: ``should_cancel()`` returned ``True``.
+        InvalidSpecError, BackendError, BackendLimitError: from the backend.
+    """
+    bounds = chunk_bounds(request)
+    parts: list[JobResult] = []
+    for i, (start, stop) in enumerate(bounds):
+        if should_cancel is not None and should_cancel():
+            raise JobCancelled(f"cancelled after {i} of {len(bounds)} chunks")
+        chunk = (
+            request
+            if len(bounds) == 1
+            else request.with_samples(start, stop, seed=chunk_seed(request.seed, i))
+        )
+        parts.append(
+            execute_chunk(chunk, checkpoint=checkpoint, resume_runtime_job_id=resume_runtime_job_id)
+        )
+        if progress is not None:
+            progress((i + 1) / len(bounds))
+    return gather(parts, n_levels=request.n_levels)
+
+
+def execute_chunk(
+    request: JobRequest,
+    *,
+    checkpoint: CheckpointFn | None = None,
+    resume_runtime_job_id: str | None = None,
+) -> JobResult:
+    """Run one chunk (all its samples, all noise levels) in one backend call.
+
+    A backend's ``run(work, ...)`` receives, as keyword arguments and only when its signature
+    names them (or takes ``**kwargs``): ``checkpoint``, ``resume_runtime_job_id``,
+    ``options`` (the request's :class:`jobs.model.JobOptions`) and ``run_id``.
+    """
+    hooks: dict[str, Any] = {}
+    if checkpoint is not None:
+        hooks["checkpoint"] = checkpoint
+    if resume_runtime_job_id is not None:
+        hooks["resume_runtime_job_id"] = resume_runtime_job_id
+    if request.task == "counts":
+        fn = _extension("jobs.backends.counts", "sample_counts", "the counts task")
+        return _as_result(_call_flexibly(fn, request, hooks), n_levels=request.n_levels)
+    if request.is_qpy:
+        fn = _extension("jobs.backends.qpy_aer", "evaluate_qpy", "QPY circuits")
+        return _as_result(_call_flexibly(fn, request, hooks), n_levels=request.n_levels)
+    backend = _backend(request.backend)
+    work = request.workload()
+    # Per-job facts a backend may want (the IBM runtime backend: options, run/session).
+    extras = {**hooks, "options": request.options, "run_id": request.run_id}
+    evaluation = backend.run(work, **_accepted(backend.run, extras))
+    return JobResult.from_evaluation(evaluation)
+
+
+def gather(parts: Sequence[JobResult], *, n_levels: int) -> JobResult:
+    """Join chunk results along the sample axis.
+
+    Args:
+        parts: results of consecutive sample ranges, in order.
+        n_levels: ``K`` (counts are laid out level-major, ``k * B + b``).
+    """
+    if len(parts) == 1:
+        return parts[0]
+
+    def cat(name: str) -> np.ndarray | None:
+        arrays = [getattr(p, name) for p in parts]
+        if any(a is None for a in arrays):
+            return None
+        return np.concatenate(arrays, axis=1)
+
+    counts: list[dict[str, int]] | None = None
+    if all(p.counts is not None for p in parts):
+        counts = []
+        for k in range(n_levels):
+            for p in parts:
+                part = p.counts or []
+                b = len(part) // n_levels
+                counts.extend(part[k * b : (k + 1) * b])
+    return JobResult(
+        values=cat("values"),
+        d_inputs=cat("d_inputs"),
+        d_weights=cat("d_weights"),
+        counts=counts,
+        metadata=_merge_metadata([p.metadata for p in parts]),
+    )
+
+
+SUMMED_METADATA = frozenset(
+    {"circuits", "submissions", "parameter_sets", "experiments", "pubs", "seconds"}
+)
+"""Metadata counters that add up over chunks; other keys are taken from the first chunk."""
+
+
+def _merge_metadata(metas: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first chunk's metadata, the :data:`SUMMED_METADATA` counters summed, ``chunks``."""
+    out = dict(metas[0])
+    for key in SUMMED_METADATA & set(out):
+        vals = [m.get(key) for m in metas]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            out[key] = sum(vals)
+    out["chunks"] = len(metas)
+    return out
+
+
+def chunk_seed(seed: int | None, index: int) -> int | None:
+    """The seed of chunk ``index``: independent streams per chunk, reproducible per job."""
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+# ---------------------------------------------------------------------- backends
+
+
+@lru_cache(maxsize=16)
+def _backend(name: str) -> Backend:
+    """One backend instance per name and process (their caches survive between jobs)."""
+    from jobs.backends import get_backend
+
+    return get_backend(name)
+
+
+def _accepted(fn: Callable[..., Any], hooks: dict[str, Any]) -> dict[str, Any]:
+    """The hooks ``fn`` accepts as keyword arguments."""
+    if not hooks:
+        return {}
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return hooks
+    return {k: v for k, v in hooks.items() if k in params}
+
+
+def _extension(module: str, name: str, what: str) -> Callable[..., Any]:
+    try:
+        mod = __import__(module, fromlist=[name])
+        fn = getattr(mod, name)
+    except (ImportError, AttributeError) as exc:
+        raise BackendError(f"{what} need {module}.{name}, which is not available ({exc})") from None
+    return fn
+
+
+def _call_flexibly(fn: Callable[..., Any], request: JobRequest, hooks: dict[str, Any]) -> Any:
+    """Call an extension with the arguments its signature names.
+
+    ``request`` (the whole :class:`JobRequest`) or its parts by name: ``circuit``/``spec``,
+    ``inputs (B, I)``, ``weights (P,)``, ``noise_levels (K,)``, ``task``, ``shots``, ``seed``,
+    ``backend``, ``options``, plus the runtime hooks.
+    """
+    arrays = request.arrays()
+    available: dict[str, Any] = {
+        "request": request,
+        "job": request,
+        "circuit": request.circuit,
+        "spec": request.circuit,
+        "inputs": arrays["inputs"],
+        "weights": arrays["weights"],
+        "noise_levels": arrays.get("noise_levels"),
+        "task": request.task,
+        "shots": request.shots,
+        "seed": request.seed,
+        "backend": request.backend,
+        "backend_name": request.backend,
+        "options": request.options,
+        **hooks,
+    }
+    params = inspect.signature(fn).parameters
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for pname, p in params.items():
+        if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        if pname not in available:
+            if p.default is inspect.Parameter.empty:
+                raise BackendError(f"{fn.__module__}.{fn.__name__} needs {pname!r}, unknown here")
+            continue
+        if p.kind is inspect.Parameter.POSITIONAL_ONLY:
+            args.append(available[pname])
+        else:
+            kwargs[pname] = available[pname]
+    return fn(*args, **kwargs)
+
+
+def _as_result(value: Any, *, n_levels: int) -> JobResult:
+    """A :class:`JobResult` from what an extension returned."""
+    from jobs.backends.base import Evaluation
+
+    if isinstance(value, JobResult):
+        return value
+    if isinstance(value, Evaluation):
+        return JobResult.from_evaluation(value)
+    if isinstance(value, list):
+        flat: list[dict[str, int]] = []
+        for item in value:  # (K * B) dicts, or K lists of B dicts
+            if isinstance(item, list):
+                flat.extend(item)
+            else:
+                flat.append(item)
+        counts = [{str(k): int(v) for k, v in d.items()} for d in flat]
+        return JobResult(values=None, counts=counts, metadata={"levels": n_levels})
+    raise BackendError(f"unexpected result type {type(value).__name__} from a backend extension")
+
+
+# ---------------------------------------------------------------------- worker side
+
+
+@lru_cache(maxsize=4)
+def _worker_store(url: str) -> JobStore:
+    """One store (connection pool) per database and worker process, built in the worker."""
+    from jobs.store import JobStore
+
+    return JobStore(url)
+
+
+def limit_threads() -> None:
+    """Make this process use one thread for numerics (many workers share the cores)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+def run_stored_job(store_url: str, job_id: str, attempt: int | None = None) -> JobResult:
+    """Run a stored job in a worker: read its request, execute it with the store's hooks.
+
+    Progress and runtime job ids are written to the store as they come; the job stops between
+    chunks once a cancel was requested (or it no longer runs in this attempt).
+
+    Raises:
+        JobCancelled: the job was cancelled.
+        JobFailure: the job failed (code and message kept across processes).
+    """
+    limit_threads()
+    store = _worker_store(store_url)
+    try:
+        request = store.request(job_id)
+        job = store.job(job_id)
+        return execute(
+            request,
+            progress=lambda fraction: _record_progress(store, job_id, fraction),
+            should_cancel=lambda: _stale(store, job_id, attempt),
+            checkpoint=lambda rid: store.set_runtime_job_id(job_id, rid),
+            resume_runtime_job_id=job.runtime_job_id,
+        )
+    except JobCancelled:
+        raise
+    except QldmError as exc:
+        raise JobFailure(exc.code, str(exc)) from None
+    except Exception as exc:
+        raise JobFailure("internal_error", _describe(exc)) from None
+    finally:
+        limit_threads()
+
+
+def _record_progress(store: Any, job_id: str, fraction: float) -> None:
+    # 1.0 is written with the result itself: one SQL write less for every one-chunk job
+    if fraction < 1.0:
+        store.set_progress(job_id, fraction)
+
+
+def warm_up() -> None:
+    """Run a tiny exact expectation and Jacobian, so a worker's first real job does not pay
+    for lazy imports (torch's functional transforms load on first use). Failures are ignored:
+    warming up is an optimisation."""
+    limit_threads()
+    try:
+        request = JobRequest.parse(
+            {
+                "circuit": {"n_qubits": 1, "ansatz": "basic_entangler"},
+                "inputs": [[0.1]],
+                "weights": [0.2],
+                "task": "jacobian",
+            }
+        )
+        execute(request)
+    except Exception:  # pragma: no cover - e.g. the exact backend is not installed
+        return
+
+
+def run_request(request: JobRequest) -> JobResult:
+    """Run a request with no store (a chunk on a remote worker): failures as :class:`JobFailure`."""
+    limit_threads()
+    try:
+        return execute(request)
+    except QldmError as exc:
+        raise JobFailure(exc.code, str(exc)) from None
+    except Exception as exc:
+        raise JobFailure("internal_error", _describe(exc)) from None
+
+
+def _stale(store: JobStore, job_id: str, attempt: int | None) -> bool:
+    """Whether the job should stop: cancel requested, no longer running, or re-claimed."""
+    from jobs.model import JobStatus
+
+    job = store.job(job_id)
+    if job.cancel_requested or job.status is not JobStatus.RUNNING:
+        return True
+    return attempt is not None and job.attempts != attempt
+
+
+def _describe(exc: BaseException) -> str:
+    tail = traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:]
+    return f"{type(exc).__name__}: {exc} | {''.join(tail).strip()[-800:]}"

@@ -1,0 +1,645 @@
+"""The job store: jobs, results, runs and API keys in SQL (SQLite or PostgreSQL).
+
+The database is the source of truth. Every state change is one short transaction whose
+``WHERE`` clause names the state it leaves, so two processes can never both move a job:
+
+- :meth:`JobStore.claim` moves ``queued -> running`` (PostgreSQL: ``SELECT ... FOR UPDATE
+  SKIP LOCKED``; SQLite: one ``BEGIN IMMEDIATE`` transaction);
+- :meth:`JobStore.complete` writes the result and ``running -> succeeded`` together, and only
+  while the job is still running (a cancelled or failed job is never overwritten);
+- :meth:`JobStore.requeue_running` and :meth:`JobStore.release` put the jobs of a lost worker
+  back to ``queued``, or fail them once ``max_attempts`` starts were used.
+
+Requests are stored as JSON for their non-numeric fields and a compressed ``.npz`` blob for
+their arrays; results likewise.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
+
+from circuits._errors import InvalidSpecError
+from jobs import db
+from jobs._api_keys import API_KEY_PREFIX, ApiKeyStore
+from jobs._runs import RunStore
+from jobs._sql import json_default, new_id, pack, require, unpack, utc
+from jobs._sql import now as utcnow
+from jobs.errors import (
+    IdempotencyConflictError,
+    JobNotFinishedError,
+    JobNotFoundError,
+    RunClosedError,
+)
+from jobs.model import Job, JobRequest, JobResult, JobStatus, RunStatus
+
+__all__ = ["API_KEY_PREFIX", "JobStore", "default_database_url"]
+
+_ARRAY_FIELDS = ("inputs", "weights", "noise_levels")
+_ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+
+
+def default_database_url(data_dir: Path) -> str:
+    """The embedded default: a SQLite file ``qldm.db`` in ``data_dir`` (created if needed)."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(data_dir / 'qldm.db').resolve()}"
+
+
+class JobStore(RunStore, ApiKeyStore):
+    """Jobs, results, runs and API keys in one SQL database.
+
+    Args:
+        url: SQLAlchemy URL: ``sqlite:///path/qldm.db`` or
+            ``postgresql+psycopg://user@host:5432/db`` (``postgresql://`` means psycopg 3 too).
+        max_attempts: starts allowed per job when its request sets none.
+        echo: log SQL.
+
+    The store is thread-safe (one connection pool); a worker process builds its own store
+    from :attr:`url` instead of inheriting one.
+    """
+
+    def __init__(self, url: str, *, max_attempts: int = 3, echo: bool = False) -> None:
+        if max_attempts < 1:
+            raise InvalidSpecError("must be at least 1", field="max_attempts")
+        super().__init__(url, echo=echo)
+        self.max_attempts = max_attempts
+
+    # ------------------------------------------------------------------ jobs: client side
+
+    def submit(
+        self,
+        *,
+        tenant: str,
+        request: JobRequest,
+        idempotency_key: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Store a new queued job.
+
+        Args:
+            tenant: the owner.
+            request: the validated request.
+            idempotency_key: when given, a second submit with the same key and the same
+                request returns the first job instead of creating one.
+
+        Returns:
+            ``(job, created)``: ``created`` is ``False`` when an earlier job with this key was
+            returned.
+
+        Raises:
+            IdempotencyConflictError: the key was used with a different request.
+            RunNotFoundError: ``request.run_id`` names no run of this tenant.
+            RunClosedError: the run is closed.
+        """
+        require(tenant, "tenant")
+        if idempotency_key is not None:
+            require(idempotency_key, "idempotency_key", max_length=255)
+        fingerprint = request.fingerprint()
+        if idempotency_key is not None:
+            existing = self._by_idempotency_key(tenant, idempotency_key, fingerprint)
+            if existing is not None:
+                return existing, False
+        arrays = request.arrays()
+        body = request.model_dump(mode="json", exclude=set(_ARRAY_FIELDS))
+        job_id = new_id()
+        try:
+            with self._write() as conn:
+                if request.run_id is not None:
+                    run = self._run_row(conn, tenant, request.run_id)
+                    if run.status != RunStatus.OPEN.value:
+                        raise RunClosedError(f"run {request.run_id} is closed", field="run_id")
+                conn.execute(
+                    insert(db.jobs).values(
+                        id=job_id,
+                        tenant=tenant,
+                        status=JobStatus.QUEUED.value,
+                        task=request.task,
+                        backend=request.backend,
+                        run_id=request.run_id,
+                        idempotency_key=idempotency_key,
+                        request_hash=fingerprint,
+                        request_json=json.dumps(body, separators=(",", ":")),
+                        request_arrays=pack(dict(arrays)),
+                        created_at=utcnow(),
+                        attempts=0,
+                        max_attempts=request.options.max_attempts,
+                        progress=0.0,
+                        cancel_requested=False,
+                    )
+                )
+                row = self._job_row(conn, job_id)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            # Another submit with the same key won the race: return its job.
+            existing = self._by_idempotency_key(tenant, idempotency_key, fingerprint)
+            if existing is None:
+                raise
+            return existing, False
+        return self._job(row), True
+
+    def _job(self, row: Row[Any]) -> Job:
+        return _job_from_row(row, self.max_attempts)
+
+    def _job_row(self, conn: Connection, job_id: str) -> Row[Any]:
+        row = conn.execute(select(db.jobs).where(db.jobs.c.id == job_id)).first()
+        if row is None:
+            raise JobNotFoundError(f"no job {job_id!r}", field="job_id")
+        return row
+
+    def _by_idempotency_key(self, tenant: str, key: str, fingerprint: str) -> Job | None:
+        with self._read() as conn:
+            row = conn.execute(
+                select(db.jobs).where(db.jobs.c.tenant == tenant, db.jobs.c.idempotency_key == key)
+            ).first()
+        if row is None:
+            return None
+        if row.request_hash != fingerprint:
+            raise IdempotencyConflictError(
+                f"idempotency key {key!r} was already used for job {row.id} with a different "
+                "request",
+                field="idempotency_key",
+            )
+        return self._job(row)
+
+    def get(self, *, tenant: str, job_id: str) -> Job:
+        """The job ``job_id`` of ``tenant``.
+
+        Raises:
+            JobNotFoundError: no such job, or it belongs to another tenant.
+        """
+        with self._read() as conn:
+            row = conn.execute(
+                select(db.jobs).where(db.jobs.c.id == job_id, db.jobs.c.tenant == tenant)
+            ).first()
+        if row is None:
+            raise JobNotFoundError(f"no job {job_id!r}", field="job_id")
+        return self._job(row)
+
+    def job(self, job_id: str) -> Job:
+        """The job ``job_id`` whatever its tenant (for workers and the dispatcher).
+
+        Raises:
+            JobNotFoundError: no such job.
+        """
+        with self._read() as conn:
+            row = conn.execute(select(db.jobs).where(db.jobs.c.id == job_id)).first()
+        if row is None:
+            raise JobNotFoundError(f"no job {job_id!r}", field="job_id")
+        return self._job(row)
+
+    def list(
+        self,
+        *,
+        tenant: str,
+        status: JobStatus | str | None = None,
+        run_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[builtins.list[Job], int]:
+        """A page of the tenant's jobs, newest first.
+
+        Returns:
+            ``(jobs, total)``: at most ``limit`` jobs from ``offset``, and how many match.
+
+        Raises:
+            InvalidSpecError: unknown ``status``, or ``limit``/``offset`` out of range.
+        """
+        if not 1 <= limit <= 1000:
+            raise InvalidSpecError(f"must lie in [1, 1000], got {limit}", field="limit")
+        if offset < 0:
+            raise InvalidSpecError(f"must be >= 0, got {offset}", field="offset")
+        conds = [db.jobs.c.tenant == tenant]
+        if status is not None:
+            try:
+                conds.append(db.jobs.c.status == JobStatus(status).value)
+            except ValueError:
+                raise InvalidSpecError(f"unknown status {status!r}", field="status") from None
+        if run_id is not None:
+            conds.append(db.jobs.c.run_id == run_id)
+        with self._read() as conn:
+            total = conn.execute(
+                select(func.count()).select_from(db.jobs).where(*conds)
+            ).scalar_one()
+            rows = conn.execute(
+                select(db.jobs)
+                .where(*conds)
+                .order_by(db.jobs.c.created_at.desc(), db.jobs.c.id.desc())
+                .limit(limit)
+                .offset(offset)
+            ).all()
+        return [self._job(r) for r in rows], int(total)
+
+    def request(self, job_id: str) -> JobRequest:
+        """The request of job ``job_id`` as submitted.
+
+        Raises:
+            JobNotFoundError: no such job.
+        """
+        with self._read() as conn:
+            row = conn.execute(
+                select(db.jobs.c.request_json, db.jobs.c.request_arrays).where(
+                    db.jobs.c.id == job_id
+                )
+            ).first()
+        if row is None:
+            raise JobNotFoundError(f"no job {job_id!r}", field="job_id")
+        body = json.loads(row.request_json)
+        for name, arr in unpack(row.request_arrays).items():
+            body[name] = arr.tolist()
+        return JobRequest.model_validate(body)
+
+    def result(self, *, tenant: str, job_id: str) -> JobResult:
+        """The result of a succeeded job.
+
+        Raises:
+            JobNotFoundError: no such job for this tenant.
+            JobNotFinishedError: the job has not succeeded (the message says its state and,
+                for a failed job, why).
+        """
+        job = self.get(tenant=tenant, job_id=job_id)
+        if job.status is not JobStatus.SUCCEEDED:
+            why = f": {job.error_code}: {job.error_message}" if job.error_code else ""
+            raise JobNotFinishedError(f"job {job_id} is {job.status.value}{why}", field="job_id")
+        with self._read() as conn:
+            row = conn.execute(
+                select(db.job_results).where(db.job_results.c.job_id == job_id)
+            ).first()
+        if row is None:  # pragma: no cover - complete() writes both in one transaction
+            raise JobNotFinishedError(f"job {job_id} has no stored result", field="job_id")
+        arrays = unpack(row.arrays)
+        return JobResult(
+            values=arrays.get("values"),
+            d_inputs=arrays.get("d_inputs"),
+            d_weights=arrays.get("d_weights"),
+            counts=None if row.counts_json is None else json.loads(row.counts_json),
+            metadata=json.loads(row.metadata_json),
+        )
+
+    def cancel(self, *, tenant: str, job_id: str) -> Job:
+        """Cancel a job.
+
+        A queued job is cancelled at once and never runs; a running job gets
+        ``cancel_requested`` and stops at its next chunk boundary; a finished job is returned
+        unchanged.
+
+        Raises:
+            JobNotFoundError: no such job for this tenant.
+        """
+        with self._write() as conn:
+            now = utcnow()  # inside the lock: times follow the order of the transactions
+            base = (db.jobs.c.id == job_id, db.jobs.c.tenant == tenant)
+            conn.execute(
+                update(db.jobs)
+                .where(*base, db.jobs.c.status == JobStatus.QUEUED.value)
+                .values(
+                    status=JobStatus.CANCELLED.value,
+                    finished_at=now,
+                    cancel_requested=True,
+                    error_code="cancelled",
+                    error_message="cancelled before it started",
+                )
+            )
+            conn.execute(
+                update(db.jobs)
+                .where(*base, db.jobs.c.status == JobStatus.RUNNING.value)
+                .values(cancel_requested=True)
+            )
+            row = conn.execute(select(db.jobs).where(*base)).first()
+        if row is None:
+            raise JobNotFoundError(f"no job {job_id!r}", field="job_id")
+        return self._job(row)
+
+    # ------------------------------------------------------------------ jobs: worker side
+
+    def claim(self, *, worker: str, limit: int = 1) -> builtins.list[Job]:
+        """Move up to ``limit`` of the oldest queued jobs to ``running`` for ``worker``.
+
+        Atomic: a job is handed to exactly one claimer, even with many processes or replicas
+        claiming at once. Each claimed job's ``attempts`` goes up by one.
+        """
+        if limit < 1:
+            return []
+        with self._write() as conn:
+            ids = (
+                conn.execute(
+                    select(db.jobs.c.id)
+                    .where(db.jobs.c.status == JobStatus.QUEUED.value)
+                    .order_by(db.jobs.c.created_at, db.jobs.c.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+                .scalars()
+                .all()
+            )
+            if not ids:
+                return []
+            now = utcnow()  # after the jobs were seen: a start never precedes a creation
+            conn.execute(
+                update(db.jobs)
+                .where(db.jobs.c.id.in_(ids), db.jobs.c.status == JobStatus.QUEUED.value)
+                .values(
+                    status=JobStatus.RUNNING.value,
+                    attempts=db.jobs.c.attempts + 1,
+                    started_at=now,
+                    heartbeat_at=now,
+                    worker=worker,
+                    progress=0.0,
+                )
+            )
+            rows = conn.execute(
+                select(db.jobs)
+                .where(
+                    db.jobs.c.id.in_(ids),
+                    db.jobs.c.worker == worker,
+                    db.jobs.c.status == JobStatus.RUNNING.value,
+                )
+                .order_by(db.jobs.c.created_at, db.jobs.c.id)
+            ).all()
+        return [self._job(r) for r in rows]
+
+    def _running(self, job_id: str, attempt: int | None) -> tuple[Any, ...]:
+        conds: tuple[Any, ...] = (
+            db.jobs.c.id == job_id,
+            db.jobs.c.status == JobStatus.RUNNING.value,
+        )
+        if attempt is not None:
+            conds += (db.jobs.c.attempts == attempt,)
+        return conds
+
+    def complete(self, job_id: str, result: JobResult, *, attempt: int | None = None) -> bool:
+        """Store the result and mark the job succeeded, in one transaction.
+
+        Applies only while the job is running (and, when ``attempt`` is given, still in that
+        attempt): a job that was cancelled, failed or re-queued meanwhile is left alone.
+
+        Returns:
+            Whether the result was stored.
+        """
+        counts = None if result.counts is None else json.dumps(result.counts)
+        meta = json.dumps(result.metadata, default=json_default)
+        blob = pack(
+            {"values": result.values, "d_inputs": result.d_inputs, "d_weights": result.d_weights}
+        )
+        try:
+            with self._write() as conn:
+                self._complete(conn, job_id, attempt, utcnow(), blob, counts, meta)
+        except _NotApplied:
+            return False
+        return True
+
+    def _complete(
+        self,
+        conn: Connection,
+        job_id: str,
+        attempt: int | None,
+        now: datetime,
+        blob: bytes,
+        counts: str | None,
+        meta: str,
+    ) -> None:
+        done = conn.execute(
+            update(db.jobs)
+            .where(*self._running(job_id, attempt))
+            .values(
+                status=JobStatus.SUCCEEDED.value,
+                finished_at=now,
+                progress=1.0,
+                error_code=None,
+                error_message=None,
+            )
+        )
+        if done.rowcount != 1:
+            raise _NotApplied  # rolls the transaction back
+        conn.execute(db.job_results.delete().where(db.job_results.c.job_id == job_id))
+        conn.execute(
+            insert(db.job_results).values(
+                job_id=job_id,
+                arrays=blob,
+                counts_json=counts,
+                metadata_json=meta,
+                created_at=now,
+            )
+        )
+
+    def fail(self, job_id: str, code: str, message: str, *, attempt: int | None = None) -> bool:
+        """Mark a queued or running job failed with ``code`` and ``message``.
+
+        Returns:
+            Whether the job was changed (a finished job is left alone).
+        """
+        conds: list[Any] = [db.jobs.c.id == job_id, db.jobs.c.status.in_(_ACTIVE)]
+        if attempt is not None:
+            conds.append(db.jobs.c.attempts == attempt)
+        with self._write() as conn:
+            res = conn.execute(
+                update(db.jobs)
+                .where(*conds)
+                .values(
+                    status=JobStatus.FAILED.value,
+                    finished_at=utcnow(),
+                    error_code=code[:64],
+                    error_message=message,
+                )
+            )
+        return res.rowcount == 1
+
+    def mark_cancelled(self, job_id: str, *, attempt: int | None = None) -> bool:
+        """A running job stopped because it was cancelled: ``running -> cancelled``."""
+        with self._write() as conn:
+            res = conn.execute(
+                update(db.jobs)
+                .where(*self._running(job_id, attempt))
+                .values(
+                    status=JobStatus.CANCELLED.value,
+                    finished_at=utcnow(),
+                    error_code="cancelled",
+                    error_message="cancelled while running",
+                )
+            )
+        return res.rowcount == 1
+
+    def release(
+        self,
+        job_id: str,
+        *,
+        reason: str,
+        attempt: int | None = None,
+        max_attempts: int | None = None,
+    ) -> JobStatus | None:
+        """The worker running the job was lost: retry it, or fail it once its attempts are
+        used up (a job whose cancel was requested is cancelled instead).
+
+        Args:
+            job_id: the job.
+            reason: recorded in the job's error message.
+            attempt: act only if the job is still in this attempt.
+            max_attempts: the limit for jobs whose request set none (default: the store's).
+
+        Returns:
+            The job's new state, or ``None`` if it was not running (in that attempt).
+        """
+        with self._write() as conn:
+            row = conn.execute(
+                select(db.jobs).where(*self._running(job_id, attempt)).with_for_update()
+            ).first()
+            if row is None:
+                return None
+            status = self._release_row(conn, row, reason, max_attempts)
+        return status
+
+    def _release_row(
+        self, conn: Connection, row: Row[Any], reason: str, max_attempts: int | None
+    ) -> JobStatus:
+        now = utcnow()
+        limit = row.max_attempts or max_attempts or self.max_attempts
+        where = (db.jobs.c.id == row.id, db.jobs.c.status == JobStatus.RUNNING.value)
+        if row.cancel_requested:
+            values: dict[str, Any] = {
+                "status": JobStatus.CANCELLED.value,
+                "finished_at": now,
+                "error_code": "cancelled",
+                "error_message": f"cancelled while running ({reason})",
+            }
+        elif row.attempts >= limit:
+            values = {
+                "status": JobStatus.FAILED.value,
+                "finished_at": now,
+                "error_code": "worker_lost",
+                "error_message": (
+                    f"{reason}; gave up after {row.attempts} attempts (max_attempts={limit})"
+                ),
+            }
+        else:
+            values = {
+                "status": JobStatus.QUEUED.value,
+                "worker": None,
+                "progress": 0.0,
+                "error_code": None,
+                "error_message": f"retrying after: {reason}",
+            }
+        conn.execute(update(db.jobs).where(*where).values(**values))
+        return JobStatus(values["status"])
+
+    def requeue_running(
+        self,
+        *,
+        older_than: timedelta | None = None,
+        worker: str | None = None,
+        reason: str = "the server restarted while the job was running",
+        max_attempts: int | None = None,
+    ) -> dict[str, JobStatus]:
+        """Recover the jobs of workers that are gone (call it on start-up).
+
+        Each running job goes back to ``queued``, or to ``failed`` (code ``worker_lost``) once
+        it has used ``max_attempts`` starts, or to ``cancelled`` if a cancel was requested.
+        A job's ``runtime_job_id`` is kept, so a hardware job re-attaches instead of being
+        submitted again.
+
+        Args:
+            older_than: only jobs whose last heartbeat is older than this (several replicas:
+                leave the jobs of live replicas alone). ``None``: every running job.
+            worker: only jobs claimed by this worker id.
+            reason: recorded in the job's error message.
+            max_attempts: the limit for jobs whose request set none (default: the store's).
+
+        Returns:
+            The new state of each recovered job, by job id.
+        """
+        conds: list[Any] = [db.jobs.c.status == JobStatus.RUNNING.value]
+        if older_than is not None:
+            conds.append(db.jobs.c.heartbeat_at < utcnow() - older_than)
+        if worker is not None:
+            conds.append(db.jobs.c.worker == worker)
+        out: dict[str, JobStatus] = {}
+        with self._write() as conn:
+            rows = conn.execute(
+                select(db.jobs).where(*conds).with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                out[row.id] = self._release_row(conn, row, reason, max_attempts)
+        return out
+
+    def heartbeat(self, job_ids: Sequence[str]) -> None:
+        """Record that the worker of these running jobs is alive."""
+        if not job_ids:
+            return
+        with self._write() as conn:
+            conn.execute(
+                update(db.jobs)
+                .where(db.jobs.c.id.in_(list(job_ids)), db.jobs.c.status == JobStatus.RUNNING.value)
+                .values(heartbeat_at=utcnow())
+            )
+
+    def set_runtime_job_id(self, job_id: str, runtime_job_id: str) -> None:
+        """Remember the IBM Runtime job id of a job (before its results are in)."""
+        with self._write() as conn:
+            conn.execute(
+                update(db.jobs).where(db.jobs.c.id == job_id).values(runtime_job_id=runtime_job_id)
+            )
+
+    def set_progress(self, job_id: str, fraction: float) -> None:
+        """Record the fraction of a running job that is done (clipped to [0, 1])."""
+        value = min(1.0, max(0.0, float(fraction)))
+        with self._write() as conn:
+            conn.execute(
+                update(db.jobs)
+                .where(db.jobs.c.id == job_id, db.jobs.c.status == JobStatus.RUNNING.value)
+                .values(progress=value, heartbeat_at=utcnow())
+            )
+
+    def is_cancel_requested(self, job_id: str) -> bool:
+        """Whether the job should stop: a cancel was requested, or it is no longer running."""
+        with self._read() as conn:
+            row = conn.execute(
+                select(db.jobs.c.status, db.jobs.c.cancel_requested).where(db.jobs.c.id == job_id)
+            ).first()
+        if row is None:
+            return True
+        return bool(row.cancel_requested) or row.status != JobStatus.RUNNING.value
+
+    def counts_by_status(self) -> dict[str, int]:
+        """How many jobs are in each state (all tenants; every state present)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(db.jobs.c.status, func.count()).group_by(db.jobs.c.status)
+            ).all()
+        out = {s.value: 0 for s in JobStatus}
+        for status, n in rows:
+            out[status] = int(n)
+        return out
+
+
+class _NotApplied(Exception):
+    """Internal: abort a transaction whose guard matched no row."""
+
+
+def _job_from_row(row: Row[Any], default_max_attempts: int) -> Job:
+    return Job(
+        id=row.id,
+        tenant=row.tenant,
+        status=JobStatus(row.status),
+        task=row.task,
+        backend=row.backend,
+        run_id=row.run_id,
+        idempotency_key=row.idempotency_key,
+        created_at=utc(row.created_at),  # type: ignore[arg-type]
+        started_at=utc(row.started_at),
+        finished_at=utc(row.finished_at),
+        attempts=int(row.attempts),
+        error_code=row.error_code,
+        error_message=row.error_message,
+        runtime_job_id=row.runtime_job_id,
+        progress=float(row.progress),
+        cancel_requested=bool(row.cancel_requested),
+        worker=row.worker,
+        max_attempts=int(row.max_attempts or default_max_attempts),
+    )

@@ -1,0 +1,275 @@
+"""Noise that means what the model asked for, on hardware: realization and calibrated subtraction.
+
+Realization (the slots are built by :func:`circuits.transpile.hardware_circuit`):
+
+- ``bit_flip`` / ``phase_flip`` / ``depolarizing`` at strength ``s``: randomized Pauli
+  insertion. Each slot independently draws a Pauli with the channel's probabilities
+  (``bit_flip``: X w.p. ``s``; ``phase_flip``: Z w.p. ``s``; ``depolarizing``
+  ``(1-s) rho + s I/2``: X, Y, Z w.p. ``s/4`` each, I w.p. ``1 - 3s/4``). The average over
+  instances is the channel exactly (:func:`slot_distribution` enumerates it); a job runs
+  ``R`` random instances with its shots split across them (:func:`slot_bindings`).
+  The instances are scrambled Sobol points (see :func:`slot_bindings`): each is an exact
+  draw (so the average is the channel in expectation), with far less spread than
+  independent draws.
+- ``amplitude_damping`` at ``gamma``: the ancilla dilation with angle
+  ``t = 2 arcsin sqrt(gamma)``, exact in a single instance.
+
+Calibrated subtraction: the device already applies its own channel per layer. From the
+calibration we estimate it per data qubit (:func:`device_pauli_rates`, :func:`device_damping`):
+
+- duration of one layer ``t = makespan(ISA circuit) / layers`` (ASAP schedule with the
+  ``Target``'s gate durations, measurements excluded; idle time decoheres too);
+- thermal relaxation over ``t``, Pauli-twirled: ``p_x = p_y = (1 - e^{-t/T1}) / 4``,
+  ``p_z = (1 - e^{-t/T2}) / 2 - (1 - e^{-t/T1}) / 4``;
+- gate errors of the ISA gates on that physical qubit, per layer, as depolarizing noise:
+  a one-qubit gate of average error ``r`` adds ``r/2`` to each of ``p_x, p_y, p_z``; a
+  two-qubit gate adds ``r/3`` to each (the one-qubit marginal of two-qubit depolarizing).
+
+The floor in each kind's own parameterization: ``bit_flip`` ``p_x + p_y`` (what flips Z),
+``phase_flip`` ``p_y + p_z`` (what flips X), ``depolarizing`` ``1 - mean Bloch shrink``,
+``amplitude_damping`` ``1 - e^{-t/T1}``. Strengths compose multiplicatively, so the injected
+remainder solves ``(1 - 2 p_total) = (1 - 2 p_device)(1 - 2 p_injected)`` (bit/phase flip),
+``(1 - s_total) = (1 - s_device)(1 - s_injected)`` (depolarizing, the Bloch shrink) and
+``(1 - g_total) = (1 - g_device)(1 - g_injected)`` (amplitude damping). Readout error is not a
+per-layer channel; M3 (:mod:`mitigation.m3`) handles it. For amplitude damping only the T1 part
+of the device noise is subtracted.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from circuits.transpile import IsaCircuit, slot_width
+from mitigation._errors import NoiseFloorError
+
+PAULI_KINDS = ("bit_flip", "phase_flip", "depolarizing")
+
+_PI = math.pi
+# Slot angles of each Pauli: bit_flip rx(a); phase_flip rz(b); depolarizing rx(a) rz(b).
+_ANGLES: dict[str, dict[str, tuple[float, ...]]] = {
+    "bit_flip": {"I": (0.0,), "X": (_PI,)},
+    "phase_flip": {"I": (0.0,), "Z": (_PI,)},
+    "depolarizing": {"I": (0.0, 0.0), "X": (_PI, 0.0), "Y": (_PI, _PI), "Z": (0.0, _PI)},
+}
+
+
+def pauli_probabilities(kind: str, strength: float) -> dict[str, float]:
+    """The Pauli mixture of a channel: ``{pauli: probability}``."""
+    s = float(strength)
+    if kind == "bit_flip":
+        return {"I": 1.0 - s, "X": s}
+    if kind == "phase_flip":
+        return {"I": 1.0 - s, "Z": s}
+    if kind == "depolarizing":
+        return {"I": 1.0 - 0.75 * s, "X": s / 4, "Y": s / 4, "Z": s / 4}
+    raise ValueError(f"{kind!r} is not a Pauli channel")
+
+
+def slot_distribution(kind: str, strength: float) -> list[tuple[tuple[float, ...], float]]:
+    """Every slot binding of one channel location with its probability.
+
+    For a Pauli kind: one binding per Pauli (angles of :mod:`circuits.transpile`'s slot); the
+    probability-weighted average of the bound circuits is the channel. For amplitude damping:
+    the single dilation angle with probability 1.
+    """
+    if kind == "amplitude_damping":
+        return [((dilation_angle(strength),), 1.0)]
+    probs = pauli_probabilities(kind, strength)
+    return [(_ANGLES[kind][p], q) for p, q in probs.items() if q > 0.0]
+
+
+def _sobol(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n, d)`` Owen-scrambled Sobol points (each uniform on the unit cube)."""
+    import warnings
+
+    from scipy.stats import qmc
+
+    sampler = qmc.Sobol(d, scramble=True, seed=rng)
+    with warnings.catch_warnings():  # balance properties need n = 2^m; any n stays unbiased
+        warnings.simplefilter("ignore", UserWarning)
+        return np.asarray(sampler.random(n))
+
+
+def dilation_angle(gamma: float) -> float:
+    """``t = 2 arcsin sqrt(gamma)``: the ``cry`` angle whose dilation damps by ``gamma``."""
+    return 2.0 * math.asin(math.sqrt(min(max(float(gamma), 0.0), 1.0)))
+
+
+def slot_bindings(
+    kind: str, injected: np.ndarray, *, instances: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Noise-slot parameter values of ``R`` random instances.
+
+    Args:
+        kind: the channel kind.
+        injected: ``(L, n)`` strength to inject after layer ``l`` on data qubit ``q``.
+        instances: ``R`` for Pauli kinds (amplitude damping always gives 1 row).
+        rng: the generator that draws the Paulis.
+
+    Returns:
+        ``(R, L * n * m)`` values in :class:`circuits.transpile.HardwareCircuit` ``noise``
+        order (``m`` = :func:`circuits.transpile.slot_width`).
+    """
+    inj = np.asarray(injected, dtype=np.float64)
+    if kind == "amplitude_damping":
+        return np.array([[dilation_angle(g) for g in inj.reshape(-1)]])
+    width = slot_width(kind)
+    labels = list(_ANGLES[kind])
+    table = np.array([_ANGLES[kind][p] for p in labels])  # (paulis, m)
+    flat = inj.reshape(-1)
+    out = np.empty((instances, flat.size, width))
+    # Scrambled Sobol points: each row is uniform on [0, 1)^slots, so every instance is an
+    # exact draw of the product channel (unbiased), while the rows fill the cube evenly:
+    # every slot's Pauli frequencies are stratified (within 1/R of the probabilities for
+    # R a power of two) and so are the joint frequencies of pairs of slots.
+    points = _sobol(instances, flat.size, rng)
+    for i, strength in enumerate(flat):
+        probs = pauli_probabilities(kind, float(strength))
+        cdf = np.cumsum([probs.get(label, 0.0) for label in labels])
+        draws = np.searchsorted(cdf, points[:, i] * cdf[-1], side="right")
+        out[:, i, :] = table[np.minimum(draws, len(labels) - 1)]
+    return out.reshape(instances, -1)
+
+
+# ---------------------------------------------------------------------- device floor
+
+_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9, "ps": 1e-12}
+
+
+def _durations(isa: IsaCircuit, target: Any) -> tuple[float, dict[int, float], dict[int, float]]:
+    """ASAP makespan (s), one-qubit and two-qubit error sums per physical qubit."""
+    clock: dict[int, float] = {}
+    err1: dict[int, float] = {}
+    err2: dict[int, float] = {}
+    circuit = isa.circuit
+    for inst in circuit.data:
+        name = inst.operation.name
+        if name in ("measure", "barrier"):
+            continue
+        qargs = tuple(circuit.find_bit(q).index for q in inst.qubits)
+        duration, error = 0.0, 0.0
+        if name == "delay":  # idle time made explicit by the scheduling pass
+            op = inst.operation
+            scale = _UNITS.get(op.unit, 1.0) if op.unit != "dt" else float(target.dt or 0.0)
+            duration = float(op.duration) * scale
+        elif name in target.operation_names:
+            props = target[name].get(qargs)
+            if props is not None:
+                duration = float(props.duration or 0.0)
+                error = float(props.error or 0.0)
+        start = max((clock.get(q, 0.0) for q in qargs), default=0.0)
+        for q in qargs:
+            clock[q] = start + duration
+            if name != "reset":
+                bucket = err1 if len(qargs) == 1 else err2
+                bucket[q] = bucket.get(q, 0.0) + error
+    return max(clock.values(), default=0.0), err1, err2
+
+
+def layer_duration(isa: IsaCircuit, backend: Any, *, layers: int) -> float:
+    """Seconds per ansatz layer: the ISA circuit's ASAP makespan over the number of layers."""
+    makespan, _, _ = _durations(isa, backend.target)
+    return makespan / layers
+
+
+def _t1_t2(target: Any, q: int) -> tuple[float, float]:
+    props = target.qubit_properties[q] if target.qubit_properties else None
+    t1 = getattr(props, "t1", None) or math.inf
+    t2 = getattr(props, "t2", None) or math.inf
+    return float(t1), float(min(t2, 2 * t1))
+
+
+def device_pauli_rates(isa: IsaCircuit, backend: Any, *, layers: int) -> np.ndarray:
+    """``(n, 3)`` estimated ``p_x, p_y, p_z`` per ansatz layer on each data qubit."""
+    target = backend.target
+    makespan, err1, err2 = _durations(isa, target)
+    t = makespan / layers
+    rates = np.zeros((isa.hardware.n_data, 3))
+    for q in range(isa.hardware.n_data):
+        phys = isa.layout[q]
+        t1, t2 = _t1_t2(target, phys)
+        relax = 1.0 - math.exp(-t / t1)
+        dephase = 1.0 - math.exp(-t / t2)
+        pxy = relax / 4
+        pz = max(dephase / 2 - relax / 4, 0.0)
+        gate = err1.get(phys, 0.0) / layers / 2 + err2.get(phys, 0.0) / layers / 3
+        rates[q] = (pxy + gate, pxy + gate, pz + gate)
+    return rates
+
+
+def device_damping(isa: IsaCircuit, backend: Any, *, layers: int) -> np.ndarray:
+    """``(n,)`` estimated amplitude damping ``1 - e^{-t/T1}`` per layer on each data qubit."""
+    target = backend.target
+    makespan, _, _ = _durations(isa, target)
+    t = makespan / layers
+    return np.array(
+        [1.0 - math.exp(-t / _t1_t2(target, isa.layout[q])[0]) for q in range(isa.hardware.n_data)]
+    )
+
+
+def device_floor(kind: str, isa: IsaCircuit, backend: Any, *, layers: int) -> np.ndarray:
+    """``(n,)`` the device's own per-layer strength of channel ``kind`` on each data qubit."""
+    if kind == "amplitude_damping":
+        return device_damping(isa, backend, layers=layers)
+    rates = device_pauli_rates(isa, backend, layers=layers)
+    px, py, pz = rates[:, 0], rates[:, 1], rates[:, 2]
+    if kind == "bit_flip":
+        return px + py
+    if kind == "phase_flip":
+        return py + pz
+    if kind == "depolarizing":
+        shrink = (3.0 - 4.0 * (px + py + pz)) / 3.0  # mean of the three Bloch shrinks
+        return 1.0 - shrink
+    raise ValueError(f"no floor for channel kind {kind!r}")
+
+
+def _contraction(kind: str, s: np.ndarray) -> np.ndarray:
+    return 1.0 - 2.0 * s if kind in ("bit_flip", "phase_flip") else 1.0 - s
+
+
+def _from_contraction(kind: str, c: np.ndarray) -> np.ndarray:
+    return (1.0 - c) / 2.0 if kind in ("bit_flip", "phase_flip") else 1.0 - c
+
+
+def injected_strengths(
+    kind: str, targets: np.ndarray, floor: np.ndarray, *, allow_floor: bool = False
+) -> np.ndarray:
+    """What to inject so that device + injection is the requested channel.
+
+    Args:
+        kind: the channel kind.
+        targets: ``(L,)`` requested strength after each layer.
+        floor: ``(n,)`` the device's own strength per layer on each data qubit.
+        allow_floor: inject nothing (and accept the floor) where a target is below it.
+
+    Returns:
+        ``(L, n)`` strengths in [0, 1].
+
+    Raises:
+        NoiseFloorError: a target lies below the floor (field ``channel.strength``), unless
+            ``allow_floor``.
+    """
+    t = np.asarray(targets, dtype=np.float64)[:, None]
+    f = np.asarray(floor, dtype=np.float64)[None, :]
+    if not allow_floor and np.any(t < f):
+        worst = float(np.max(f))
+        raise NoiseFloorError(
+            f"requested {kind} strength {float(np.min(t)):.4g} is below this device's own "
+            f"per-layer floor {worst:.4g} on the chosen qubits (per qubit: "
+            f"{', '.join(f'{v:.4g}' for v in f[0])}); ask for at least {worst:.4g}, or set "
+            "allow_noise_floor to accept the floor",
+            field="channel.strength",
+        )
+    ct, cf = _contraction(kind, t), _contraction(kind, f)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ci = np.where(cf > 0, ct / cf, 1.0)
+    return np.clip(_from_contraction(kind, np.clip(ci, -1.0, 1.0)), 0.0, 1.0)
+
+
+def compose(kind: str, device: float, injected: float) -> float:
+    """The total strength of the device channel followed by the injected one."""
+    c = _contraction(kind, np.array(device)) * _contraction(kind, np.array(injected))
+    return float(_from_contraction(kind, c))

@@ -1,0 +1,429 @@
+"""The FastAPI app: versioned REST under ``/v1``, health, readiness and metrics.
+
+Routes are thin: they validate, call one function of :class:`jobs.store.JobStore`, and return a
+response model. The lifespan opens the store, migrates it, and runs the dispatcher (which
+re-dispatches queued and running work left by an earlier process) until shutdown.
+
+See ``docs/api.md`` for the endpoints, the bodies, the binary format and the error codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from circuits._errors import InvalidSpecError
+from jobs.errors import JobNotFinishedError
+from jobs.model import TERMINAL, Job, JobRequest, JobStatus
+from jobs.store import JobStore
+from service import catalog
+from service.arrays import NPZ_MEDIA_TYPE, first_non_finite, pack, unpack
+from service.auth import DEFAULT_TENANT, KeyCache, key_from_headers
+from service.errors import UnsupportedMediaTypeError, error_body, install_error_handlers
+from service.limits import BodyLimitMiddleware
+from service.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+from service.runtime import Runtime
+from service.schemas import (
+    BackendPublic,
+    BackendsPublic,
+    ErrorPublic,
+    JobPublic,
+    JobsPublic,
+    JobSubmitted,
+    ResultPublic,
+    RunCreate,
+    RunPublic,
+    RunsPublic,
+)
+from service.settings import Settings, get_settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("qldm.service")
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorPublic} for code in (400, 401, 404, 409, 413, 415, 422)
+}
+
+
+# ---------------------------------------------------------------------- dependencies
+
+
+@dataclass
+class _State:
+    settings: Settings
+    runtime: Runtime
+    keys: KeyCache
+    metrics: Metrics
+
+
+# Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in
+# its thread pool, a hop that cost about a millisecond each per request.
+
+
+async def _state(request: Request) -> _State:
+    state: _State = request.app.state.qldm
+    return state
+
+
+StateDep = Annotated[_State, Depends(_state)]
+
+
+async def _settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+# The app's own settings (``create_app(settings)``), not a ``dependency_overrides`` entry:
+# FastAPI re-analyses overridden dependencies on every request (a third of a GET's time).
+SettingsDep = Annotated[Settings, Depends(_settings)]
+
+
+async def _store(state: StateDep) -> JobStore:
+    return state.runtime.store
+
+
+StoreDep = Annotated[JobStore, Depends(_store)]
+
+
+async def _tenant(
+    state: StateDep,
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> str:
+    if not settings.auth_enabled:
+        return DEFAULT_TENANT
+    key = key_from_headers(authorization, x_api_key)
+    cached = state.keys.cached_tenant(key)
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(state.keys.tenant, key)  # may query the store
+
+
+TenantDep = Annotated[str, Depends(_tenant)]
+
+
+async def _job_document(request: Request, settings: SettingsDep) -> dict[str, Any]:
+    """The body of ``POST /v1/jobs`` as a dict: JSON, or npz (arrays + a ``json`` entry),
+    with NaN and infinities refused wherever they are."""
+    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    body = await request.body()
+    if media == NPZ_MEDIA_TYPE:
+        document, arrays = unpack(body, max_bytes=settings.max_body_bytes)
+        where = first_non_finite(document) or next(
+            (p for name, a in arrays.items() if (p := first_non_finite(a, name))), None
+        )
+        if where is None:
+            document.update({name: _as_list(a) for name, a in arrays.items()})
+    elif media in ("application/json", "") or media.endswith("+json"):
+        import json
+
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidSpecError(f"the body is not JSON ({exc})", field="body") from None
+        if not isinstance(document, dict):
+            raise InvalidSpecError("the body must be a JSON object", field="body")
+        where = first_non_finite(document)
+    else:
+        raise UnsupportedMediaTypeError(
+            f"send application/json or {NPZ_MEDIA_TYPE}, not {media!r}", field="Content-Type"
+        )
+    if where is not None:
+        raise InvalidSpecError("NaN and infinity are not numbers this API takes", field=where)
+    return document
+
+
+def _as_list(arr: np.ndarray) -> Any:
+    return np.asarray(arr, dtype=np.float64).tolist()
+
+
+JobDocumentDep = Annotated[dict[str, Any], Depends(_job_document)]
+
+
+def _wants_npz(accept: str | None) -> bool:
+    return bool(accept) and NPZ_MEDIA_TYPE in str(accept)
+
+
+# ---------------------------------------------------------------------- routes
+
+router = APIRouter(prefix="/v1", responses=_ERRORS)
+
+_JOB_CREATE_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}},
+            NPZ_MEDIA_TYPE: {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "npz archive: a 'json' uint8 entry and the array fields",
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=JobSubmitted,
+    openapi_extra=_JOB_CREATE_OPENAPI,
+    summary="Submit a job",
+)
+async def submit_job(
+    state: StateDep,
+    tenant: TenantDep,
+    document: JobDocumentDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> JobSubmitted:
+    """Validate and store a job; ``Idempotency-Key`` returns the same job for the same key."""
+    key = idempotency_key if state.settings.idempotency else None
+    job, created = await run_in_threadpool(_accept, state, tenant, document, key)
+    if not created:
+        response.status_code = 200
+    return JobSubmitted(id=job.id, status=job.status)
+
+
+def _accept(
+    state: _State, tenant: str, document: dict[str, Any], key: str | None
+) -> tuple[Job, bool]:
+    """Validate a job request completely (schema, shapes, backend limits), then store it:
+    nothing is stored when any check fails."""
+    settings = state.settings
+    request = JobRequest.parse(document)
+    catalog.check_request(
+        request,
+        ibm_configured=settings.ibm_token is not None,
+        max_batch=settings.max_batch,
+        max_shots=settings.max_shots,
+    )
+    return state.runtime.submit(tenant=tenant, request=request, idempotency_key=key)
+
+
+@router.get("/jobs", response_model=JobsPublic, summary="List jobs")
+def list_jobs(
+    store: StoreDep,
+    tenant: TenantDep,
+    status: JobStatus | None = None,
+    run_id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobsPublic:
+    """A page of the tenant's jobs, newest first, and how many match."""
+    jobs, total = store.list(
+        tenant=tenant, status=status, run_id=run_id, limit=limit, offset=offset
+    )
+    return JobsPublic(data=[JobPublic.of(j) for j in jobs], count=total)
+
+
+@router.get("/jobs/{job_id}", response_model=JobPublic, summary="Get a job")
+def get_job(job_id: str, store: StoreDep, tenant: TenantDep) -> JobPublic:
+    """The job's state, timings, attempts and error."""
+    return JobPublic.of(store.get(tenant=tenant, job_id=job_id))
+
+
+@router.delete("/jobs/{job_id}", response_model=JobPublic, summary="Cancel a job")
+def cancel_job(job_id: str, state: StateDep, tenant: TenantDep) -> JobPublic:
+    """Cancel: a queued job never runs, a running one stops at its next chunk, a finished
+    one is left as it is."""
+    return JobPublic.of(state.runtime.cancel(tenant=tenant, job_id=job_id))
+
+
+@router.get(
+    "/jobs/{job_id}/result",
+    response_model=ResultPublic,
+    responses={200: {"content": {NPZ_MEDIA_TYPE: {}}}},
+    summary="Get a job's result",
+)
+async def job_result(
+    job_id: str,
+    state: StateDep,
+    tenant: TenantDep,
+    wait: Annotated[float, Query(ge=0.0, description="seconds to wait for the job")] = 0.0,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The result of a succeeded job (JSON, or npz with ``Accept: application/x-npz``).
+
+    ``wait`` long-polls: the answer comes as soon as the job finishes, or after ``wait``
+    seconds (then 409 ``not_finished``).
+    """
+    store = state.runtime.store
+    job = await run_in_threadpool(store.get, tenant=tenant, job_id=job_id)
+    if job.status not in TERMINAL and wait > 0:
+        job = await state.runtime.wait(job, timeout=min(wait, state.settings.max_wait_s))
+    if job.status is not JobStatus.SUCCEEDED:
+        return _unfinished(job)
+    result = await run_in_threadpool(store.result, tenant=tenant, job_id=job_id)
+    if _wants_npz(accept):
+        document = {
+            "id": job.id,
+            "status": job.status.value,
+            "counts": result.counts,
+            "metadata": result.metadata,
+        }
+        arrays = {
+            "values": result.values,
+            "d_inputs": result.d_inputs,
+            "d_weights": result.d_weights,
+        }
+        content = await run_in_threadpool(pack, document, arrays)
+        return Response(content, media_type=NPZ_MEDIA_TYPE)
+    public = ResultPublic.of(job.id, result)
+    return JSONResponse(public.model_dump(mode="json"))
+
+
+def _unfinished(job: Job) -> JSONResponse:
+    if job.status is JobStatus.FAILED:
+        body = error_body(
+            "job_failed",
+            f"job {job.id} failed: {job.error_message or job.error_code}",
+            "job_id",
+            job_error={"code": job.error_code or "backend_error", "message": job.error_message},
+        )
+    elif job.status is JobStatus.CANCELLED:
+        body = error_body("cancelled", f"job {job.id} was cancelled: it has no result", "job_id")
+    else:
+        exc = JobNotFinishedError(f"job {job.id} is {job.status.value}", field="job_id")
+        body = error_body(exc.code, exc.message, exc.field, status=job.status.value)
+    return JSONResponse(body, status_code=409)
+
+
+@router.get("/backends", response_model=BackendsPublic, summary="List backends")
+def list_backends(settings: SettingsDep, tenant: TenantDep) -> BackendsPublic:
+    """Every backend the server offers, with its qubit count."""
+    entries = [
+        BackendPublic(name=b.name, kind=b.kind, qubits=b.qubits, available=b.available)
+        for b in catalog.catalog(ibm=settings.ibm_options() or None)
+    ]
+    return BackendsPublic(data=entries, count=len(entries))
+
+
+@router.post("/runs", status_code=201, response_model=RunPublic, summary="Open a run")
+def create_run(body: RunCreate, store: StoreDep, tenant: TenantDep) -> RunPublic:
+    """Open a run: a group of jobs (one training run, one runtime session on hardware)."""
+    name = body.name or "run"
+    return RunPublic.of(store.create_run(tenant=tenant, name=name, backend=body.backend))
+
+
+@router.get("/runs", response_model=RunsPublic, summary="List runs")
+def list_runs(
+    store: StoreDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> RunsPublic:
+    """A page of the tenant's runs, newest first."""
+    runs, total = store.list_runs(tenant=tenant, limit=limit, offset=offset)
+    return RunsPublic(data=[RunPublic.of(r) for r in runs], count=total)
+
+
+@router.get("/runs/{run_id}", response_model=RunPublic, summary="Get a run")
+def get_run(run_id: str, store: StoreDep, tenant: TenantDep) -> RunPublic:
+    """The run."""
+    return RunPublic.of(store.get_run(tenant=tenant, run_id=run_id))
+
+
+@router.delete("/runs/{run_id}", response_model=RunPublic, summary="Close a run")
+def close_run(run_id: str, store: StoreDep, tenant: TenantDep) -> RunPublic:
+    """Close a run: it takes no more jobs (closing twice is a no-op)."""
+    return RunPublic.of(store.close_run(tenant=tenant, run_id=run_id))
+
+
+ops = APIRouter(include_in_schema=True)
+
+
+@ops.get("/healthz", summary="Liveness")
+def healthz() -> dict[str, str]:
+    """200 while the process serves requests."""
+    return {"status": "ok"}
+
+
+@ops.get("/readyz", summary="Readiness", responses={503: {"model": ErrorPublic}})
+def readyz(state: StateDep) -> JSONResponse:
+    """200 when the database answers and the dispatcher runs, else 503."""
+    problems = state.runtime.problems()
+    if problems:
+        return JSONResponse(error_body("unavailable", "; ".join(problems)), status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+@ops.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(state: StateDep) -> Response:
+    """Prometheus text: jobs by state, queue depth, job and HTTP latency histograms."""
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+
+# ---------------------------------------------------------------------- the app
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for ``settings`` (``None``: :func:`get_settings`).
+
+    Raises:
+        UnsafeSettingsError: the settings would expose the server (see
+            :meth:`Settings.check_safe`).
+    """
+    settings = settings or get_settings()
+    settings.check_safe()
+    runtime = Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(runtime.start, asyncio.get_running_loop())
+        if settings.auth_enabled and not await run_in_threadpool(runtime.store.has_api_keys):
+            log.warning("auth is on but no API key exists: create one with `qldm keys create`")
+        try:
+            yield
+        finally:
+            await run_in_threadpool(runtime.stop)
+
+    app = FastAPI(
+        title="qldm",
+        version="1",
+        summary="Parameterized quantum circuits as jobs: exact, Aer, IBM Runtime.",
+        lifespan=lifespan,
+    )
+    metrics_ = Metrics(runtime.counts)
+    runtime.on_finished = metrics_.observe_job
+    app.state.qldm = _State(
+        settings=settings,
+        runtime=runtime,
+        keys=KeyCache(runtime, ttl_s=5.0),
+        metrics=metrics_,
+    )
+    install_error_handlers(app)
+    _document_job_request(app)
+    app.include_router(router)
+    app.include_router(ops)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics_)
+    return app
+
+
+def _document_job_request(app: FastAPI) -> None:
+    """Put the ``JobRequest`` schema into the OpenAPI components (the route reads its body
+    by hand, to take JSON and npz, so FastAPI does not add it by itself)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        job = JobRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(job.pop("$defs", {}))
+        components["JobRequest"] = job
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

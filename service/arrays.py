@@ -1,0 +1,169 @@
+"""The binary array transport: an ``.npz`` archive of arrays plus one JSON document.
+
+Wire format (``Content-Type: application/x-npz``), the same for requests and results:
+
+- an uncompressed or deflated zip written by :func:`numpy.savez` (``allow_pickle`` off);
+- one entry named ``json``: a 1-D ``uint8`` array holding a UTF-8 JSON object (for a job
+  request: every field except the arrays; for a result: ``id``, ``status``, ``counts``,
+  ``metadata``);
+- one entry per array field (``inputs``, ``weights``, ``noise_levels`` in a request;
+  ``values``, ``d_inputs``, ``d_weights`` in a result), each a real numeric array (float64
+  on the way out). An array entry takes the place of the JSON field of the same name.
+
+Encoding a ``(128, 6, 78)`` float64 Jacobian this way is a memory copy (about 0.5 ms), against
+tens of milliseconds to print and parse the same numbers as JSON text.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from circuits._errors import QldmError
+
+__all__ = [
+    "NPZ_MEDIA_TYPE",
+    "ArrayDecodeError",
+    "BodyTooLargeError",
+    "first_non_finite",
+    "pack",
+    "unpack",
+]
+
+NPZ_MEDIA_TYPE = "application/x-npz"
+JSON_ENTRY = "json"
+
+
+class ArrayDecodeError(QldmError, ValueError):
+    """A binary body is not a valid npz archive in the qldm format."""
+
+    code = "validation_error"
+
+
+class BodyTooLargeError(QldmError, ValueError):
+    """A body (or what it decompresses to) is larger than the server accepts."""
+
+    code = "payload_too_large"
+
+
+def pack(document: Mapping[str, Any], arrays: Mapping[str, np.ndarray | None]) -> bytes:
+    """Write ``document`` and ``arrays`` (``None`` entries are left out) as an npz archive.
+
+    Args:
+        document: JSON-serializable fields.
+        arrays: name to array; names must not be ``json`` nor keys of ``document``.
+
+    Returns:
+        The archive's bytes.
+    """
+    entries: dict[str, np.ndarray] = {
+        JSON_ENTRY: np.frombuffer(json.dumps(document, allow_nan=False).encode(), dtype=np.uint8)
+    }
+    for name, value in arrays.items():
+        if value is not None:
+            entries[name] = np.ascontiguousarray(value)
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **entries)
+    return buffer.getvalue()
+
+
+def unpack(
+    body: bytes, *, max_bytes: int | None = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read an archive written by :func:`pack`.
+
+    Args:
+        body: the archive's bytes.
+        max_bytes: refuse archives whose members decompress to more than this.
+
+    Returns:
+        ``(document, arrays)``: the JSON object and the other entries, as numpy arrays.
+
+    Raises:
+        ArrayDecodeError: not a zip, no ``json`` entry, a pickled or non-numeric array,
+            invalid JSON (``field="body"`` or the entry's name).
+        BodyTooLargeError: the members decompress to more than ``max_bytes``.
+    """
+    buffer = io.BytesIO(body)
+    try:
+        with zipfile.ZipFile(buffer) as archive:
+            total = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise ArrayDecodeError(f"not an npz archive ({exc})", field="body") from None
+    if max_bytes is not None and total > max_bytes:
+        raise BodyTooLargeError(
+            f"the archive unpacks to {total} bytes, more than the limit of {max_bytes}",
+            field="body",
+        )
+    arrays: dict[str, np.ndarray] = {}
+    document: Any = None
+    try:
+        with np.load(io.BytesIO(body), allow_pickle=False) as npz:
+            for name in npz.files:
+                try:
+                    value = npz[name]
+                except ValueError as exc:  # pickled (object) arrays
+                    raise ArrayDecodeError(f"unreadable array ({exc})", field=name) from None
+                if name == JSON_ENTRY:
+                    document = _json_entry(value)
+                    continue
+                if value.dtype.kind not in "fiub":
+                    raise ArrayDecodeError(
+                        f"arrays must be real numbers, got dtype {value.dtype}", field=name
+                    )
+                arrays[name] = value
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ArrayDecodeError(f"not an npz archive ({exc})", field="body") from None
+    if document is None:
+        raise ArrayDecodeError(f"the archive has no {JSON_ENTRY!r} entry", field="body")
+    overlap = set(arrays) & set(document)
+    if overlap:
+        raise ArrayDecodeError(
+            f"{sorted(overlap)} given both as arrays and in the JSON entry",
+            field=sorted(overlap)[0],
+        )
+    return document, arrays
+
+
+def _json_entry(value: np.ndarray) -> dict[str, Any]:
+    if value.dtype != np.uint8 or value.ndim != 1:
+        raise ArrayDecodeError("the json entry must be a 1-D uint8 array", field=JSON_ENTRY)
+    try:
+        document = json.loads(value.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArrayDecodeError(f"the json entry is not JSON ({exc})", field=JSON_ENTRY) from None
+    if not isinstance(document, dict):
+        raise ArrayDecodeError("the json entry must hold a JSON object", field=JSON_ENTRY)
+    return document
+
+
+def first_non_finite(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first NaN or infinity in a parsed JSON document or array, if any.
+
+    JSON text may carry ``NaN``/``Infinity`` literals (Python's parser accepts them), so the
+    server looks through the whole document, not only the fields it expects numbers in.
+    """
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path or "body")
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            bad = np.argwhere(~np.isfinite(value))[0]
+            return ".".join([path, *(str(int(i)) for i in bad)]) if path else "body"
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = first_non_finite(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = first_non_finite(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None

@@ -1,0 +1,157 @@
+"""Which backends this server offers, with their sizes: ``GET /v1/backends`` and submit checks.
+
+``exact`` and ``aer`` take any spec (up to :data:`circuits.spec.MAX_QUBITS`); every device of
+qiskit-ibm-runtime's fake provider is offered twice, as ``aer:<device>`` (Aer with the device's
+noise model) and ``fake:<device>`` (the runtime primitives in local testing mode); ``ibm:``
+devices are listed only when the server has an IBM token, and are never listed from the
+network here (the name is checked when the job runs).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from circuits.spec import MAX_QUBITS
+from jobs.errors import BackendLimitError, UnknownBackendError
+from jobs.model import JobRequest
+
+__all__ = ["BackendInfo", "catalog", "check_request"]
+
+Kind = Literal["exact", "aer", "fake", "ibm"]
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """One backend: its name, kind, qubit count, and whether it can take jobs now."""
+
+    name: str
+    kind: Kind
+    qubits: int
+    available: bool = True
+
+
+@lru_cache(maxsize=1)
+def _fake_devices() -> tuple[tuple[str, int], ...]:
+    """``(name, qubits)`` of every fake device, read once.
+
+    Read from the provider's files (each device's ``backend_name`` and its configuration's
+    ``n_qubits``): milliseconds, where building ``FakeProviderForBackendV2()`` takes seconds.
+    Falls back to the provider if the files are not laid out as expected.
+    """
+    found = []
+    spec = importlib.util.find_spec("qiskit_ibm_runtime")  # locates it without importing it
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    folders = [p for r in roots for p in (Path(r) / "fake_provider" / "backends").glob("*")]
+    for folder in folders:
+        names = [_match(_NAME, f) for f in folder.glob("fake_*.py")]
+        qubits = [_match(_QUBITS, f) for f in folder.glob("conf_*.json")]
+        if len(names) == 1 and len(qubits) == 1 and names[0] and qubits[0]:
+            found.append((names[0], int(qubits[0])))
+    if found:
+        return tuple(sorted(found))
+    from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        backends = FakeProviderForBackendV2().backends()
+    return tuple(sorted((b.name, int(b.num_qubits)) for b in backends))
+
+
+_NAME = re.compile(r"""backend_name\s*=\s*["']([\w.\-]+)["']""")
+_QUBITS = re.compile(r'"n_qubits"\s*:\s*(\d+)')
+
+
+def _match(pattern: re.Pattern[str], path: Path) -> str | None:
+    try:
+        m = pattern.search(path.read_text(errors="replace"))
+    except OSError:
+        return None
+    return m.group(1) if m else None
+
+
+def catalog(*, ibm: dict[str, str] | None = None) -> list[BackendInfo]:
+    """Every backend the server offers, simulators first.
+
+    Args:
+        ibm: the server's IBM credentials (``token``, ``channel``, ``instance``), or ``None``:
+            ``ibm:`` devices are listed only with a token.
+    """
+    out = [BackendInfo("exact", "exact", MAX_QUBITS), BackendInfo("aer", "aer", MAX_QUBITS)]
+    for name, qubits in _fake_devices():
+        out.append(BackendInfo(f"aer:{name}", "aer", qubits))
+    for name, qubits in _fake_devices():
+        out.append(BackendInfo(f"fake:{name}", "fake", qubits))
+    if ibm and ibm.get("token"):
+        key = tuple(sorted(ibm.items()))
+        out.extend(BackendInfo(f"ibm:{name}", "ibm", q, up) for name, q, up in _ibm_devices(key))
+    return out
+
+
+@lru_cache(maxsize=4)
+def _ibm_devices(credentials: tuple[tuple[str, str], ...]) -> tuple[tuple[str, int, bool], ...]:
+    """``(name, qubits, operational)`` of the account's devices; empty when unreachable."""
+    try:
+        from qiskit_ibm_runtime import QiskitRuntimeService
+
+        service = QiskitRuntimeService(**dict(credentials))
+        return tuple(
+            (b.name, int(b.num_qubits), bool(b.status().operational)) for b in service.backends()
+        )
+    except Exception:  # offline, or a bad token: list no ibm devices rather than fail
+        return ()
+
+
+def check_request(
+    request: JobRequest, *, ibm_configured: bool, max_batch: int, max_shots: int
+) -> None:
+    """Refuse work the backend cannot take, before anything is stored.
+
+    Raises:
+        UnknownBackendError: an ``aer:``/``fake:`` device that does not exist, or ``ibm:``
+            without an IBM token on the server (``field="backend"``).
+        BackendLimitError: more samples than ``max_batch`` (``field="inputs"``), more shots
+            than ``max_shots`` (``field="shots"``), or more qubits than the device has
+            (``field="circuit"``).
+    """
+    if request.n_samples > max_batch:
+        raise BackendLimitError(
+            f"{request.n_samples} samples, more than this server's limit of {max_batch} per job",
+            field="inputs",
+        )
+    if request.shots is not None and request.shots > max_shots:
+        raise BackendLimitError(
+            f"{request.shots} shots, more than this server's limit of {max_shots}", field="shots"
+        )
+    kind, _, device = request.backend.partition(":")
+    if kind == "ibm":
+        if not ibm_configured:
+            raise UnknownBackendError(
+                "ibm: backends need an IBM token on the server (QLDM_IBM_TOKEN)", field="backend"
+            )
+        return
+    if kind not in ("aer", "fake") or not device:
+        return
+    sizes = dict(_fake_devices())
+    if device not in sizes:
+        raise UnknownBackendError(
+            f"no fake device {device!r}; GET /v1/backends lists them", field="backend"
+        )
+    n_qubits = _qubits(request)
+    if n_qubits is not None and n_qubits > sizes[device]:
+        raise BackendLimitError(
+            f"the circuit has {n_qubits} qubits, {device} has {sizes[device]}", field="circuit"
+        )
+
+
+def _qubits(request: JobRequest) -> int | None:
+    circuit = request.circuit
+    n = getattr(circuit, "n_qubits", None)
+    if isinstance(n, int):
+        return n
+    return None

@@ -1,0 +1,41 @@
+"""``qldm demo``: train the bit-flip QLDM through an embedded server and write the report.
+
+The server runs as a subprocess on a free loopback port (SQLite in ``out/server``, the local
+executor, auth off), the training talks to it over HTTP exactly as a remote client would, and
+the server is stopped when the demo ends, fails or is interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from service.embedded import EmbeddedServer
+
+__all__ = ["run_demo"]
+
+log = logging.getLogger("qldm.demo")
+
+
+def run_demo(*, out: Path, minutes: float, workers: int | None = None) -> None:
+    """Start an embedded server, train the demo model through it, stop the server.
+
+    Args:
+        out: report folder (the server's database and log go to ``out/server``).
+        minutes: training budget.
+        workers: the server's worker processes (default: the server's default).
+
+    Raises:
+        RuntimeError: the server did not start (its log's tail is in the message).
+        ValueError: ``minutes`` is not positive.
+    """
+    if not minutes > 0:
+        raise ValueError(f"minutes must be positive, got {minutes}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    from hybrid.demo import run
+
+    with EmbeddedServer(out / "server", workers=workers) as server:
+        log.info("qldm demo: server at %s (log: %s)", server.url, server.log_path)
+        print(f"qldm demo: embedded server at {server.url}; report in {out}")
+        run(url=server.url, api_key=None, out=out, minutes=minutes)

@@ -1,0 +1,233 @@
+"""What a running server holds: the store, the executor, the dispatcher, and job waiters.
+
+:class:`Runtime` is built from the settings, started by the app's lifespan and stopped by it.
+Long-polls (``GET /v1/jobs/{id}/result?wait=``) wait on it: a job that finishes in this
+process wakes its waiters at once (the store used by the dispatcher reports every final
+transition), and every waiter also re-reads the database with a backoff, so jobs finished by
+another replica or by a worker process that writes the store itself are seen too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import text
+
+from jobs.model import TERMINAL, Job, JobRequest
+from jobs.store import JobStore
+from service.settings import Settings
+
+__all__ = ["NotifyingStore", "Runtime"]
+
+log = logging.getLogger("qldm.service")
+
+_POLL_FIRST_S = 0.005
+_POLL_MAX_S = 0.1
+
+
+class NotifyingStore(JobStore):
+    """A :class:`JobStore` that calls ``listener(job_id)`` after each transition that may end
+    a job (complete, fail, cancel, release)."""
+
+    listener: Callable[[str], None] | None = None
+
+    def _notify(self, job_id: str) -> None:
+        if self.listener is not None:
+            try:
+                self.listener(job_id)
+            except Exception:  # a listener must never break a state change
+                log.exception("job listener failed for %s", job_id)
+
+    def complete(self, job_id: str, *args: Any, **kwargs: Any) -> Any:
+        done = super().complete(job_id, *args, **kwargs)
+        self._notify(job_id)
+        return done
+
+    def fail(self, job_id: str, *args: Any, **kwargs: Any) -> Any:
+        done = super().fail(job_id, *args, **kwargs)
+        self._notify(job_id)
+        return done
+
+    def mark_cancelled(self, job_id: str, *args: Any, **kwargs: Any) -> Any:
+        done = super().mark_cancelled(job_id, *args, **kwargs)
+        self._notify(job_id)
+        return done
+
+    def release(self, job_id: str, *args: Any, **kwargs: Any) -> Any:
+        status = super().release(job_id, *args, **kwargs)
+        self._notify(job_id)
+        return status
+
+
+class Runtime:
+    """The server's moving parts.
+
+    Args:
+        settings: the server settings.
+
+    Attributes:
+        store: the job store (opened at construction, migrated by :meth:`start`).
+        on_finished: called with each job this process sees finish (metrics).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        if settings.database_url is None:
+            settings.data_dir.expanduser().mkdir(parents=True, exist_ok=True)
+        self.store = NotifyingStore(settings.resolved_database_url)
+        self.store.listener = self._job_changed
+        self.on_finished: Callable[[Job], None] | None = None
+        self.dispatcher: Any = None
+        self.executor: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Migrate the store, start the executor and the dispatcher (which picks up queued and
+        running jobs left by an earlier process)."""
+        from jobs.dispatcher import Dispatcher
+
+        self._loop = loop
+        self.store.migrate()
+        self.executor = self._make_executor()
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.dispatcher = Dispatcher(self.store, self.executor, worker_id=worker)
+        self.dispatcher.start()
+        # the fake-device list takes a second or more to load: do it before the first request
+        threading.Thread(target=_load_catalog, name="qldm-catalog", daemon=True).start()
+        log.info(
+            "qldm ready: database %s, executor %s, auth %s",
+            self.store.engine.url.render_as_string(hide_password=True),
+            self.settings.executor,
+            "on" if self.settings.auth_enabled else "off",
+        )
+
+    def _make_executor(self) -> Any:
+        from jobs.executors import make_executor
+
+        settings = self.settings
+        if settings.executor == "ray":
+            return make_executor("ray", max_workers=settings.workers, address=settings.ray_address)
+        return make_executor("local", max_workers=settings.workers)
+
+    def stop(self) -> None:
+        """Stop the dispatcher and the executor, and close the store."""
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+        shutdown = getattr(self.executor, "shutdown", None) or getattr(self.executor, "close", None)
+        if callable(shutdown):
+            shutdown()
+        self.store.close()
+
+    def problems(self) -> list[str]:
+        """Why the server is not ready (empty when it is)."""
+        out = []
+        try:
+            with self.store.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            out.append(f"database unreachable ({type(exc).__name__})")
+        if self.dispatcher is None:
+            out.append("dispatcher not started")
+        else:
+            alive = getattr(self.dispatcher, "is_alive", None)
+            if alive is not None and not (alive() if callable(alive) else alive):
+                out.append("dispatcher stopped")
+        return out
+
+    # ------------------------------------------------------------------ store calls
+
+    def submit(
+        self, *, tenant: str, request: JobRequest, idempotency_key: str | None
+    ) -> tuple[Job, bool]:
+        """Store a job and wake the dispatcher."""
+        job, created = self.store.submit(
+            tenant=tenant, request=request, idempotency_key=idempotency_key
+        )
+        if created and self.dispatcher is not None:
+            self.dispatcher.wake()
+        return job, created
+
+    def cancel(self, *, tenant: str, job_id: str) -> Job:
+        """Cancel a job and wake whoever waits on it."""
+        job = self.store.cancel(tenant=tenant, job_id=job_id)
+        self._wake_waiters(job_id)
+        return job
+
+    def authenticate(self, key: str) -> str | None:
+        """The tenant of an API key, or ``None``."""
+        return self.store.authenticate(key)
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per state."""
+        return self.store.counts_by_status()
+
+    # ------------------------------------------------------------------ waiting
+
+    async def wait(self, job: Job, *, timeout: float) -> Job:
+        """Wait until ``job`` is in a final state or ``timeout`` seconds pass.
+
+        Returns:
+            The newest snapshot of the job.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        event = asyncio.Event()
+        with self._lock:
+            self._waiters.setdefault(job.id, set()).add(event)
+        delay = _POLL_FIRST_S
+        try:
+            while job.status not in TERMINAL:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(event.wait(), timeout=min(delay, remaining))
+                except TimeoutError:
+                    delay = min(_POLL_MAX_S, delay * 2)
+                event.clear()
+                job = await asyncio.to_thread(self.store.job, job.id)
+        finally:
+            with self._lock:
+                events = self._waiters.get(job.id)
+                if events is not None:
+                    events.discard(event)
+                    if not events:
+                        del self._waiters[job.id]
+        return job
+
+    def _job_changed(self, job_id: str) -> None:
+        """Called by the store (in a dispatcher thread) after a transition."""
+        self._wake_waiters(job_id)
+        if self.on_finished is not None:
+            try:
+                job = self.store.job(job_id)
+            except Exception:
+                return
+            if job.terminal:
+                self.on_finished(job)
+
+    def _wake_waiters(self, job_id: str) -> None:
+        with self._lock:
+            events = list(self._waiters.get(job_id, ()))
+        if events and self._loop is not None:
+            for event in events:
+                self._loop.call_soon_threadsafe(event.set)
+
+
+def _load_catalog() -> None:
+    from service.catalog import catalog
+
+    try:
+        catalog()
+    except Exception:  # listed again (and the error shown) on the first request
+        log.exception("could not load the fake-device list")

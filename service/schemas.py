@@ -1,0 +1,201 @@
+"""The API's schemas: what goes over the wire, separate from the store's rows and snapshots.
+
+A family per entity: ``JobCreate`` (the body of ``POST /v1/jobs``, the job request itself),
+``JobSubmitted``, ``JobPublic``, ``JobsPublic(data, count)``, ``ResultPublic``; ``RunCreate``,
+``RunPublic``, ``RunsPublic``; ``BackendPublic``, ``BackendsPublic``; ``ErrorPublic``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobs.model import Job, JobRequest, JobResult, JobStatus, Run, RunStatus
+
+__all__ = [
+    "BackendPublic",
+    "BackendsPublic",
+    "ErrorDetail",
+    "ErrorPublic",
+    "JobCreate",
+    "JobErrorPublic",
+    "JobPublic",
+    "JobSubmitted",
+    "JobsPublic",
+    "ResultPublic",
+    "RunCreate",
+    "RunPublic",
+    "RunsPublic",
+]
+
+JobCreate = JobRequest
+"""The body of ``POST /v1/jobs``: a :class:`jobs.model.JobRequest` (closed: unknown fields fail)."""
+
+
+class ErrorDetail(BaseModel):
+    """The inside of every error body."""
+
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorPublic(BaseModel):
+    """Every error response: ``{"error": {"code", "message", "field"}}``."""
+
+    error: ErrorDetail
+
+
+class JobSubmitted(BaseModel):
+    """The answer to ``POST /v1/jobs`` (202; 200 when an idempotency key matched a job)."""
+
+    id: str
+    status: JobStatus
+
+
+class JobErrorPublic(BaseModel):
+    """Why a job failed or was cancelled."""
+
+    code: str
+    message: str
+
+
+class JobPublic(BaseModel):
+    """A job as clients see it."""
+
+    id: str
+    status: JobStatus
+    task: str
+    backend: str
+    run_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    progress: float
+    cancel_requested: bool
+    error: JobErrorPublic | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobPublic:
+        """The public view of a store snapshot."""
+        error = None
+        if job.error_code is not None:
+            error = JobErrorPublic(code=job.error_code, message=job.error_message or "")
+        return cls(
+            id=job.id,
+            status=job.status,
+            task=job.task,
+            backend=job.backend,
+            run_id=job.run_id,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            attempts=job.attempts,
+            progress=job.progress,
+            cancel_requested=job.cancel_requested,
+            error=error,
+        )
+
+
+class JobsPublic(BaseModel):
+    """A page of jobs and the total count matching the filter."""
+
+    data: list[JobPublic]
+    count: int
+
+
+class ResultPublic(BaseModel):
+    """A finished job's result as JSON (``Accept: application/x-npz`` gives the binary form).
+
+    Attributes:
+        id: the job.
+        status: always ``succeeded``.
+        values: ``(K, B, O)`` nested lists, or ``None`` for the counts task.
+        d_inputs: ``(K, B, O, I)`` or ``None``.
+        d_weights: ``(K, B, O, P)`` or ``None``.
+        counts: ``K * B`` dicts bitstring -> count (counts task), else ``None``.
+        metadata: backend facts.
+    """
+
+    id: str
+    status: JobStatus = JobStatus.SUCCEEDED
+    values: list[Any] | None
+    d_inputs: list[Any] | None = None
+    d_weights: list[Any] | None = None
+    counts: list[dict[str, int]] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, job_id: str, result: JobResult) -> ResultPublic:
+        """The JSON view of a result."""
+        return cls(
+            id=job_id,
+            values=_lists(result.values),
+            d_inputs=_lists(result.d_inputs),
+            d_weights=_lists(result.d_weights),
+            counts=result.counts,
+            metadata=result.metadata,
+        )
+
+
+def _lists(arr: np.ndarray | None) -> list[Any] | None:
+    return None if arr is None else np.asarray(arr, dtype=np.float64).tolist()
+
+
+class RunCreate(BaseModel):
+    """The body of ``POST /v1/runs``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="", max_length=200)
+    backend: str = Field(default="exact", max_length=100)
+
+
+class RunPublic(BaseModel):
+    """A run as clients see it."""
+
+    id: str
+    name: str
+    backend: str
+    status: RunStatus
+    created_at: datetime
+    closed_at: datetime | None
+
+    @classmethod
+    def of(cls, run: Run) -> RunPublic:
+        """The public view of a store snapshot."""
+        return cls(
+            id=run.id,
+            name=run.name,
+            backend=run.backend,
+            status=run.status,
+            created_at=run.created_at,
+            closed_at=run.closed_at,
+        )
+
+
+class RunsPublic(BaseModel):
+    """A page of runs and the total count."""
+
+    data: list[RunPublic]
+    count: int
+
+
+class BackendPublic(BaseModel):
+    """One backend the server can run jobs on."""
+
+    name: str
+    kind: Literal["exact", "aer", "fake", "ibm"]
+    qubits: int
+    available: bool
+
+
+class BackendsPublic(BaseModel):
+    """Every backend and the count."""
+
+    data: list[BackendPublic]
+    count: int

@@ -1,0 +1,151 @@
+"""The server's settings: one typed ``pydantic-settings`` class read from ``QLDM_*`` variables.
+
+Every setting has an environment variable named ``QLDM_`` + its upper-case name
+(``QLDM_DATABASE_URL``, ``QLDM_EXECUTOR``, ...). :func:`get_settings` reads them once;
+``service.app.create_app(settings)`` takes them as an argument (tests pass their own) and its
+routes get them through a dependency on the app, never from an import-time global.
+
+Defaults are safe for a laptop: SQLite in the data directory, a local process pool, auth on
+whenever the server binds beyond loopback. :meth:`Settings.check_safe` refuses the unsafe
+combinations at start-up.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from circuits._errors import QldmError
+
+__all__ = ["Settings", "UnsafeSettingsError", "default_data_dir", "get_settings"]
+
+
+class UnsafeSettingsError(QldmError, ValueError):
+    """A combination of settings the server refuses to start with."""
+
+    code = "unsafe_settings"
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/qldm``, or ``~/.local/share/qldm`` when ``XDG_DATA_HOME`` is unset."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "qldm"
+
+
+class Settings(BaseSettings):
+    """Server settings.
+
+    Attributes:
+        host: address the server binds (``qldm serve --host`` sets it).
+        port: TCP port.
+        data_dir: folder for the SQLite database and other state.
+        database_url: SQLAlchemy URL; ``None`` means SQLite at ``data_dir/qldm.sqlite3``.
+        executor: ``local`` (a process pool in the server) or ``ray`` (a Ray cluster).
+        ray_address: Ray address for ``executor="ray"``; ``None`` starts a local Ray instance.
+        workers: worker processes of the local executor.
+        auth: ``auto`` (on whenever ``host`` is not loopback), ``on`` or ``off``.
+        max_body_bytes: largest request body accepted (413 beyond it).
+        max_batch: most samples ``B`` one job may carry (400 beyond it).
+        max_shots: most shots per circuit one job may ask for (400 beyond it).
+        max_wait_s: longest long-poll ``GET /v1/jobs/{id}/result?wait=`` the server holds.
+        idempotency: honour the ``Idempotency-Key`` header of ``POST /v1/jobs``.
+        ibm_token: IBM Quantum token for ``ibm:`` backends; never logged nor returned.
+        ibm_channel: IBM Quantum channel (``ibm_quantum_platform``, ``ibm_cloud``).
+        ibm_instance: IBM Quantum instance (CRN or hub/group/project).
+        log_level: uvicorn's log level.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="QLDM_", extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = None
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    workers: int = Field(default=2, ge=1, le=256)
+    auth: Literal["auto", "on", "off"] = "auto"
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_batch: int = Field(default=4096, ge=1)
+    max_shots: int = Field(default=1_000_000, ge=1)
+    max_wait_s: float = Field(default=60.0, ge=0.0, le=3600.0)
+    idempotency: bool = True
+    ibm_token: SecretStr | None = None
+    ibm_channel: SecretStr | None = None
+    ibm_instance: SecretStr | None = None
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("ibm_token", "ibm_channel", "ibm_instance", "ray_address", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # docker-compose passes unset variables through as empty strings
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def resolved_database_url(self) -> str:
+        """``database_url``, or SQLite in ``data_dir`` when it is unset."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir.expanduser() / 'qldm.sqlite3').as_posix()}"
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether ``host`` is a loopback address (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+        return is_loopback(self.host)
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether requests need an API key (``auto``: on beyond loopback)."""
+        if self.auth == "auto":
+            return not self.loopback_only
+        return self.auth == "on"
+
+    def check_safe(self) -> None:
+        """Refuse settings that would expose the server.
+
+        Raises:
+            UnsafeSettingsError: auth ``off`` on a non-loopback bind (``field="auth"``), or a
+                ``ray_address`` without ``executor="ray"`` (``field="ray_address"``).
+        """
+        if self.auth == "off" and not self.loopback_only:
+            raise UnsafeSettingsError(
+                f"refusing to serve on {self.host!r} with auth off: anyone who can reach the "
+                "port could run jobs; set QLDM_AUTH=on (or auto) and create a key with "
+                "`qldm keys create --tenant NAME`, or bind 127.0.0.1",
+                field="auth",
+            )
+        if self.ray_address and self.executor != "ray":
+            raise UnsafeSettingsError(
+                "QLDM_RAY_ADDRESS is set but QLDM_EXECUTOR is not 'ray'", field="ray_address"
+            )
+
+    def ibm_options(self) -> dict[str, str]:
+        """The IBM credentials as plain strings, for the runtime backend only (never logged)."""
+        out: dict[str, str] = {}
+        for name in ("ibm_token", "ibm_channel", "ibm_instance"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name.removeprefix("ibm_")] = value.get_secret_value()
+        return out
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only the loopback interface."""
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,315 @@
+"""The runtime path on fake devices (local testing mode): one submission per training step,
+re-attachment after a restart, calibrated noise subtraction, the noise floor."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from circuits import PQCSpec
+from jobs.backends import get_backend
+from jobs.backends.base import Workload
+from jobs.backends.exact import ExactBackend
+from jobs.backends.runtime import RuntimeBackend
+from jobs.errors import BackendError, InvalidSpecError, UnknownBackendError
+from jobs.model import JobOptions
+from mitigation._errors import NoiseFloorError
+
+
+class _Calls:
+    """Counts calls of a primitive's ``run`` (the real method still runs)."""
+
+    def __init__(self) -> None:
+        self.estimator = 0
+        self.sampler = 0
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Calls]:
+    import qiskit_ibm_runtime
+
+    seen = _Calls()
+    for cls, attr in (
+        (qiskit_ibm_runtime.EstimatorV2, "estimator"),
+        (qiskit_ibm_runtime.SamplerV2, "sampler"),
+    ):
+        original = cls.run
+
+        def counted(self: Any, *args: Any, _o: Any = original, _a: str = attr, **kw: Any) -> Any:
+            setattr(seen, _a, getattr(seen, _a) + 1)
+            return _o(self, *args, **kw)
+
+        monkeypatch.setattr(cls, "run", counted)
+    yield seen
+
+
+def _spec(kind: str, strength: float, *, n: int = 1, layers: int = 2) -> PQCSpec:
+    return PQCSpec.parse(
+        {"n_qubits": n, "layers": layers, "channel": {"kind": kind, "strength": strength}}
+    )
+
+
+def test_unknown_fake_device_lists_some(tmp_path: Path) -> None:
+    with pytest.raises(UnknownBackendError) as info:
+        RuntimeBackend("fake:nowhere", data_dir=tmp_path)
+    assert info.value.field == "backend"
+    assert "fake:" in str(info.value)
+    assert isinstance(get_backend("fake:fake_lima", data_dir=tmp_path), RuntimeBackend)
+
+
+def test_options_are_validated(tmp_path: Path) -> None:
+    with pytest.raises(InvalidSpecError) as info:
+        RuntimeBackend("fake:lima", resilience={"measure_mitigation": True}, data_dir=tmp_path)
+    assert info.value.field == "resilience"
+    with pytest.raises(InvalidSpecError) as info:
+        RuntimeBackend("fake:lima", resilience={"bogus": 1}, data_dir=tmp_path)
+    assert info.value.field == "resilience.bogus"
+    with pytest.raises(InvalidSpecError):
+        RuntimeBackend("fake:lima", instances=0, data_dir=tmp_path)
+
+
+def test_training_step_with_k_levels_is_one_estimator_submission(
+    tmp_path: Path, calls: _Calls
+) -> None:
+    spec = _spec("depolarizing", 0.1)
+    levels = [0.03, 0.5]
+    x, w = [[0.0], [np.pi]], [0.1, 0.2, -0.1, 0.3]
+    backend = RuntimeBackend("fake:lima", data_dir=tmp_path, mitigate_readout=False, instances=16)
+    ev = backend.run(
+        Workload.build(spec, x, w, noise_levels=levels, task="jacobian", shots=2000, seed=3)
+    )
+    assert calls.estimator == 1 and calls.sampler == 0
+    meta = ev.metadata
+    assert meta["submissions"] == 1 and meta["pubs"] == 2
+    s = 2 * (1 + 2 * 5)  # B (1 + T): 1 input + 4 weights, two shift terms each
+    assert meta["circuits"] == 2 * 16 * s
+    assert meta["seconds_in_session"] > 0 and meta["seconds_outside"] > 0
+    exact = ExactBackend().run(Workload.build(spec, x, w, noise_levels=levels, task="jacobian"))
+    assert ev.values.shape == exact.values.shape == (2, 2, 1)
+    assert ev.d_weights is not None and ev.d_weights.shape == (2, 2, 1, 4)
+    # Each level landed on its own PUB: the Bloch vector shrinks by (1 - s)^2 (0.94, 0.25).
+    # At s = 0.5 every Pauli has probability 1/8, so 16 scrambled-Sobol instances hold each
+    # Pauli twice: no instance spread. Left are 2,000 shots and unmitigated readout error
+    # (lima's assignment errors shrink |<Z>| by up to ~0.12 near +-1).
+    np.testing.assert_allclose(ev.values, exact.values, atol=0.15)
+    assert np.all(np.abs(ev.values[1]) < np.abs(ev.values[0]) - 0.4)
+
+
+def test_m3_step_is_one_sampler_submission(tmp_path: Path, calls: _Calls) -> None:
+    spec = _spec("bit_flip", 0.1, n=2, layers=1)
+    backend = RuntimeBackend("fake:quito", data_dir=tmp_path, instances=8)
+    work = Workload.build(spec, [[0.1, 0.2]], np.zeros(4), noise_levels=[0.1, 0.2], shots=800)
+    backend.run(work)  # calibrates M3 (on the backend, outside the primitives) once
+    calls.sampler = 0
+    ev = backend.run(work)
+    assert calls.sampler == 1 and calls.estimator == 0
+    assert ev.metadata["submissions"] == 1 and ev.metadata["primitive"] == "sampler"
+
+
+def test_restart_reattaches_instead_of_resubmitting(tmp_path: Path, calls: _Calls) -> None:
+    spec = _spec("bit_flip", 0.1)
+    work = Workload.build(spec, [[0.5]], [0.1, 0.2, 0.3, 0.4], shots=1000, seed=5)
+    ids: list[str] = []
+    first = RuntimeBackend("fake:manila", data_dir=tmp_path, instances=4).run(
+        work, checkpoint=ids.append
+    )
+    assert len(ids) == 1 and first.metadata["runtime_job_id"] == ids[0]
+    submitted = calls.sampler
+    # A restarted server: a new backend object, the runtime job id from the job store.
+    restarted = RuntimeBackend("fake:manila", data_dir=tmp_path, instances=4)
+    again = restarted.run(work, resume_runtime_job_id=ids[0])
+    assert calls.sampler == submitted  # nothing submitted
+    assert again.metadata["resumed"] is True and again.metadata["submissions"] == 0
+    np.testing.assert_array_equal(again.values, first.values)
+    other = Workload.build(spec, [[0.6]], [0.1, 0.2, 0.3, 0.4], shots=1000, seed=5)
+    with pytest.raises(BackendError, match="different workload"):
+        restarted.run(other, resume_runtime_job_id=ids[0])
+    # A local job that never finished cannot be re-attached: submitted again, and said so.
+    lost = restarted.run(work, resume_runtime_job_id="lost-local-job")
+    assert lost.metadata["resubmitted"] is True and lost.metadata["submissions"] == 1
+
+
+@pytest.mark.parametrize(
+    ("device", "kind", "strength", "layers", "x", "expected"),
+    [
+        # RY(0) then one layer of bit flip p: <Z> = 1 - 2p.
+        ("manila", "bit_flip", 0.2, 1, 0.0, 1 - 2 * 0.2),
+        ("quito", "bit_flip", 0.2, 1, 0.0, 1 - 2 * 0.2),
+        # Depolarizing s shrinks the Bloch vector by 1 - s.
+        ("lima", "depolarizing", 0.3, 1, 0.0, 1 - 0.3),
+        # RY(pi) = |1>, then damping gamma twice: P(1) = (1 - gamma)^2, <Z> = 1 - 2 P(1).
+        ("manila", "amplitude_damping", 0.2, 2, np.pi, 1 - 2 * (1 - 0.2) ** 2),
+        ("quito", "amplitude_damping", 0.3, 2, np.pi, 1 - 2 * (1 - 0.3) ** 2),
+    ],
+)
+def test_total_channel_after_subtraction_is_the_requested_one(
+    tmp_path: Path,
+    device: str,
+    kind: str,
+    strength: float,
+    layers: int,
+    x: float,
+    expected: float,
+) -> None:
+    spec = _spec(kind, strength, layers=layers)
+    backend = RuntimeBackend(f"fake:{device}", data_dir=tmp_path, instances=128)
+    ev = backend.run(Workload.build(spec, [[x]], np.zeros(2 * layers), shots=4096, seed=17))
+    floor = ev.metadata["noise"]["device_floor"][0]
+    assert 0.0 < floor < strength
+    # M3-mitigated; shot noise of 4,096 shots has std <= 0.016. One noise slot (one layer):
+    # each Pauli's frequency over the 128 scrambled-Sobol instances is within 1/128 of its
+    # probability (<= 0.016 on <Z>). Amplitude damping is one exact instance.
+    assert ev.values[0, 0, 0] == pytest.approx(expected, abs=0.05)
+
+
+def test_target_below_the_floor_is_refused(tmp_path: Path) -> None:
+    spec = _spec("bit_flip", 1e-5)
+    backend = RuntimeBackend("fake:manila", data_dir=tmp_path)
+    work = Workload.build(spec, [[0.0]], np.zeros(4), shots=500, seed=1)
+    with pytest.raises(NoiseFloorError) as info:
+        backend.run(work)
+    assert info.value.field == "channel.strength"
+    assert "floor" in str(info.value)
+
+    ev = RuntimeBackend("fake:manila", data_dir=tmp_path, instances=2).run(
+        work, options=JobOptions(allow_noise_floor=True)
+    )
+    assert ev.metadata["noise"]["injected"] == [[[0.0], [0.0]]]
+
+
+def test_job_options_reach_the_runtime_backend_through_the_runner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobs.model import JobRequest
+    from jobs.runner import execute
+
+    monkeypatch.setenv("QLDM_DATA_DIR", str(tmp_path))
+    body = {
+        "circuit": {"n_qubits": 1, "layers": 1, "channel": {"kind": "bit_flip", "strength": 1e-5}},
+        "task": "expectation",
+        "backend": "fake:manila",
+        "inputs": [[0.0]],
+        "weights": [0.0, 0.0],
+        "shots": 400,
+        "seed": 3,
+    }
+    with pytest.raises(NoiseFloorError):
+        execute(JobRequest.parse(body))
+    result = execute(JobRequest.parse({**body, "options": {"allow_noise_floor": True}}))
+    assert result.metadata["noise"]["injected"][0][0] == [0.0]
+
+
+@pytest.mark.skipif(
+    not os.environ.get("QLDM_IBM_TOKEN"),
+    reason="no IBM Quantum token configured (QLDM_IBM_TOKEN); ibm: runs need a real account",
+)
+def test_ibm_device_runs_one_submission(tmp_path: Path) -> None:  # pragma: no cover
+    device = os.environ.get("QLDM_IBM_DEVICE", "ibm_brisbane")
+    backend = RuntimeBackend(f"ibm:{device}", data_dir=tmp_path)
+    spec = PQCSpec.parse({"n_qubits": 1, "layers": 1})
+    ev = backend.run(Workload.build(spec, [[0.0]], [0.0, 0.0], shots=1000))
+    assert ev.metadata["submissions"] == 1
+    assert ev.values[0, 0, 0] == pytest.approx(1.0, abs=0.1)
+
+
+def test_resilience_options_reach_the_runtime_estimator() -> None:
+    from qiskit_ibm_runtime import EstimatorV2
+
+    from jobs.backends.runtime import ResilienceOptions, fake_device
+
+    estimator = EstimatorV2(mode=fake_device("manila"))  # options only; nothing is run
+    ResilienceOptions(
+        resilience_level=2,
+        measure_mitigation=True,
+        zne_mitigation=True,
+        zne_noise_factors=(1.0, 3.0, 5.0),
+        gate_twirling=True,
+        measure_twirling=True,
+    ).apply(estimator.options)
+    options = estimator.options
+    assert options.resilience_level == 2
+    assert options.resilience.measure_mitigation and options.resilience.zne_mitigation
+    assert tuple(options.resilience.zne.noise_factors) == (1.0, 3.0, 5.0)
+    assert options.twirling.enable_gates and options.twirling.enable_measure
+
+
+def test_choose_layout_is_the_best_connected_chain() -> None:
+    import itertools
+
+    from circuits.transpile import choose_layout
+    from jobs.backends.runtime import fake_device
+
+    backend = fake_device("quito")  # T-shaped 5-qubit device
+    target = backend.target
+    edges = {tuple(sorted(e)) for e in backend.coupling_map.get_edges()}
+
+    def cost(chain: tuple[int, ...]) -> float:
+        total = sum(target["measure"][(q,)].error + target["sx"][(q,)].error for q in chain)
+        for a, b in itertools.pairwise(chain):
+            total += min(
+                target["cx"][qargs].error for qargs in ((a, b), (b, a)) if qargs in target["cx"]
+            )
+        return total
+
+    chains = [
+        c
+        for c in itertools.permutations(range(5), 3)
+        if all(tuple(sorted(p)) in edges for p in itertools.pairwise(c))
+    ]
+    best = min(cost(c) for c in chains)
+    chosen = tuple(choose_layout(backend, 3))
+    assert chosen in chains
+    assert cost(chosen) == pytest.approx(best)
+
+
+def test_large_device_transpiles_once_avoiding_unphysical_qubits() -> None:
+    from circuits.transpile import cache_info, transpile_spec
+    from jobs.backends.runtime import fake_device
+
+    backend = fake_device("brisbane")  # 127 qubits; qubits 102 and 119 report T2 > 2 T1
+    spec = _spec("amplitude_damping", 0.1, n=3, layers=2)
+    isa = transpile_spec(spec, backend)
+    assert len(isa.layout) == 6 and not {102, 119} & set(isa.layout)
+    used = {isa.circuit.find_bit(q).index for inst in isa.circuit.data for q in inst.qubits}
+    assert used == set(isa.layout)  # no delays padded onto the other 121 qubits
+    hits = cache_info()["hits"]
+    other_strength = _spec("amplitude_damping", 0.3, n=3, layers=2)
+    assert transpile_spec(other_strength, backend) is isa  # strengths are bindings
+    assert cache_info()["hits"] == hits + 1
+
+
+def test_job_runner_checkpoints_and_resumes_a_fake_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: _Calls
+) -> None:
+    from jobs.model import JobRequest
+    from jobs.runner import execute
+
+    monkeypatch.setenv("QLDM_DATA_DIR", str(tmp_path))  # the server's data dir
+    request = JobRequest.parse(
+        {
+            "circuit": {
+                "n_qubits": 1,
+                "layers": 1,
+                "channel": {"kind": "bit_flip", "strength": 0.1},
+            },
+            "task": "jacobian",
+            "backend": "fake:fake_lima",  # the catalog's spelling
+            "inputs": [[0.2]],
+            "weights": [0.1, 0.3],
+            "noise_levels": [0.1, 0.3],
+            "shots": 1000,
+            "seed": 2,
+        }
+    )
+    ids: list[str] = []
+    first = execute(request, checkpoint=ids.append)
+    assert len(ids) == 1 and first.metadata["submissions"] == 1 and calls.sampler == 1
+    again = execute(request, resume_runtime_job_id=ids[0])
+    assert calls.sampler == 1 and again.metadata["resumed"] is True
+    np.testing.assert_array_equal(again.values, first.values)
+    assert (tmp_path / "runtime_results" / f"{ids[0]}.npz").exists()

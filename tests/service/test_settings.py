@@ -1,0 +1,111 @@
+"""Settings: environment variables, the auth rule, and unsafe defaults refused at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.settings import Settings, UnsafeSettingsError, get_settings
+
+
+def test_env_prefix_and_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("QLDM_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("QLDM_WORKERS", "3")
+    monkeypatch.setenv("QLDM_IBM_TOKEN", "secret-token")
+    settings = Settings()
+    assert settings.workers == 3
+    assert settings.resolved_database_url == f"sqlite:///{tmp_path}/qldm.sqlite3"
+    assert "secret-token" not in repr(settings)
+    assert "secret-token" not in settings.model_dump_json()
+    assert settings.ibm_options() == {"token": "secret-token"}
+
+
+def test_get_settings_is_cached() -> None:
+    get_settings.cache_clear()
+    assert get_settings() is get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("host", "auth", "enabled"),
+    [
+        ("127.0.0.1", "auto", False),
+        ("::1", "auto", False),
+        ("localhost", "auto", False),
+        ("0.0.0.0", "auto", True),
+        ("10.1.2.3", "auto", True),
+        ("127.0.0.1", "on", True),
+        ("127.0.0.1", "off", False),
+    ],
+)
+def test_auth_is_on_beyond_loopback(host: str, auth: str, enabled: bool) -> None:
+    settings = Settings(host=host, auth=auth)  # type: ignore[arg-type]
+    assert settings.auth_enabled is enabled
+    settings.check_safe()
+
+
+def test_open_bind_without_auth_is_refused() -> None:
+    with pytest.raises(UnsafeSettingsError) as info:
+        Settings(host="0.0.0.0", auth="off").check_safe()
+    assert info.value.field == "auth"
+
+
+def test_unknown_settings_are_errors() -> None:
+    with pytest.raises(ValueError):
+        Settings(executor="threads")  # type: ignore[arg-type]
+
+
+def test_serve_refuses_to_start_unsafely(tmp_path: Path) -> None:
+    from service.server import serve
+
+    settings = Settings(auth="off", data_dir=tmp_path)
+    with pytest.raises(SystemExit, match="auth off"):
+        serve(host="0.0.0.0", port=0, settings=settings)
+    assert not (tmp_path / "qldm.sqlite3").exists()  # refused before anything was created
+
+
+def test_keys_create_uses_the_server_database(tmp_path: Path) -> None:
+    from jobs.store import JobStore
+    from service.server import create_key
+
+    settings = Settings(data_dir=tmp_path)
+    key = create_key("alice", settings=settings)
+    store = JobStore(settings.resolved_database_url)
+    try:
+        assert store.authenticate(key) == "alice"
+        assert store.authenticate(key + "x") is None
+    finally:
+        store.close()
+
+
+def test_cli_keys_create_prints_a_key_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from jobs.store import JobStore
+    from service.cli import app
+
+    monkeypatch.setenv("QLDM_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("QLDM_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["keys", "create", "--tenant", "bob"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    key = result.output.strip()
+    assert key.startswith("qldm_") and len(result.output.splitlines()) == 1
+    store = JobStore(f"sqlite:///{tmp_path}/qldm.sqlite3")
+    try:
+        assert store.authenticate(key) == "bob"
+    finally:
+        store.close()
+
+
+def test_empty_ibm_credentials_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-compose passes ``${QLDM_IBM_TOKEN:-}`` through as an empty string."""
+    monkeypatch.setenv("QLDM_IBM_TOKEN", "")
+    monkeypatch.setenv("QLDM_RAY_ADDRESS", " ")
+    settings = Settings()
+    assert settings.ibm_token is None and settings.ray_address is None
+    assert settings.ibm_options() == {}
