@@ -32,11 +32,14 @@ from pydantic import (
     PrivateAttr,
     Tag,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
 from circuits._errors import InvalidSpecError
 from circuits.spec import PQCSpec, spec_error_from_validation
+from jobs.backends._spsa import MAX_DIRECTIONS
 from jobs.backends.base import Workload, _as_matrix, _as_vector
 
 try:  # QPY circuits are an optional second way to describe a circuit.
@@ -107,6 +110,9 @@ class JobOptions(BaseModel):
             floor; see docs/hardware.md).
         gradient_budget: on hardware backends, shot-frugal Jacobians: shift only this many of
             the inputs and weights per sample (random subsets in antithetic pairs, unbiased).
+        spsa_directions: on hardware backends, unbiased SPSA Jacobians: ``n`` random
+            directions per sample, two circuits each, whatever the number of inputs and
+            weights (docs/hardware.md; not together with ``gradient_budget``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -115,6 +121,16 @@ class JobOptions(BaseModel):
     max_attempts: int | None = Field(default=None, ge=1, le=20)
     allow_noise_floor: bool = False
     gradient_budget: int | None = Field(default=None, ge=1, le=100_000)
+    spsa_directions: int | None = Field(default=None, ge=1, le=MAX_DIRECTIONS)
+
+    @field_validator("spsa_directions")
+    @classmethod
+    def _one_estimator(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("gradient_budget") is not None:
+            raise ValueError(
+                "SPSA and gradient_budget are two different Jacobian estimators; choose one"
+            )
+        return value
 
 
 def _circuit_kind(value: Any) -> str:

@@ -53,7 +53,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from circuits._errors import InvalidSpecError
 from circuits.transpile import IsaCircuit, cache_info, transpile_spec
 from jobs.backends._shift import combine_levels, plan_shifts
-from jobs.backends._subset import choose_subsets
+from jobs.backends._spsa import SpsaSelection, check_directions, choose_directions, spsa_rule
+from jobs.backends._subset import SubsetSelection, choose_subsets
 from jobs.backends.base import Evaluation, Workload
 from jobs.errors import BackendError, UnknownBackendError
 from mitigation._errors import MitigationError
@@ -156,6 +157,9 @@ class RuntimeBackend:
         gradient_budget: shot-frugal Jacobians: shift only this many of the ``C`` inputs and
             weights per sample, drawn at random in antithetic pairs and weighted ``C / m``
             (unbiased, :mod:`jobs.backends._subset`); ``None`` shifts all of them.
+        spsa_directions: unbiased SPSA Jacobians: ``n`` random directions per sample, two
+            parameter sets each (:mod:`jobs.backends._spsa`); not together with
+            ``gradient_budget``.
         token, channel, instance: IBM Quantum credentials (``ibm:``), from the server.
         data_dir: where the M3 calibrations and finished runtime results are cached.
 
@@ -179,6 +183,7 @@ class RuntimeBackend:
         default_shots: int = DEFAULT_SHOTS,
         allow_noise_floor: bool = False,
         gradient_budget: int | None = None,
+        spsa_directions: int | None = None,
         token: str | None = None,
         channel: str | None = None,
         instance: str | None = None,
@@ -219,6 +224,8 @@ class RuntimeBackend:
         ):
             raise InvalidSpecError("must be a positive integer or null", field="gradient_budget")
         self.gradient_budget = gradient_budget
+        check_directions(spsa_directions, budget=gradient_budget)
+        self.spsa_directions = spsa_directions
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self.calibrations = CalibrationCache(self.data_dir / "m3", shots=m3_shots)
         self._service: Any = None
@@ -264,8 +271,8 @@ class RuntimeBackend:
             work: the workload.
             checkpoint: called with the runtime job id right after submission.
             resume_runtime_job_id: re-attach to this runtime job instead of submitting.
-            options: the job's options; its ``allow_noise_floor`` and ``gradient_budget`` override
-                the backend's.
+            options: the job's options; its ``allow_noise_floor``, ``gradient_budget`` and
+                ``spsa_directions`` override the backend's.
 
         Returns:
             :class:`Evaluation`; metadata ``submissions`` (0 when re-attached, else 1),
@@ -275,21 +282,30 @@ class RuntimeBackend:
 
         Raises:
             NoiseFloorError: a requested strength is below the device's floor.
-            InvalidSpecError: amplitude encoding or too many qubits for the device.
+            InvalidSpecError: amplitude encoding or too many qubits for the device;
+                ``spsa_directions`` with ``gradient_budget`` or on a spec SPSA cannot take.
             BackendError: the runtime failed.
         """
         start = time.perf_counter()
         spec = work.spec
         allow_floor = bool(getattr(options, "allow_noise_floor", False) or self.allow_noise_floor)
+        budget = getattr(options, "gradient_budget", None) or self.gradient_budget
+        directions = getattr(options, "spsa_directions", None) or self.spsa_directions
+        check_directions(directions, budget=budget)
+        if directions is not None and work.task == "jacobian":
+            spsa_rule(spec)  # refuse what SPSA cannot take before transpiling
         isa = transpile_spec(spec, self.backend, optimization_level=self.optimization_level)
         plan = plan_shifts(spec, work.inputs, work.weights, jacobian=work.task == "jacobian")
         full_sets = plan.groups[0].parameter_sets  # (S, I + P): one circuit for angle encodings
-        selection = None
-        budget = getattr(options, "gradient_budget", None) or self.gradient_budget
+        selection = spsa = None
         if budget is not None and plan.jacobian:
             seed = int(_fingerprint(work, self.name, 0, budget, False)[:15], 16)
             selection = choose_subsets(plan, budget, np.random.default_rng(seed))
+        if directions is not None and plan.jacobian:
+            seed = int(_fingerprint(work, self.name, 0, 0, False, spsa=directions)[:15], 16)
+            spsa = choose_directions(plan, directions, np.random.default_rng(seed))
         sets = full_sets if selection is None else full_sets[selection.rows]
+        sets = sets if spsa is None else spsa.parameter_sets
         levels = work.level_values()
         kind = spec.channel.kind
         shots = work.shots if work.shots is not None else self.default_shots
@@ -317,7 +333,7 @@ class RuntimeBackend:
         if use_m3:
             calibration = self._calibration(isa.layout[: isa.hardware.n_data])
         fingerprint = _fingerprint(
-            work, self.name, shots, n_instances, use_m3, budget=self.gradient_budget
+            work, self.name, shots, n_instances, use_m3, budget=budget, spsa=directions
         )
         outside = time.perf_counter() - start
         resumed, resubmitted_reason = False, None
@@ -354,7 +370,10 @@ class RuntimeBackend:
             self._store_result(job_id, fingerprint, mitigated, raw)
             outside += time.perf_counter() - t1
         t2 = time.perf_counter()
-        values, d_inputs, d_weights = combine_levels(plan, list(mitigated), len(levels))
+        if spsa is None:
+            values, d_inputs, d_weights = combine_levels(plan, list(mitigated), len(levels))
+        else:
+            values, d_inputs, d_weights = spsa.combine_levels(list(mitigated))
         b = work.inputs.shape[0]
         raw_values = raw.reshape(len(levels), b, -1, raw.shape[-1])[:, :, 0, :]  # forward rows
         outside += time.perf_counter() - t2
@@ -368,11 +387,7 @@ class RuntimeBackend:
             "pubs": len(pubs),
             "circuits": len(pubs) * n_instances * int(sets.shape[0]),
             "instances": n_instances,
-            "gradient": (
-                {"method": "parameter_shift"}
-                if selection is None
-                else {"method": "subset", "budget": int(selection.columns.sum(axis=1).max())}
-            ),
+            "gradient": _gradient_meta(selection, spsa),
             "shots": shots,
             "shots_per_instance": shots_per_instance,
             "seed": work.seed,
@@ -583,8 +598,30 @@ def _measured(isa: IsaCircuit) -> Any:
     return circuit
 
 
+def _gradient_meta(selection: SubsetSelection | None, spsa: SpsaSelection | None) -> dict[str, Any]:
+    """The ``gradient`` entry of the metadata: which estimator made the Jacobians."""
+    if selection is not None:
+        return {"method": "subset", "budget": int(selection.columns.sum(axis=1).max())}
+    if spsa is not None:
+        return {
+            "method": "spsa",
+            "directions": int(spsa.picks.shape[1]),
+            "unit": spsa.rule.unit,
+            "order": spsa.rule.order,
+            "scale": spsa.rule.scale,
+        }
+    return {"method": "parameter_shift"}
+
+
 def _fingerprint(
-    work: Workload, name: str, shots: int, instances: int, m3: bool, *, budget: int | None = None
+    work: Workload,
+    name: str,
+    shots: int,
+    instances: int,
+    m3: bool,
+    *,
+    budget: int | None = None,
+    spsa: int | None = None,
 ) -> str:
     h = hashlib.sha256()
     h.update(work.spec.model_dump_json().encode())
@@ -593,6 +630,8 @@ def _fingerprint(
     if work.noise_levels is not None:
         h.update(np.ascontiguousarray(work.noise_levels, dtype=np.float64).tobytes())
     h.update(f"{name}|{work.task}|{shots}|{work.seed}|{instances}|{m3}|{budget}".encode())
+    if spsa is not None:  # absent otherwise, so the fingerprints of other jobs do not change
+        h.update(f"|spsa={spsa}".encode())
     return h.hexdigest()
 
 
