@@ -1,4 +1,4 @@
-"""Runs: groups of jobs (one training run), optionally bound to one IBM Runtime session."""
+"""Runs: groups of jobs (one training run), each holding one IBM Runtime session on hardware."""
 
 from __future__ import annotations
 
@@ -57,6 +57,19 @@ class RunStore(SqlBase):
         with self._read() as conn:
             return _run(self._run_row(conn, tenant, run_id))
 
+    def run(self, run_id: str) -> Run:
+        """The run ``run_id`` whatever its tenant (for workers: a job's run was checked to be
+        its tenant's when the job was stored).
+
+        Raises:
+            RunNotFoundError: no such run.
+        """
+        with self._read() as conn:
+            row = conn.execute(select(db.runs).where(db.runs.c.id == run_id)).first()
+        if row is None:
+            raise RunNotFoundError(f"no run {run_id!r}", field="run_id")
+        return _run(row)
+
     def list_runs(
         self, *, tenant: str, limit: int = 50, offset: int = 0
     ) -> tuple[builtins.list[Run], int]:
@@ -101,6 +114,28 @@ class RunStore(SqlBase):
             conn.execute(
                 update(db.runs).where(db.runs.c.id == run_id).values(session_id=session_id)
             )
+
+    def adopt_run_session(self, run_id: str, session_id: str) -> str:
+        """Record ``session_id`` as the run's Session unless it already has one; return the
+        one it has afterwards.
+
+        A compare-and-set: when the first jobs of a run start in two workers at once, both
+        open a Session, one id is recorded, and the other worker learns it and uses it.
+
+        Raises:
+            RunNotFoundError: no such run.
+        """
+        require(session_id, "session_id")
+        with self._write() as conn:
+            conn.execute(
+                update(db.runs)
+                .where(db.runs.c.id == run_id, db.runs.c.session_id.is_(None))
+                .values(session_id=session_id)
+            )
+            held = conn.execute(select(db.runs.c.session_id).where(db.runs.c.id == run_id)).first()
+        if held is None:
+            raise RunNotFoundError(f"no run {run_id!r}", field="run_id")
+        return str(held.session_id)
 
 
 def _run(row: Row[Any]) -> Run:

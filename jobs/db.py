@@ -11,6 +11,8 @@ Tables:
   metadata as JSON).
 - ``qldm_runs``: runs (groups of jobs, optionally one runtime session each).
 - ``qldm_api_keys``: API keys, by SHA-256 and a lookup prefix.
+- ``qldm_m3_calibrations``: M3 readout calibrations per (device, qubits), newest first, with
+  when and how they were measured (the assignment matrices as an ``.npz`` blob).
 """
 
 from __future__ import annotations
@@ -122,6 +124,20 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("prefix", name="uq_qldm_api_keys_prefix"),
     Index("ix_qldm_api_keys_tenant", "tenant"),
+)
+
+m3_calibrations = Table(
+    "qldm_m3_calibrations",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("device", String(128), nullable=False),
+    Column("qubits", String(2048), nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("shots", Integer, nullable=False),
+    Column("device_calibration", String(64), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("matrices", LargeBinary, nullable=False),
+    Index("ix_qldm_m3_calibrations_key", "device", "qubits", "created_at"),
 )
 
 

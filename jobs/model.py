@@ -113,6 +113,9 @@ class JobOptions(BaseModel):
         spsa_directions: on hardware backends, unbiased SPSA Jacobians: ``n`` random
             directions per sample, two circuits each, whatever the number of inputs and
             weights (docs/hardware.md; not together with ``gradient_budget``).
+        m3_max_age_s: on hardware backends with M3 readout mitigation, reuse a stored
+            calibration of the chosen qubits at most this many seconds old (``0``: measure a
+            new one for this job; ``None``: the backend's default, six hours).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -122,6 +125,7 @@ class JobOptions(BaseModel):
     allow_noise_floor: bool = False
     gradient_budget: int | None = Field(default=None, ge=1, le=100_000)
     spsa_directions: int | None = Field(default=None, ge=1, le=MAX_DIRECTIONS)
+    m3_max_age_s: float | None = Field(default=None, ge=0.0, le=1e9, allow_inf_nan=False)
 
     @field_validator("spsa_directions")
     @classmethod

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jobs.errors import BackendError, JobCancelled, QldmError
-from jobs.model import JobRequest, JobResult
+from jobs.backends._sessions import RunSession, drop_run_sessions
+from jobs.errors import BackendError, JobCancelled, QldmError, RunClosedError
+from jobs.model import JobRequest, JobResult, RunStatus
 
 if TYPE_CHECKING:
     from jobs.backends.base import Backend
@@ -111,6 +112,8 @@ def execute(
     should_cancel: CancelFn | None = None,
     checkpoint: CheckpointFn | None = None,
     resume_runtime_job_id: str | None = None,
+    run_session: RunSession | None = None,
+    m3_store: Any = None,
 ) -> JobResult:
     """Run a job to its result, chunk by chunk.
 
@@ -122,6 +125,10 @@ def execute(
             runtime job id before waiting for results.
         resume_runtime_job_id: given to such backends after a restart, to re-attach to the
             runtime job instead of submitting again.
+        run_session: the job's run and the runtime Session it holds (the store's view); without
+            it a job with a ``run_id`` gets a :class:`RunSession` with no store behind it.
+        m3_store: where runtime backends keep M3 calibrations (the job store); ``None``: their
+            file cache.
 
     Returns:
         The gathered result: ``values (K, B, O)``, Jacobians ``(K, B, O, I)`` and
@@ -142,7 +149,13 @@ def execute(
             else request.with_samples(start, stop, seed=chunk_seed(request.seed, i))
         )
         parts.append(
-            execute_chunk(chunk, checkpoint=checkpoint, resume_runtime_job_id=resume_runtime_job_id)
+            execute_chunk(
+                chunk,
+                checkpoint=checkpoint,
+                resume_runtime_job_id=resume_runtime_job_id,
+                run_session=run_session,
+                m3_store=m3_store,
+            )
         )
         if progress is not None:
             progress((i + 1) / len(bounds))
@@ -154,12 +167,16 @@ def execute_chunk(
     *,
     checkpoint: CheckpointFn | None = None,
     resume_runtime_job_id: str | None = None,
+    run_session: RunSession | None = None,
+    m3_store: Any = None,
 ) -> JobResult:
     """Run one chunk (all its samples, all noise levels) in one backend call.
 
     A backend's ``run(work, ...)`` receives, as keyword arguments and only when its signature
     names them (or takes ``**kwargs``): ``checkpoint``, ``resume_runtime_job_id``,
-    ``options`` (the request's :class:`jobs.model.JobOptions`) and ``run_id``.
+    ``options`` (the request's :class:`jobs.model.JobOptions`), ``run_id``, and for jobs of a
+    run ``run_session`` (:class:`jobs.backends._sessions.RunSession`), and ``m3_store`` when
+    given.
     """
     hooks: dict[str, Any] = {}
     if checkpoint is not None:
@@ -176,6 +193,10 @@ def execute_chunk(
     work = request.workload()
     # Per-job facts a backend may want (the IBM runtime backend: options, run/session).
     extras = {**hooks, "options": request.options, "run_id": request.run_id}
+    if request.run_id is not None:
+        extras["run_session"] = run_session or RunSession(request.run_id)
+    if m3_store is not None:
+        extras["m3_store"] = m3_store
     evaluation = backend.run(work, **_accepted(backend.run, extras))
     return JobResult.from_evaluation(evaluation)
 
@@ -355,7 +376,9 @@ def run_stored_job(store_url: str, job_id: str, attempt: int | None = None) -> J
     """Run a stored job in a worker: read its request, execute it with the store's hooks.
 
     Progress and runtime job ids are written to the store as they come; the job stops between
-    chunks once a cancel was requested (or it no longer runs in this attempt).
+    chunks once a cancel was requested (or it no longer runs in this attempt). A job of a run
+    on a runtime backend runs in the run's Session (a closed run's job is refused, see
+    :func:`_in_run`); runtime backends keep their M3 calibrations in the store.
 
     Raises:
         JobCancelled: the job was cancelled.
@@ -366,12 +389,15 @@ def run_stored_job(store_url: str, job_id: str, attempt: int | None = None) -> J
     try:
         request = store.request(job_id)
         job = store.job(job_id)
+        request, run_session = _in_run(store, request, job.runtime_job_id)
         return execute(
             request,
             progress=lambda fraction: _record_progress(store, job_id, fraction),
             should_cancel=lambda: _stale(store, job_id, attempt),
             checkpoint=lambda rid: store.set_runtime_job_id(job_id, rid),
             resume_runtime_job_id=job.runtime_job_id,
+            run_session=run_session,
+            m3_store=store,
         )
     except JobCancelled:
         raise
@@ -381,6 +407,37 @@ def run_stored_job(store_url: str, job_id: str, attempt: int | None = None) -> J
         raise JobFailure("internal_error", _describe(exc)) from None
     finally:
         limit_threads()
+
+
+def _in_run(
+    store: JobStore, request: JobRequest, runtime_job_id: str | None
+) -> tuple[JobRequest, RunSession | None]:
+    """The request to run and, for a job of a run on ``fake:``/``ibm:``, its run's Session.
+
+    The run's first such job records the Session it opens (the store's compare-and-set
+    :meth:`jobs.store.JobStore.adopt_run_session`); later ones re-open it. A job of a closed
+    run that was already submitted (``runtime_job_id``: the server restarted) still re-attaches
+    to its runtime job, as a job without a run (no Session is opened for it).
+
+    Raises:
+        RunClosedError: the run was closed (its Session with it) before the job was
+            submitted; this process's Session objects of the run are dropped.
+    """
+    if request.run_id is None or not is_runtime_backend(request.backend):
+        return request, None
+    run = store.run(request.run_id)
+    if run.status is not RunStatus.OPEN:
+        drop_run_sessions(run.id)
+        if runtime_job_id is not None:
+            return request.model_copy(update={"run_id": None}), None
+        raise RunClosedError(
+            f"run {run.id} is closed, and its runtime session with it: the job was not run",
+            field="run_id",
+        )
+    run_id = run.id
+    return request, RunSession(
+        run_id, run.session_id, adopt=lambda sid: store.adopt_run_session(run_id, sid)
+    )
 
 
 def _record_progress(store: Any, job_id: str, fraction: float) -> None:

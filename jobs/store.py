@@ -1,4 +1,4 @@
-"""The job store: jobs, results, runs and API keys in SQL (SQLite or PostgreSQL).
+"""The job store: jobs, results, runs, API keys and M3 calibrations in SQL (SQLite or PostgreSQL).
 
 The database is the source of truth. Every state change is one short transaction whose
 ``WHERE`` clause names the state it leaves, so two processes can never both move a job:
@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from circuits._errors import InvalidSpecError
 from jobs import db
 from jobs._api_keys import API_KEY_PREFIX, ApiKeyStore
+from jobs._m3_store import M3CalibrationStore
 from jobs._runs import RunStore
 from jobs._sql import json_default, new_id, pack, require, unpack, utc
 from jobs._sql import now as utcnow
@@ -54,8 +55,8 @@ def default_database_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'qldm.db').resolve()}"
 
 
-class JobStore(RunStore, ApiKeyStore):
-    """Jobs, results, runs and API keys in one SQL database.
+class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
+    """Jobs, results, runs, API keys and M3 readout calibrations in one SQL database.
 
     Args:
         url: SQLAlchemy URL: ``sqlite:///path/qldm.db`` or

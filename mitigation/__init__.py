@@ -1,11 +1,24 @@
 """Error mitigation for the hardware path: M3 readout correction and calibrated noise.
 
-- :mod:`mitigation.m3`: M3 readout mitigation with calibrations cached per device and qubits.
+- :mod:`mitigation.m3`: M3 readout mitigation with calibrations kept per device and qubits (in
+  the job store inside the server, in files standalone) and reused until a maximum age.
 - :mod:`mitigation.noise`: Kraus-free realizations of the spec's channels (randomized Pauli
   insertion, ancilla dilation) and the device noise floor they are subtracted from.
 """
 
 from mitigation._errors import MitigationError, NoiseFloorError
-from mitigation.m3 import CalibrationCache, ReadoutCalibration
+from mitigation.m3 import (
+    CalibrationCache,
+    CalibrationStorage,
+    FileCalibrations,
+    ReadoutCalibration,
+)
 
-__all__ = ["CalibrationCache", "MitigationError", "NoiseFloorError", "ReadoutCalibration"]
+__all__ = [
+    "CalibrationCache",
+    "CalibrationStorage",
+    "FileCalibrations",
+    "MitigationError",
+    "NoiseFloorError",
+    "ReadoutCalibration",
+]

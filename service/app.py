@@ -310,7 +310,8 @@ def list_backends(settings: SettingsDep, tenant: TenantDep) -> BackendsPublic:
 
 @router.post("/runs", status_code=201, response_model=RunPublic, summary="Open a run")
 def create_run(body: RunCreate, store: StoreDep, tenant: TenantDep) -> RunPublic:
-    """Open a run: a group of jobs (one training run, one runtime session on hardware)."""
+    """Open a run: a group of jobs (one training run). Its first job on a ``fake:``/``ibm:``
+    backend opens the run's runtime Session; its later runtime jobs run in it."""
     name = body.name or "run"
     return RunPublic.of(store.create_run(tenant=tenant, name=name, backend=body.backend))
 
@@ -334,9 +335,10 @@ def get_run(run_id: str, store: StoreDep, tenant: TenantDep) -> RunPublic:
 
 
 @router.delete("/runs/{run_id}", response_model=RunPublic, summary="Close a run")
-def close_run(run_id: str, store: StoreDep, tenant: TenantDep) -> RunPublic:
-    """Close a run: it takes no more jobs (closing twice is a no-op)."""
-    return RunPublic.of(store.close_run(tenant=tenant, run_id=run_id))
+def close_run(run_id: str, state: StateDep, tenant: TenantDep) -> RunPublic:
+    """Close a run: it takes no more jobs, and its runtime Session is closed (closing twice
+    is a no-op)."""
+    return RunPublic.of(state.runtime.close_run(tenant=tenant, run_id=run_id))
 
 
 ops = APIRouter(include_in_schema=True)

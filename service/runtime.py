@@ -19,7 +19,8 @@ from typing import Any
 
 from sqlalchemy import text
 
-from jobs.model import TERMINAL, Job, JobRequest
+from jobs.errors import QldmError
+from jobs.model import TERMINAL, Job, JobRequest, Run, RunStatus
 from jobs.store import JobStore
 from service.settings import Settings
 
@@ -162,6 +163,29 @@ class Runtime:
         job = self.store.cancel(tenant=tenant, job_id=job_id)
         self._wake_waiters(job_id)
         return job
+
+    def close_run(self, *, tenant: str, run_id: str) -> Run:
+        """Close a run, and the runtime Session it holds.
+
+        An ``ibm:`` Session is closed on the runtime (its queued jobs still finish); a local
+        one (``local:`` marker) is dropped by each worker when it meets the run's next job,
+        which it refuses. The run keeps its ``session_id``. Closing twice is a no-op.
+
+        Raises:
+            RunNotFoundError: no such run for this tenant.
+        """
+        from jobs.backends._sessions import close_run_session
+
+        was_open = self.store.get_run(tenant=tenant, run_id=run_id).status is RunStatus.OPEN
+        run = self.store.close_run(tenant=tenant, run_id=run_id)
+        if was_open:
+            try:
+                close_run_session(
+                    run.id, run.session_id, credentials=self.settings.ibm_options() or None
+                )
+            except QldmError as exc:  # the run is closed: the runtime ends idle sessions itself
+                log.warning("run %s: %s", run.id, exc)
+        return run
 
     def authenticate(self, key: str) -> str | None:
         """The tenant of an API key, or ``None``."""

@@ -156,7 +156,12 @@ class RunCreate(BaseModel):
 
 
 class RunPublic(BaseModel):
-    """A run as clients see it."""
+    """A run as clients see it.
+
+    ``session_id`` is the runtime Session its ``fake:``/``ibm:`` jobs share: the runtime's id on
+    ``ibm:``, a ``local:<uuid>`` marker in local testing mode, ``None`` until its first runtime
+    job opened one. It stays after the run is closed.
+    """
 
     id: str
     name: str
@@ -164,6 +169,7 @@ class RunPublic(BaseModel):
     status: RunStatus
     created_at: datetime
     closed_at: datetime | None
+    session_id: str | None = None
 
     @classmethod
     def of(cls, run: Run) -> RunPublic:
@@ -175,6 +181,7 @@ class RunPublic(BaseModel):
             status=run.status,
             created_at=run.created_at,
             closed_at=run.closed_at,
+            session_id=run.session_id,
         )
 
 

@@ -7,7 +7,8 @@ runtime path of :class:`jobs.backends.runtime.RuntimeBackend`: the same cached I
 calibrated noise subtraction, M3 readout mitigation and one primitive ``run`` per workload.
 The difference is where it runs: Qiskit's ``BackendSamplerV2``/``BackendEstimatorV2`` on the
 simulator directly, with no runtime ``Batch``/``Session`` and no runtime job (the primitive
-job's id is checkpointed and results are cached under it like the runtime's).
+job's id is checkpointed and results are cached under it like the runtime's; the metadata's
+``execution_mode`` is ``direct``, also for jobs of a run).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from jobs.backends._sessions import ExecutionMode
 from jobs.backends.runtime import RuntimeBackend, fake_device
 
 
@@ -29,6 +31,7 @@ class AerDeviceBackend(RuntimeBackend):
     """
 
     KINDS = ("aer",)
+    SESSIONS = False
 
     def __init__(self, device: str, **options: Any) -> None:
         super().__init__(f"aer:{device}", **options)
@@ -49,6 +52,7 @@ class AerDeviceBackend(RuntimeBackend):
         shots: int,
         seed: int | None,
         checkpoint: Callable[[str], None] | None,
+        mode: ExecutionMode,
     ) -> tuple[Any, str]:
         from qiskit.primitives import BackendEstimatorV2, BackendSamplerV2
 

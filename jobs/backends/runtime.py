@@ -19,10 +19,13 @@ One workload (a training step: forward values, every parameter-shift term, every
    (:mod:`jobs.backends._shift`) lays out the ``S`` parameter sets;
 2. ONE primitive ``run`` with one PUB per noise level: the ISA circuit with bindings of shape
    ``(R, S)`` (``R`` random Pauli-insertion instances, shots split across them), inside the
-   given ``Session`` or a fresh ``Batch``. With ``mitigate_readout`` and diagonal (I/Z)
-   observables it is ``SamplerV2`` + M3 (:mod:`mitigation.m3`, calibration cached per device
-   and qubits, taken outside the submission); otherwise ``EstimatorV2`` (with the runtime's own
-   ``resilience`` options on ``ibm:``);
+   job's run's ``Session`` (:mod:`jobs.backends._sessions`: the run's first runtime job opens
+   it, later ones re-open it) or, for a job without a run, a fresh ``Batch``. With
+   ``mitigate_readout`` and diagonal (I/Z) observables it is ``SamplerV2`` + M3
+   (:mod:`mitigation.m3`: a calibration per device and qubits, reused until it is older than
+   ``m3_max_age_s``, kept in the job store inside the server and in
+   ``<data_dir>/m3/`` standalone, measured outside the step's submission); otherwise
+   ``EstimatorV2`` (with the runtime's own ``resilience`` options on ``ibm:``);
 3. the runtime job id goes to ``checkpoint`` right after submission; the result is averaged
    over instances and combined into values and Jacobians.
 
@@ -52,13 +55,20 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from circuits._errors import InvalidSpecError
 from circuits.transpile import IsaCircuit, cache_info, transpile_spec
+from jobs.backends._sessions import ExecutionMode, RunSession
 from jobs.backends._shift import combine_levels, plan_shifts
 from jobs.backends._spsa import SpsaSelection, check_directions, choose_directions, spsa_rule
 from jobs.backends._subset import SubsetSelection, choose_subsets
 from jobs.backends.base import Evaluation, Workload
 from jobs.errors import BackendError, UnknownBackendError
 from mitigation._errors import MitigationError
-from mitigation.m3 import DEFAULT_MAX_AGE_S, CalibrationCache, z_expectations
+from mitigation.m3 import (
+    DEFAULT_MAX_AGE_S,
+    CalibrationCache,
+    CalibrationStorage,
+    ReadoutCalibration,
+    z_expectations,
+)
 from mitigation.noise import device_floor, injected_strengths, slot_bindings
 
 DEFAULT_SHOTS = 4000
@@ -147,10 +157,12 @@ class RuntimeBackend:
         resilience: runtime error-mitigation options (:class:`ResilienceOptions`), ``ibm:``
             only; they imply ``EstimatorV2``.
         mitigate_readout: M3 readout mitigation (SamplerV2 + mthree) for I/Z observables.
-        m3_max_age_s: recalibrate M3 when the cached calibration is older.
+        m3_max_age_s: recalibrate M3 when the stored calibration is older (a job's option
+            ``m3_max_age_s`` overrides it).
         m3_shots: shots per M3 calibration circuit.
-        session: a runtime ``Session`` to run in (a run's session); ``None``: a ``Batch`` per
-            job.
+        session: a runtime ``Session`` to run every job in (embedding qldm in-process); ``None``:
+            a job of a run runs in the run's Session (``run_session`` of :meth:`run`), any
+            other job in a fresh ``Batch``.
         instances: random Pauli-insertion instances per noise level (shots split across them).
         default_shots: shots per parameter set when the workload asks for exact values.
         allow_noise_floor: accept the device floor where a requested strength is below it.
@@ -161,7 +173,8 @@ class RuntimeBackend:
             parameter sets each (:mod:`jobs.backends._spsa`); not together with
             ``gradient_budget``.
         token, channel, instance: IBM Quantum credentials (``ibm:``), from the server.
-        data_dir: where the M3 calibrations and finished runtime results are cached.
+        data_dir: where finished runtime results are cached, and M3 calibrations when
+            :meth:`run` gets no ``m3_store``.
 
     Raises:
         UnknownBackendError: bad name or unknown device (``field="backend"``).
@@ -213,6 +226,7 @@ class RuntimeBackend:
         self.optimization_level = optimization_level
         self.mitigate_readout = bool(mitigate_readout) and not resilience
         self.m3_max_age_s = float(m3_max_age_s)
+        self.m3_shots = int(m3_shots)
         self.session = session
         self.instances = instances
         self.default_shots = int(default_shots)
@@ -234,6 +248,9 @@ class RuntimeBackend:
     KINDS: ClassVar[tuple[str, ...]] = ("fake", "ibm")
     """The name prefixes this class serves."""
 
+    SESSIONS: ClassVar[bool] = True
+    """Whether work runs in runtime Sessions and Batches (not on ``aer:<device>``)."""
+
     MODES: ClassVar[dict[str, str]] = {
         "fake": "local_testing",
         "ibm": "ibm_runtime",
@@ -246,7 +263,7 @@ class RuntimeBackend:
         """The ``BackendV2`` of ``device``."""
         if self.kind == "fake":
             return fake_device(device)
-        self._service = _ibm_service(token, channel, instance)
+        self._service = ibm_service(token, channel, instance)
         try:
             return self._service.backend(device)
         except Exception as exc:
@@ -264,6 +281,8 @@ class RuntimeBackend:
         checkpoint: Callable[[str], None] | None = None,
         resume_runtime_job_id: str | None = None,
         options: Any = None,
+        run_session: RunSession | None = None,
+        m3_store: CalibrationStorage | None = None,
     ) -> Evaluation:
         """Evaluate ``work`` in one runtime submission.
 
@@ -271,14 +290,20 @@ class RuntimeBackend:
             work: the workload.
             checkpoint: called with the runtime job id right after submission.
             resume_runtime_job_id: re-attach to this runtime job instead of submitting.
-            options: the job's options; its ``allow_noise_floor``, ``gradient_budget`` and
-                ``spsa_directions`` override the backend's.
+            options: the job's options; its ``allow_noise_floor``, ``gradient_budget``,
+                ``spsa_directions`` and ``m3_max_age_s`` override the backend's.
+            run_session: the job's run: submit inside the run's Session (opened by the run's
+                first job, re-opened by later ones) instead of a fresh ``Batch``.
+            m3_store: where M3 calibrations are kept (the job store inside the server);
+                ``None``: files under ``<data_dir>/m3/``.
 
         Returns:
             :class:`Evaluation`; metadata ``submissions`` (0 when re-attached, else 1),
-            ``circuits`` (bound circuits executed), ``seconds_in_session``,
-            ``seconds_outside``, ``raw_values`` (K, B, O) before readout mitigation,
-            ``physical_qubits``, ``noise`` (floor and injected strengths), ...
+            ``circuits`` (bound circuits executed), ``execution_mode`` (``session`` or
+            ``batch``) and ``session_id``, ``seconds_in_session``, ``seconds_outside``,
+            ``raw_values`` (K, B, O) before readout mitigation, ``physical_qubits``, ``noise``
+            (floor and injected strengths), ``m3_calibration`` (when M3 ran: its age, whether
+            this job measured it, where it is kept), ...
 
         Raises:
             NoiseFloorError: a requested strength is below the device's floor.
@@ -329,9 +354,32 @@ class RuntimeBackend:
         labels = spec.pauli_labels()
         use_m3 = self.mitigate_readout and all(set(lb) <= {"I", "Z"} for lb in labels)
         pubs = [self._pub(isa, sets, slots, labels, use_m3) for slots in per_level]
-        calibration = None
+        mode = ExecutionMode(
+            self.backend,
+            run=run_session,
+            session=self.session,
+            service=self._service,
+            runtime=self.SESSIONS,
+        )
+        calibration, m3_meta = None, None
         if use_m3:
-            calibration = self._calibration(isa.layout[: isa.hardware.n_data])
+            cache = (
+                self.calibrations
+                if m3_store is None
+                else CalibrationCache(m3_store, shots=self.m3_shots)
+            )
+            measured_before = cache.calibrations_run
+            max_age = getattr(options, "m3_max_age_s", None)
+            calibration = self._calibration(
+                isa,
+                cache,
+                self.m3_max_age_s if max_age is None else float(max_age),
+                mode,
+            )
+            m3_meta = calibration.summary(
+                measured=cache.calibrations_run > measured_before,
+                source="store" if m3_store is not None else "file",
+            )
         fingerprint = _fingerprint(
             work, self.name, shots, n_instances, use_m3, budget=budget, spsa=directions
         )
@@ -356,7 +404,7 @@ class RuntimeBackend:
                         "no finished result was cached for this runtime job id"
                     )
                 result, job_id = self._submit(
-                    pubs, use_m3, shots_per_instance, work.seed, checkpoint
+                    pubs, use_m3, shots_per_instance, work.seed, checkpoint, mode
                 )
                 submissions = 1
             in_session = time.perf_counter() - t0
@@ -393,6 +441,8 @@ class RuntimeBackend:
             "seed": work.seed,
             "runtime_job_id": job_id,
             "resumed": resumed,
+            "execution_mode": mode.execution_mode,
+            "session_id": mode.session_id,
             "physical_qubits": list(isa.layout[: isa.hardware.n_data]),
             "calibration": isa.calibration,
             "transpile_cache": cache_info(),
@@ -401,8 +451,9 @@ class RuntimeBackend:
             "seconds_in_session": in_session,
             "seconds_outside": outside,
         }
-        if calibration is not None:
-            metadata["m3_calibration_age_s"] = calibration.age_s()
+        if m3_meta is not None:
+            metadata["m3_calibration"] = m3_meta
+            metadata["m3_calibration_age_s"] = m3_meta["age_s"]
         if resubmitted_reason is not None:
             metadata["resubmitted"] = True
             metadata["resubmitted_reason"] = resubmitted_reason
@@ -477,15 +528,18 @@ class RuntimeBackend:
         shots: int,
         seed: int | None,
         checkpoint: Callable[[str], None] | None,
+        mode: ExecutionMode,
     ) -> tuple[Any, str]:
+        """Submit in the job's Session, or in a fresh ``Batch`` (closed once the job is done)."""
         from qiskit_ibm_runtime import Batch
 
-        def go(mode: Any) -> tuple[Any, str]:
-            primitive = self._primitive(mode, use_m3, seed)
+        def go(runtime_mode: Any) -> tuple[Any, str]:
+            primitive = self._primitive(runtime_mode, use_m3, seed)
             return self._submit_and_wait(primitive, pubs, use_m3, shots, checkpoint)
 
-        if self.session is not None:
-            return go(self.session)
+        session = mode.session()
+        if session is not None:
+            return go(session)
         with Batch(backend=self.backend) as batch:
             return go(batch)
 
@@ -501,17 +555,30 @@ class RuntimeBackend:
             self.resilience.apply(primitive.options)
         return primitive
 
-    def _calibration(self, qubits: tuple[int, ...]) -> Any:
-        """The M3 calibration of ``qubits``, measured outside the step's submission (in its
-        own ``Batch`` on ``ibm:``, where the runtime is the only way to run circuits)."""
+    def _calibration(
+        self, isa: IsaCircuit, cache: CalibrationCache, max_age_s: float, mode: ExecutionMode
+    ) -> ReadoutCalibration:
+        """The M3 calibration of the chosen data qubits: the stored one while it is younger
+        than ``max_age_s`` and was measured under the device's current calibration, else a new
+        one, measured outside the step's submission. On ``ibm:``, where the runtime is the only
+        way to run circuits, it runs in the job's Session, or in its own ``Batch``."""
+        qubits = tuple(isa.layout[: isa.hardware.n_data])
+        device_cal = None if isa.calibration == "unknown" else isa.calibration
+
+        def get(runtime_mode: Any) -> ReadoutCalibration:
+            return cache.get_or_calibrate(
+                self.backend, qubits, max_age_s, mode=runtime_mode, device_calibration=device_cal
+            )
+
         if self.kind != "ibm":
-            return self.calibrations.get_or_calibrate(self.backend, qubits, self.m3_max_age_s)
+            return get(None)
+        session = mode.session()
+        if session is not None:
+            return get(session)
         from qiskit_ibm_runtime import Batch
 
         with Batch(backend=self.backend) as batch:
-            return self.calibrations.get_or_calibrate(
-                self.backend, qubits, self.m3_max_age_s, mode=batch
-            )
+            return get(batch)
 
     def _attach(self, job_id: str) -> Any:
         try:
@@ -635,7 +702,15 @@ def _fingerprint(
     return h.hexdigest()
 
 
-def _ibm_service(token: str | None, channel: str | None, instance: str | None) -> Any:
+def ibm_service(
+    token: str | None = None, channel: str | None = None, instance: str | None = None
+) -> Any:
+    """A ``QiskitRuntimeService`` for these credentials, else the server's environment's
+    (``QLDM_IBM_TOKEN``, ``QLDM_IBM_CHANNEL``, ``QLDM_IBM_INSTANCE``).
+
+    Raises:
+        BackendError: no token, or the service refused the credentials.
+    """
     token = token or os.environ.get("QLDM_IBM_TOKEN")
     channel = channel or os.environ.get("QLDM_IBM_CHANNEL") or "ibm_quantum_platform"
     instance = instance or os.environ.get("QLDM_IBM_INSTANCE")

@@ -1,0 +1,57 @@
+"""A run's runtime Session through the API, against a real server with two worker processes:
+the run's jobs share one Session (also when they start side by side in both workers), a
+standalone job uses a Batch, and closing the run keeps its Session id and refuses new jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from client.service_client import ServiceClient
+from jobs.errors import RunClosedError
+from tests.service.conftest import Deployment
+
+
+def _ry(x: float, seed: int, run_id: str | None = None) -> dict[str, Any]:
+    """RY(x) on fake:fake_manila: <Z> = cos(x) (RX(0) weights), M3-mitigated."""
+    return {
+        "circuit": {"n_qubits": 1, "layers": 1},
+        "backend": "fake:fake_manila",  # the catalog's spelling
+        "inputs": [[x]],
+        "weights": [0.0, 0.0],
+        "shots": 2000,
+        "seed": seed,
+        "run_id": run_id,
+    }
+
+
+def test_a_run_holds_one_session_until_it_is_closed(deployment: Deployment) -> None:
+    with ServiceClient(deployment.url, api_key=deployment.keys["alice"]) as client:
+        run = client.create_run(name="session", backend="fake:fake_manila")
+        assert run["session_id"] is None
+        xs = [0.0, np.pi, np.pi / 2]
+        ids = [client.submit(_ry(x, seed=i, run_id=run["id"]))["id"] for i, x in enumerate(xs)]
+        alone = client.submit(_ry(np.pi / 3, seed=9))["id"]
+        results = [client.wait(job_id, timeout=180) for job_id in ids]
+        batch = client.wait(alone, timeout=180)
+
+        sessions = {r.metadata["session_id"] for r in results}
+        assert len(sessions) == 1, sessions
+        (sid,) = sessions
+        assert sid.startswith("local:")  # local testing mode: a marker, not a runtime id
+        assert {r.metadata["execution_mode"] for r in results} == {"session"}
+        assert client.get_run(run["id"])["session_id"] == sid
+        assert batch.metadata["execution_mode"] == "batch"
+        assert batch.metadata["session_id"] is None
+        for result, x in zip([*results, batch], [*xs, np.pi / 3], strict=True):
+            assert result.values is not None
+            assert result.values[0, 0, 0] == pytest.approx(np.cos(x), abs=0.06)
+            assert result.metadata["m3_calibration"]["source"] == "store"
+
+        closed = client.close_run(run["id"])
+        assert closed["status"] == "closed" and closed["session_id"] == sid
+        with pytest.raises(RunClosedError):
+            client.submit(_ry(0.1, seed=5, run_id=run["id"]))
+        assert client.close_run(run["id"])["status"] == "closed"  # twice: a no-op
