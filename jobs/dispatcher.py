@@ -5,9 +5,17 @@ One background thread loops::
     claim up to the executor's free slots ─▶ executor.run_job(...) ─▶ future
     future done ─▶ complete / fail / mark_cancelled / release (retry or give up)
 
-It sleeps ``poll_interval`` between rounds, but :meth:`Dispatcher.wake` (called by the API
+It sleeps ``poll_interval`` between rounds, but :meth:`Dispatcher.offer` (called by the API
 right after a submit) and every finished future end the sleep at once, so a job starts within
-milliseconds of its submission.
+milliseconds of its submission. An offered job's request goes to the worker with it, so the
+worker need not read it back from the store (jobs it was not offered, e.g. recovered ones or
+another replica's, are read there).
+
+Direct start: when a slot is free, the API first holds it (:meth:`Dispatcher.reserve`), stores
+the job already claimed by this dispatcher (:meth:`jobs.store.JobStore.submit` with ``start_as``,
+which queues it instead when other jobs wait), and hands it over with :meth:`Dispatcher.adopt`
+(or gives the slot back with :meth:`Dispatcher.unreserve`). That saves the claim transaction
+and a thread hop on an idle server; the state is written before the job runs either way.
 
 Guarantees (they come from the store's guarded transactions):
 
@@ -30,6 +38,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -42,10 +51,12 @@ from jobs.runner import JobFailure
 
 if TYPE_CHECKING:
     from jobs.executors import Executor
-    from jobs.model import Job, JobResult
+    from jobs.model import Job, JobRequest, JobResult
     from jobs.store import JobStore
 
 __all__ = ["Dispatcher"]
+
+_MAX_OFFERED = 4096  # offered requests kept for jobs another replica may claim instead
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +121,8 @@ class Dispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._inflight: dict[str, _InFlight] = {}
+        self._offered: OrderedDict[str, JobRequest] = OrderedDict()
+        self._reserved = 0
         self._lock = threading.Lock()
         self._draining = False
         self.recovered: dict[str, str] = {}
@@ -144,8 +157,41 @@ class Dispatcher:
             self._thread = None
 
     def wake(self) -> None:
-        """Look for new jobs now (call after a submit)."""
+        """Look for new jobs now."""
         self._wake.set()
+
+    def offer(self, job_id: str, request: JobRequest) -> None:
+        """A job was just stored with this request: look for it now, and hand the request to
+        its worker when this dispatcher claims it."""
+        with self._lock:
+            self._offered[job_id] = request
+            while len(self._offered) > _MAX_OFFERED:
+                self._offered.popitem(last=False)
+        self._wake.set()
+
+    def reserve(self) -> bool:
+        """Hold a free slot for a job about to be stored as started (see :meth:`adopt`);
+        ``False`` when none is free or the dispatcher is stopping."""
+        with self._lock:
+            if self._draining or not self.alive:
+                return False
+            if len(self._inflight) + self._reserved >= self.executor.slots:
+                return False
+            self._reserved += 1
+            return True
+
+    def unreserve(self) -> None:
+        """Give back a slot from :meth:`reserve` that no job took."""
+        with self._lock:
+            self._reserved = max(0, self._reserved - 1)
+        self._wake.set()
+
+    def adopt(self, job: Job, request: JobRequest) -> None:
+        """Run ``job``, stored as claimed by this dispatcher, in the slot from :meth:`reserve`."""
+        try:
+            self._start(job, request)
+        finally:
+            self.unreserve()
 
     def running_jobs(self) -> list[str]:
         """Ids of the jobs this dispatcher is running."""
@@ -191,25 +237,36 @@ class Dispatcher:
         self._settle()
 
     def _claim(self) -> None:
-        free = self.executor.slots - len(self._inflight)
+        with self._lock:
+            free = self.executor.slots - len(self._inflight) - self._reserved
         if free <= 0 or self._draining:
             return
         for job in self.store.claim(worker=self.worker_id, limit=free):
-            try:
-                future = self.executor.run_job(
-                    store_url=self.store.url, job_id=job.id, attempt=job.attempts
-                )
-            except Exception as exc:  # the executor refused: give the job back
-                self.store.release(
-                    job.id,
-                    reason=f"executor refused the job: {exc}",
-                    attempt=job.attempts,
-                    max_attempts=self.max_attempts,
-                )
-                continue
             with self._lock:
-                self._inflight[job.id] = _InFlight(job, future)
-            future.add_done_callback(lambda _f: self._wake.set())
+                request = self._offered.pop(job.id, None)
+            self._start(job, request)
+
+    def _start(self, job: Job, request: JobRequest | None) -> None:
+        """Hand a claimed job to the executor (or, if it refuses, back to the queue)."""
+        try:
+            future = self.executor.run_job(
+                store_url=self.store.url,
+                job_id=job.id,
+                attempt=job.attempts,
+                request=request,
+                runtime_job_id=job.runtime_job_id,
+            )
+        except Exception as exc:  # the executor refused: give the job back
+            self.store.release(
+                job.id,
+                reason=f"executor refused the job: {exc}",
+                attempt=job.attempts,
+                max_attempts=self.max_attempts,
+            )
+            return
+        with self._lock:
+            self._inflight[job.id] = _InFlight(job, future)
+        future.add_done_callback(lambda _f: self._wake.set())
 
     def _settle(self) -> None:
         with self._lock:

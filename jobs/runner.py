@@ -372,13 +372,21 @@ def limit_threads() -> None:
         torch.set_num_threads(1)
 
 
-def run_stored_job(store_url: str, job_id: str, attempt: int | None = None) -> JobResult:
-    """Run a stored job in a worker: read its request, execute it with the store's hooks.
+def run_stored_job(
+    store_url: str,
+    job_id: str,
+    attempt: int | None = None,
+    request: JobRequest | None = None,
+    runtime_job_id: str | None = None,
+) -> JobResult:
+    """Run a stored job in a worker: execute its request with the store's hooks.
 
-    Progress and runtime job ids are written to the store as they come; the job stops between
-    chunks once a cancel was requested (or it no longer runs in this attempt). A job of a run
-    on a runtime backend runs in the run's Session (a closed run's job is refused, see
-    :func:`_in_run`); runtime backends keep their M3 calibrations in the store.
+    The dispatcher passes the request and the stored runtime job id when it holds them (a job
+    submitted to this server); otherwise (``request`` is ``None``) both are read from the
+    store. Progress and runtime job ids are written to the store as they come; the job stops
+    between chunks once a cancel was requested (or it no longer runs in this attempt). A job
+    of a run on a runtime backend runs in the run's Session (a closed run's job is refused,
+    see :func:`_in_run`); runtime backends keep their M3 calibrations in the store.
 
     Raises:
         JobCancelled: the job was cancelled.
@@ -387,15 +395,16 @@ def run_stored_job(store_url: str, job_id: str, attempt: int | None = None) -> J
     limit_threads()
     store = _worker_store(store_url)
     try:
-        request = store.request(job_id)
-        job = store.job(job_id)
-        request, run_session = _in_run(store, request, job.runtime_job_id)
+        if request is None:
+            request = store.request(job_id)
+            runtime_job_id = store.job(job_id).runtime_job_id
+        request, run_session = _in_run(store, request, runtime_job_id)
         return execute(
             request,
             progress=lambda fraction: _record_progress(store, job_id, fraction),
             should_cancel=lambda: _stale(store, job_id, attempt),
             checkpoint=lambda rid: store.set_runtime_job_id(job_id, rid),
-            resume_runtime_job_id=job.runtime_job_id,
+            resume_runtime_job_id=runtime_job_id,
             run_session=run_session,
             m3_store=store,
         )

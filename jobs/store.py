@@ -40,11 +40,10 @@ from jobs.errors import (
     JobNotFoundError,
     RunClosedError,
 )
-from jobs.model import Job, JobRequest, JobResult, JobStatus, RunStatus
+from jobs.model import ARRAY_FIELDS, Job, JobRequest, JobResult, JobStatus, RunStatus
 
 __all__ = ["API_KEY_PREFIX", "JobStore", "default_database_url"]
 
-_ARRAY_FIELDS = ("inputs", "weights", "noise_levels")
 _ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 
@@ -82,6 +81,7 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
         tenant: str,
         request: JobRequest,
         idempotency_key: str | None = None,
+        start_as: str | None = None,
     ) -> tuple[Job, bool]:
         """Store a new queued job.
 
@@ -90,6 +90,9 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
             request: the validated request.
             idempotency_key: when given, a second submit with the same key and the same
                 request returns the first job instead of creating one.
+            start_as: a worker id with a free slot: when no other job is queued, the job is
+                stored already claimed by it (``running``, attempt 1, as :meth:`claim` would
+                leave it), saving a claim transaction; otherwise it is queued as usual.
 
         Returns:
             ``(job, created)``: ``created`` is ``False`` when an earlier job with this key was
@@ -109,7 +112,7 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
             if existing is not None:
                 return existing, False
         arrays = request.arrays()
-        body = request.model_dump(mode="json", exclude=set(_ARRAY_FIELDS))
+        body = request.model_dump(mode="json", exclude=set(ARRAY_FIELDS))
         job_id = new_id()
         try:
             with self._write() as conn:
@@ -117,11 +120,16 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
                     run = self._run_row(conn, tenant, request.run_id)
                     if run.status != RunStatus.OPEN.value:
                         raise RunClosedError(f"run {request.run_id} is closed", field="run_id")
+                now = utcnow()
+                start = start_as is not None and not self._any_queued(conn)
                 conn.execute(
                     insert(db.jobs).values(
                         id=job_id,
                         tenant=tenant,
-                        status=JobStatus.QUEUED.value,
+                        status=(JobStatus.RUNNING if start else JobStatus.QUEUED).value,
+                        worker=start_as if start else None,
+                        started_at=now if start else None,
+                        heartbeat_at=now if start else None,
                         task=request.task,
                         backend=request.backend,
                         run_id=request.run_id,
@@ -129,8 +137,8 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
                         request_hash=fingerprint,
                         request_json=json.dumps(body, separators=(",", ":")),
                         request_arrays=pack(dict(arrays)),
-                        created_at=utcnow(),
-                        attempts=0,
+                        created_at=now,
+                        attempts=1 if start else 0,
                         max_attempts=request.options.max_attempts,
                         progress=0.0,
                         cancel_requested=False,
@@ -146,6 +154,12 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
                 raise
             return existing, False
         return self._job(row), True
+
+    @staticmethod
+    def _any_queued(conn: Connection) -> bool:
+        """Whether some job waits (a submit must not overtake it)."""
+        waiting = select(db.jobs.c.id).where(db.jobs.c.status == JobStatus.QUEUED.value).limit(1)
+        return conn.execute(waiting).first() is not None
 
     def _job(self, row: Row[Any]) -> Job:
         return _job_from_row(row, self.max_attempts)

@@ -263,7 +263,10 @@ async def job_result(
         job = await state.runtime.wait(job, timeout=min(wait, state.settings.max_wait_s))
     if job.status is not JobStatus.SUCCEEDED:
         return _unfinished(job)
-    result = await run_in_threadpool(store.result, tenant=tenant, job_id=job_id)
+    # the job's owner was checked above: a result this process just stored is served as is
+    result = state.runtime.store.take_result(job_id)
+    if result is None:
+        result = await run_in_threadpool(store.result, tenant=tenant, job_id=job_id)
     if _wants_npz(accept):
         document = {
             "id": job.id,
@@ -276,7 +279,7 @@ async def job_result(
             "d_inputs": result.d_inputs,
             "d_weights": result.d_weights,
         }
-        content = await run_in_threadpool(pack, document, arrays)
+        content = pack(document, arrays)  # ~0.5 ms at B = 128: less than a thread hop
         return Response(content, media_type=NPZ_MEDIA_TYPE)
     public = ResultPublic.of(job.id, result)
     return JSONResponse(public.model_dump(mode="json"))

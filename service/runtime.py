@@ -10,17 +10,21 @@ another replica or by a worker process that writes the store itself are seen too
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import os
 import socket
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import text
 
+from jobs._sql import json_default
 from jobs.errors import QldmError
-from jobs.model import TERMINAL, Job, JobRequest, Run, RunStatus
+from jobs.model import TERMINAL, Job, JobRequest, JobResult, JobStatus, Run, RunStatus
 from jobs.store import JobStore
 from service.settings import Settings
 
@@ -30,13 +34,30 @@ log = logging.getLogger("qldm.service")
 
 _POLL_FIRST_S = 0.005
 _POLL_MAX_S = 0.1
+_RECENT_RESULTS = 16  # results kept for their long-polls (a B = 128 Jacobian is ~0.5 MB)
 
 
 class NotifyingStore(JobStore):
     """A :class:`JobStore` that calls ``listener(job_id)`` after each transition that may end
-    a job (complete, fail, cancel, release)."""
+    a job (complete, fail, cancel, release), and keeps the last few results it stored so the
+    long-polls waiting on them answer without reading them back."""
 
     listener: Callable[[str], None] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._recent: OrderedDict[str, JobResult] = OrderedDict()
+        self._recent_lock = threading.Lock()
+
+    def has_result(self, job_id: str) -> bool:
+        """Whether this process just stored ``job_id``'s result (so it succeeded)."""
+        with self._recent_lock:
+            return job_id in self._recent
+
+    def take_result(self, job_id: str) -> JobResult | None:
+        """The result this process just stored for ``job_id`` (once), or ``None``."""
+        with self._recent_lock:
+            return self._recent.pop(job_id, None)
 
     def _notify(self, job_id: str) -> None:
         if self.listener is not None:
@@ -45,8 +66,15 @@ class NotifyingStore(JobStore):
             except Exception:  # a listener must never break a state change
                 log.exception("job listener failed for %s", job_id)
 
-    def complete(self, job_id: str, *args: Any, **kwargs: Any) -> Any:
-        done = super().complete(job_id, *args, **kwargs)
+    def complete(self, job_id: str, result: JobResult, *args: Any, **kwargs: Any) -> Any:
+        done = super().complete(job_id, result, *args, **kwargs)
+        if done:
+            # served as the store would serve it: metadata as JSON types
+            meta = json.loads(json.dumps(result.metadata, default=json_default))
+            with self._recent_lock:
+                self._recent[job_id] = dataclasses.replace(result, metadata=meta)
+                while len(self._recent) > _RECENT_RESULTS:
+                    self._recent.popitem(last=False)
         self._notify(job_id)
         return done
 
@@ -150,12 +178,28 @@ class Runtime:
     def submit(
         self, *, tenant: str, request: JobRequest, idempotency_key: str | None
     ) -> tuple[Job, bool]:
-        """Store a job and wake the dispatcher."""
-        job, created = self.store.submit(
-            tenant=tenant, request=request, idempotency_key=idempotency_key
-        )
-        if created and self.dispatcher is not None:
-            self.dispatcher.wake()
+        """Store a job and start it at once when a slot is free and nothing else waits
+        (else queue it and offer it to the dispatcher)."""
+        dispatcher = self.dispatcher
+        slot = dispatcher is not None and dispatcher.reserve()
+        try:
+            job, created = self.store.submit(
+                tenant=tenant,
+                request=request,
+                idempotency_key=idempotency_key,
+                start_as=dispatcher.worker_id if slot else None,
+            )
+        except BaseException:
+            if slot:
+                dispatcher.unreserve()
+            raise
+        if slot and created and job.status is JobStatus.RUNNING:
+            dispatcher.adopt(job, request)
+        else:
+            if slot:
+                dispatcher.unreserve()
+            if created and dispatcher is not None:
+                dispatcher.offer(job.id, request)
         return job, created
 
     def cancel(self, *, tenant: str, job_id: str) -> Job:
@@ -219,6 +263,9 @@ class Runtime:
                 except TimeoutError:
                     delay = min(_POLL_MAX_S, delay * 2)
                 event.clear()
+                if self.store.has_result(job.id):  # it succeeded here: no need to read it
+                    job = dataclasses.replace(job, status=JobStatus.SUCCEEDED)
+                    break
                 job = await asyncio.to_thread(self.store.job, job.id)
         finally:
             with self._lock:

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from jobs.model import JobResult
+    from jobs.model import JobRequest, JobResult
 
 __all__ = ["Executor", "WorkerLostError", "make_executor"]
 
@@ -38,8 +38,19 @@ class Executor(Protocol):
         """Run ``fn(*args)`` on a worker."""
         ...
 
-    def run_job(self, *, store_url: str, job_id: str, attempt: int) -> Future[JobResult]:
-        """Run the stored job ``job_id`` (its ``attempt``-th start) on a worker."""
+    def run_job(
+        self,
+        *,
+        store_url: str,
+        job_id: str,
+        attempt: int,
+        request: JobRequest | None = None,
+        runtime_job_id: str | None = None,
+    ) -> Future[JobResult]:
+        """Run the stored job ``job_id`` (its ``attempt``-th start) on a worker.
+
+        ``request`` (the job's request, when the caller holds it) and ``runtime_job_id`` (its
+        stored runtime job id) spare the worker reading them from the store."""
         ...
 
     def shutdown(self, *, wait: bool = True) -> None:

@@ -26,7 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jobs.model import JobResult
+    from jobs.model import JobRequest, JobResult
 
 __all__ = ["DEFAULT_PRELOAD", "LocalExecutor"]
 
@@ -136,11 +136,19 @@ class LocalExecutor:
                 self.restarts += 1
                 return self._pool.submit(fn, *args)
 
-    def run_job(self, *, store_url: str, job_id: str, attempt: int) -> Future[JobResult]:
+    def run_job(
+        self,
+        *,
+        store_url: str,
+        job_id: str,
+        attempt: int,
+        request: JobRequest | None = None,
+        runtime_job_id: str | None = None,
+    ) -> Future[JobResult]:
         """Run the stored job in a worker (see :func:`jobs.runner.run_stored_job`)."""
         from jobs.runner import run_stored_job
 
-        return self.submit(run_stored_job, store_url, job_id, attempt)
+        return self.submit(run_stored_job, store_url, job_id, attempt, request, runtime_job_id)
 
     def worker_pids(self) -> list[int]:
         """The pids of the live worker processes."""

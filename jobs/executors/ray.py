@@ -1,7 +1,8 @@
 """The cluster executor: jobs as Ray tasks, large jobs as several tasks side by side.
 
-A job that fits in one chunk runs as one Ray task that reads its request from the store and
-reports progress to it (like a local worker). A larger job is split by samples
+A job that fits in one chunk runs as one Ray task that gets its request (or reads it from the
+store when the dispatcher does not hold it) and reports progress to the store (like a local
+worker). A larger job is split by samples
 (:func:`jobs.runner.chunk_bounds`); each chunk is a Ray task that gets its request directly,
 so one job can use many workers. A driver thread here waits for the chunks, records progress,
 stops the remaining chunks when the job is cancelled, and gathers the result in order.
@@ -30,7 +31,7 @@ from jobs.runner import (
 )
 
 if TYPE_CHECKING:
-    from jobs.model import JobResult
+    from jobs.model import JobRequest, JobResult
 
 __all__ = ["RayExecutor"]
 
@@ -87,17 +88,36 @@ class RayExecutor:
         ref = self._ray.remote(max_retries=0)(fn).remote(*args)
         return ref.future()  # type: ignore[no-any-return,unused-ignore]
 
-    def run_job(self, *, store_url: str, job_id: str, attempt: int) -> Future[JobResult]:
+    def run_job(
+        self,
+        *,
+        store_url: str,
+        job_id: str,
+        attempt: int,
+        request: JobRequest | None = None,
+        runtime_job_id: str | None = None,
+    ) -> Future[JobResult]:
         """Run the stored job: one task, or one task per chunk, gathered here."""
-        return self._drivers.submit(self._drive, store_url, job_id, attempt)
+        return self._drivers.submit(
+            self._drive, store_url, job_id, attempt, request, runtime_job_id
+        )
 
-    def _drive(self, store_url: str, job_id: str, attempt: int) -> JobResult:
+    def _drive(
+        self,
+        store_url: str,
+        job_id: str,
+        attempt: int,
+        request: JobRequest | None,
+        runtime_job_id: str | None,
+    ) -> JobResult:
         ray = self._ray
         store = _worker_store(store_url)
-        request = store.request(job_id)
+        if request is None:
+            request = store.request(job_id)
         bounds = chunk_bounds(request)
         if len(bounds) == 1:
-            return self._get(self._job_task.remote(store_url, job_id, attempt))  # type: ignore[no-any-return,unused-ignore]
+            task = self._job_task.remote(store_url, job_id, attempt, request, runtime_job_id)
+            return self._get(task)  # type: ignore[no-any-return,unused-ignore]
         refs = [
             self._chunk_task.remote(request.with_samples(a, b, seed=chunk_seed(request.seed, i)))
             for i, (a, b) in enumerate(bounds)

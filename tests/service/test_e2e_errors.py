@@ -207,7 +207,8 @@ def test_npz_job_is_stored(deployment: Deployment) -> None:
         content=body,
         headers={**deployment.headers(), "Content-Type": "application/x-npz"},
     )
-    assert r.status_code == 202 and r.json()["status"] == "queued"
+    # an idle server starts the job at once (direct start); a busy one queues it
+    assert r.status_code == 202 and r.json()["status"] in ("queued", "running")
     assert _count(deployment) == before + 1
 
 
