@@ -18,7 +18,7 @@ import socket
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import text
 
@@ -26,6 +26,7 @@ from jobs._sql import json_default
 from jobs.errors import QldmError
 from jobs.model import TERMINAL, Job, JobRequest, JobResult, JobStatus, Run, RunStatus
 from jobs.store import JobStore
+from service.dblock import hold_sqlite, release
 from service.settings import Settings
 
 __all__ = ["NotifyingStore", "Runtime"]
@@ -116,6 +117,7 @@ class Runtime:
         self.executor: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._db_lock: IO[str] | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
@@ -126,6 +128,7 @@ class Runtime:
         from jobs.dispatcher import Dispatcher
 
         self._loop = loop
+        self._db_lock = hold_sqlite(self.store.url)  # one server per SQLite file
         self.store.migrate()
         self.executor = self._make_executor()
         worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -156,6 +159,8 @@ class Runtime:
         if callable(shutdown):
             shutdown()
         self.store.close()
+        release(self._db_lock)
+        self._db_lock = None
 
     def problems(self) -> list[str]:
         """Why the server is not ready (empty when it is)."""

@@ -22,17 +22,22 @@ def serve(*, host: str, port: int, settings: Settings | None = None) -> None:
         settings: the settings; ``None`` reads them from the environment.
 
     Raises:
-        SystemExit: the settings are unsafe (the reason is printed).
+        SystemExit: the settings are unsafe, or another server holds the SQLite database (the
+            reason is printed).
     """
     import uvicorn
 
     from service.app import create_app
+    from service.dblock import DatabaseInUseError, hold_sqlite, release
 
     base = settings or get_settings()
     settings = base.model_copy(update={"host": host, "port": port})
     try:
         app = create_app(settings)
-    except UnsafeSettingsError as exc:
+        # fail fast, before binding the port, when another server holds the SQLite file (the
+        # server takes the lock itself when it starts)
+        release(hold_sqlite(settings.resolved_database_url))
+    except (UnsafeSettingsError, DatabaseInUseError) as exc:
         raise SystemExit(f"qldm serve: {exc}") from None
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
