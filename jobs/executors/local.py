@@ -2,12 +2,13 @@
 
 Workers are *spawned* (not forked), so they inherit neither the server's database connections
 nor its torch thread pool; each uses one numerics thread (the pool already uses every core)
-and builds its own :class:`jobs.store.JobStore` from the URL it is given. The pool is started
-and warmed up (modules imported) at construction, so the first job does not pay for it.
+and builds its own :class:`jobs.store.JobStore` from the URL it is given. The workers are
+started and warmed up (modules imported) at construction, so the first job does not pay for it.
 
-When a worker dies (killed, out of memory), Python's pool breaks: every job it was running
-fails with ``BrokenProcessPool`` (the dispatcher retries them) and the next submission starts
-a fresh pool.
+Each worker is its own one-process pool. When a worker dies (killed, out of memory), Python
+breaks its pool and fails every job in it with ``BrokenProcessPool``: with one process per
+pool that is only the job the dead worker ran (the dispatcher retries it), while the jobs of
+the other workers run on. The next job for that slot starts a fresh worker.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def _pid() -> int:
 
 
 class LocalExecutor:
-    """A process pool sized to the cores.
+    """Worker processes, one per core, each in its own one-process pool.
 
     Args:
         max_workers: processes (default: the number of cores).
@@ -102,8 +103,11 @@ class LocalExecutor:
         self._preload = tuple(preload)
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
-        self._pool = self._new_pool()
+        self._pools = [self._new_pool() for _ in range(self._slots)]
+        self._keys = list(range(self._slots))  # a pool's key is never reused
+        self._busy: dict[int, int] = {}  # pool key -> calls in flight there
         self.restarts = 0
+        """Workers replaced after they died."""
         if warm:
             self.warm_up()
 
@@ -114,27 +118,44 @@ class LocalExecutor:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            max_workers=self._slots,
+            max_workers=1,
             mp_context=self._ctx,
             initializer=_init_worker,
             initargs=(self._preload, os.getpid()),
         )
 
     def warm_up(self) -> list[int]:
-        """Start every worker and wait until each has imported its modules; their pids."""
-        futures = [self.submit(_pid) for _ in range(self._slots)]
+        """Start every worker (replacing dead ones) and wait until each has imported its
+        modules; their pids."""
+        futures = [self._submit_to(i, _pid) for i in range(self._slots)]
         return sorted({f.result() for f in futures})
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
-        """Run ``fn(*args)`` in a worker process (a broken pool is replaced first)."""
+        """Run ``fn(*args)`` in the least busy worker (a dead one is replaced first)."""
+        with self._lock:
+            i = min(range(self._slots), key=lambda k: self._busy.get(self._keys[k], 0))
+        return self._submit_to(i, fn, *args)
+
+    def _submit_to(self, i: int, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
         with self._lock:
             try:
-                return self._pool.submit(fn, *args)
-            except BrokenProcessPool:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
+                future = self._pools[i].submit(fn, *args)
+            except BrokenProcessPool:  # its worker died: start a fresh one in its place
+                self._pools[i].shutdown(wait=False, cancel_futures=True)
+                self._busy.pop(self._keys[i], None)
                 self.restarts += 1
-                return self._pool.submit(fn, *args)
+                self._pools[i] = self._new_pool()
+                self._keys[i] = self._slots + self.restarts
+                future = self._pools[i].submit(fn, *args)
+            key = self._keys[i]
+            self._busy[key] = self._busy.get(key, 0) + 1
+        future.add_done_callback(lambda _f: self._finished(key))
+        return future
+
+    def _finished(self, key: int) -> None:
+        with self._lock:
+            if key in self._busy:
+                self._busy[key] = max(0, self._busy[key] - 1)
 
     def run_job(
         self,
@@ -153,10 +174,12 @@ class LocalExecutor:
     def worker_pids(self) -> list[int]:
         """The pids of the live worker processes."""
         with self._lock:
-            procs = dict(getattr(self._pool, "_processes", None) or {})
-        return sorted(pid for pid, p in procs.items() if p.is_alive())
+            procs = [dict(getattr(pool, "_processes", None) or {}) for pool in self._pools]
+        return sorted(pid for part in procs for pid, p in part.items() if p.is_alive())
 
     def shutdown(self, *, wait: bool = True) -> None:
         """Stop the workers (running jobs are abandoned when ``wait`` is false)."""
         with self._lock:
-            self._pool.shutdown(wait=wait, cancel_futures=True)
+            pools = list(self._pools)
+        for pool in pools:
+            pool.shutdown(wait=wait, cancel_futures=True)

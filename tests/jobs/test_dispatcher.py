@@ -325,6 +325,31 @@ def test_workers_killed_mid_job_retry_once_or_fail_after_max_attempts(
     store.close()
 
 
+def test_one_dead_worker_costs_only_its_own_job_an_attempt(
+    sqlite_url: str, executor: LocalExecutor
+) -> None:
+    """Each worker is its own pool: SIGKILL one while two jobs run, and only its job is
+    retried; the other job runs on undisturbed and succeeds in its first attempt."""
+    executor.warm_up()  # workers an earlier test killed are replaced and started first
+    store = JobStore(sqlite_url)
+    store.migrate()
+    a, _ = store.submit(tenant="t", request=_long_request(400))
+    b, _ = store.submit(tenant="t", request=_long_request(401))
+    dispatcher = Dispatcher(store, executor, poll_interval=0.02)
+    dispatcher.start()
+    try:
+        _wait(lambda: all(0.0 < store.job(j.id).progress < 0.5 for j in (a, b)))
+        pids = executor.worker_pids()
+        assert len(pids) == 2
+        os.kill(pids[0], signal.SIGKILL)
+        done = {j.id: _wait_terminal(store, j, timeout=120) for j in (a, b)}
+    finally:
+        dispatcher.stop()
+    assert all(j.status is JobStatus.SUCCEEDED for j in done.values()), done
+    assert sorted(j.attempts for j in done.values()) == [1, 2], done
+    store.close()
+
+
 def test_an_in_memory_database_is_refused(executor: LocalExecutor) -> None:
     from circuits._errors import InvalidSpecError
 
