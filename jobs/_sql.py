@@ -102,6 +102,18 @@ class SqlBase:
         """The schema's current Alembic revision (``None`` before :meth:`migrate`)."""
         return db.current_revision(self._engine)
 
+    def checkpoint(self) -> None:
+        """SQLite: copy the write-ahead log into the database now, without blocking writers
+        (``PRAGMA wal_checkpoint(PASSIVE)``), so that no commit on the job path has to.
+        A no-op on PostgreSQL."""
+        if self._engine.dialect.name != "sqlite" or self.url.split("?")[0] in (
+            "sqlite://",
+            "sqlite:///:memory:",
+        ):
+            return
+        with self._engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
     def close(self) -> None:
         """Close every pooled connection."""
         self._engine.dispose()

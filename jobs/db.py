@@ -17,6 +17,7 @@ Tables:
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ VERSION_TABLE = "qldm_alembic_version"
 MIGRATION_LOCK_KEY = 0x716C646D  # "qldm": the PostgreSQL advisory lock taken while migrating
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_AUTOCHECKPOINT_PAGES = 16_384  # 64 MB of 4 kB pages
 
 metadata = MetaData()
 
@@ -152,10 +154,11 @@ def normalize_url(url: str) -> str:
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """An engine for ``url``, tuned for qldm's access pattern.
 
-    SQLite: WAL journal, a 30 s busy timeout, foreign keys on, and transactions that SQLAlchemy
-    begins explicitly: ``BEGIN`` by default, ``BEGIN IMMEDIATE`` on connections whose execution
-    options carry ``sqlite_immediate=True`` (every write transaction of the store), so that two
-    writers queue on the lock instead of failing with "database is locked" half-way through.
+    SQLite: WAL journal (auto-checkpoint at 64 MB), a 30 s busy timeout, foreign keys on, and
+    transactions that SQLAlchemy begins explicitly: ``BEGIN`` by default, ``BEGIN IMMEDIATE``
+    on connections whose execution options carry ``sqlite_immediate=True`` (every write
+    transaction of the store), so that two writers queue on the lock instead of failing with
+    "database is locked" half-way through.
 
     PostgreSQL: psycopg 3, ``pool_pre_ping``.
     """
@@ -176,8 +179,12 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         dbapi_conn.isolation_level = None  # let SQLAlchemy emit BEGIN itself (below)
         cur = dbapi_conn.cursor()
         if not memory:
-            cur.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(cur)
             cur.execute("PRAGMA synchronous=NORMAL")
+            # a commit that crosses this many WAL pages copies the WAL into the database (and
+            # fsyncs) before it returns; a server checkpoints in the background instead
+            # (JobStore.checkpoint), so this only caps the WAL of stores without one
+            cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
@@ -188,6 +195,21 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _enable_wal(cur: Any, *, tries: int = 100) -> None:
+    """``PRAGMA journal_mode=WAL``, retried: when several processes open a new database at
+    once, the switch answers "database is locked" at once, without SQLite's busy handler."""
+    import sqlite3
+
+    for attempt in range(tries):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.005 * (1 + attempt % 10))
 
 
 def run_migrations(engine: Engine) -> None:

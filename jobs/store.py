@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
@@ -107,13 +107,23 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
         if idempotency_key is not None:
             require(idempotency_key, "idempotency_key", max_length=255)
         fingerprint = request.fingerprint()
-        if idempotency_key is not None:
-            existing = self._by_idempotency_key(tenant, idempotency_key, fingerprint)
-            if existing is not None:
-                return existing, False
-        arrays = request.arrays()
         body = request.model_dump(mode="json", exclude=set(ARRAY_FIELDS))
-        job_id = new_id()
+        values: dict[str, Any] = {
+            "id": new_id(),
+            "tenant": tenant,
+            "task": request.task,
+            "backend": request.backend,
+            "run_id": request.run_id,
+            "idempotency_key": idempotency_key,
+            "request_hash": fingerprint,
+            "request_json": json.dumps(body, separators=(",", ":")),
+            "request_arrays": pack(dict(request.arrays())),
+            "max_attempts": request.options.max_attempts,
+            "progress": 0.0,
+            "cancel_requested": False,
+        }
+        # Insert first: a repeated key is rare, and the unique (tenant, key) constraint finds
+        # it (also when two submits with one key race); only then is the earlier job read.
         try:
             with self._write() as conn:
                 if request.run_id is not None:
@@ -122,38 +132,23 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
                         raise RunClosedError(f"run {request.run_id} is closed", field="run_id")
                 now = utcnow()
                 start = start_as is not None and not self._any_queued(conn)
-                conn.execute(
-                    insert(db.jobs).values(
-                        id=job_id,
-                        tenant=tenant,
-                        status=(JobStatus.RUNNING if start else JobStatus.QUEUED).value,
-                        worker=start_as if start else None,
-                        started_at=now if start else None,
-                        heartbeat_at=now if start else None,
-                        task=request.task,
-                        backend=request.backend,
-                        run_id=request.run_id,
-                        idempotency_key=idempotency_key,
-                        request_hash=fingerprint,
-                        request_json=json.dumps(body, separators=(",", ":")),
-                        request_arrays=pack(dict(arrays)),
-                        created_at=now,
-                        attempts=1 if start else 0,
-                        max_attempts=request.options.max_attempts,
-                        progress=0.0,
-                        cancel_requested=False,
-                    )
+                values.update(
+                    status=(JobStatus.RUNNING if start else JobStatus.QUEUED).value,
+                    worker=start_as if start else None,
+                    started_at=now if start else None,
+                    heartbeat_at=now if start else None,
+                    created_at=now,
+                    attempts=1 if start else 0,
                 )
-                row = self._job_row(conn, job_id)
-        except IntegrityError:
-            if idempotency_key is None:
-                raise
-            # Another submit with the same key won the race: return its job.
-            existing = self._by_idempotency_key(tenant, idempotency_key, fingerprint)
+                conn.execute(insert(db.jobs), values)  # one cached statement for every submit
+        except (IntegrityError, RunClosedError):
+            existing = None
+            if idempotency_key is not None:
+                existing = self._by_idempotency_key(tenant, idempotency_key, fingerprint)
             if existing is None:
                 raise
-            return existing, False
-        return self._job(row), True
+            return existing, False  # the same request again (a retry): the same job
+        return self._job(_InsertedRow(values)), True
 
     @staticmethod
     def _any_queued(conn: Connection) -> bool:
@@ -161,7 +156,7 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
         waiting = select(db.jobs.c.id).where(db.jobs.c.status == JobStatus.QUEUED.value).limit(1)
         return conn.execute(waiting).first() is not None
 
-    def _job(self, row: Row[Any]) -> Job:
+    def _job(self, row: Row[Any] | _InsertedRow) -> Job:
         return _job_from_row(row, self.max_attempts)
 
     def _job_row(self, conn: Connection, job_id: str) -> Row[Any]:
@@ -421,28 +416,21 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
         counts: str | None,
         meta: str,
     ) -> None:
-        done = conn.execute(
-            update(db.jobs)
-            .where(*self._running(job_id, attempt))
-            .values(
-                status=JobStatus.SUCCEEDED.value,
-                finished_at=now,
-                progress=1.0,
-                error_code=None,
-                error_message=None,
-            )
-        )
+        where = _COMPLETE if attempt is None else _COMPLETE_ATTEMPT
+        done = conn.execute(where, {"b_id": job_id, "b_attempt": attempt, "b_now": now})
         if done.rowcount != 1:
             raise _NotApplied  # rolls the transaction back
-        conn.execute(db.job_results.delete().where(db.job_results.c.job_id == job_id))
+        # no result row can exist yet: only this transaction, which ends the job's running
+        # state, writes one (a second one would violate the primary key and roll back)
         conn.execute(
-            insert(db.job_results).values(
-                job_id=job_id,
-                arrays=blob,
-                counts_json=counts,
-                metadata_json=meta,
-                created_at=now,
-            )
+            _INSERT_RESULT,
+            {
+                "job_id": job_id,
+                "arrays": blob,
+                "counts_json": counts,
+                "metadata_json": meta,
+                "created_at": now,
+            },
         )
 
     def fail(self, job_id: str, code: str, message: str, *, attempt: int | None = None) -> bool:
@@ -637,7 +625,35 @@ class _NotApplied(Exception):
     """Internal: abort a transaction whose guard matched no row."""
 
 
-def _job_from_row(row: Row[Any], default_max_attempts: int) -> Job:
+# complete() runs once per job on the result path: its statements are built once
+_COMPLETE_VALUES = {
+    "status": JobStatus.SUCCEEDED.value,
+    "finished_at": bindparam("b_now"),
+    "progress": 1.0,
+    "error_code": None,
+    "error_message": None,
+}
+_COMPLETE = (
+    update(db.jobs)
+    .where(db.jobs.c.id == bindparam("b_id"), db.jobs.c.status == JobStatus.RUNNING.value)
+    .values(**_COMPLETE_VALUES)
+)
+_COMPLETE_ATTEMPT = _COMPLETE.where(db.jobs.c.attempts == bindparam("b_attempt"))
+_INSERT_RESULT = insert(db.job_results)
+
+
+class _InsertedRow:
+    """The values :meth:`JobStore.submit` inserted, read like a row (columns it left to their
+    defaults are ``None``)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+
+    def __getattr__(self, name: str) -> Any:
+        return self._values.get(name)
+
+
+def _job_from_row(row: Row[Any] | _InsertedRow, default_max_attempts: int) -> Job:
     return Job(
         id=row.id,
         tenant=row.tenant,

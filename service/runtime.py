@@ -35,6 +35,7 @@ log = logging.getLogger("qldm.service")
 
 _POLL_FIRST_S = 0.005
 _POLL_MAX_S = 0.1
+_CHECKPOINT_EVERY_S = 1.0
 _RECENT_RESULTS = 16  # results kept for their long-polls (a B = 128 Jacobian is ~0.5 MB)
 
 
@@ -118,6 +119,7 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._db_lock: IO[str] | None = None
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
@@ -136,6 +138,8 @@ class Runtime:
         self.dispatcher.start()
         # the fake-device list takes a second or more to load: do it before the first request
         threading.Thread(target=_load_catalog, name="qldm-catalog", daemon=True).start()
+        self._stopping.clear()
+        threading.Thread(target=self._checkpoints, name="qldm-checkpoint", daemon=True).start()
         log.info(
             "qldm ready: database %s, executor %s, auth %s",
             self.store.engine.url.render_as_string(hide_password=True),
@@ -151,8 +155,18 @@ class Runtime:
             return make_executor("ray", max_workers=settings.workers, address=settings.ray_address)
         return make_executor("local", max_workers=settings.workers)
 
+    def _checkpoints(self) -> None:
+        """Fold SQLite's write-ahead log into the database every second, off the job path
+        (else a commit that crosses the WAL limit does it, and its job waits)."""
+        while not self._stopping.wait(_CHECKPOINT_EVERY_S):
+            try:
+                self.store.checkpoint()
+            except Exception:  # the next round tries again; commits still work meanwhile
+                log.warning("WAL checkpoint failed", exc_info=True)
+
     def stop(self) -> None:
         """Stop the dispatcher and the executor, and close the store."""
+        self._stopping.set()
         if self.dispatcher is not None:
             self.dispatcher.stop()
         shutdown = getattr(self.executor, "shutdown", None) or getattr(self.executor, "close", None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,6 +85,24 @@ def test_sqlite_uses_wal_and_a_busy_timeout(sqlite_url: str) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == db.SQLITE_BUSY_TIMEOUT_MS
     st.close()
+
+
+def test_checkpoint_folds_the_wal_into_the_database(sqlite_url: str) -> None:
+    st = JobStore(sqlite_url)
+    st.migrate()
+    for i in range(20):
+        st.submit(tenant="t", request=ry_request([0.1 * i] * 64, 0.2))
+    path = Path(st.engine.url.database or "")
+    with st.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == (
+            db.SQLITE_AUTOCHECKPOINT_PAGES
+        )
+        # the jobs are in the WAL only (far below the auto-checkpoint), until checkpoint()
+        before = path.stat().st_size
+        st.checkpoint()
+        assert path.stat().st_size > before + 20 * 64 * 8
+    st.close()
+    JobStore("sqlite://").checkpoint()  # in memory: nothing to do, no error
 
 
 def test_request_arrays_are_a_compressed_npz_blob(store: JobStore) -> None:
