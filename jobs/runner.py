@@ -120,7 +120,8 @@ def execute(
     Args:
         request: the job.
         progress: called with the fraction done after each chunk.
-        should_cancel: checked before each chunk; when it returns ``True`` the job stops.
+        should_cancel: checked before each chunk after the first (the job was claimed just
+            before the first); when it returns ``True`` the job stops.
         checkpoint: given to backends whose ``run`` accepts it: they call it with their
             runtime job id before waiting for results.
         resume_runtime_job_id: given to such backends after a restart, to re-attach to the
@@ -141,7 +142,7 @@ def execute(
     bounds = chunk_bounds(request)
     parts: list[JobResult] = []
     for i, (start, stop) in enumerate(bounds):
-        if should_cancel is not None and should_cancel():
+        if i > 0 and should_cancel is not None and should_cancel():
             raise JobCancelled(f"cancelled after {i} of {len(bounds)} chunks")
         chunk = (
             request

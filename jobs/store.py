@@ -42,7 +42,7 @@ from jobs.errors import (
 )
 from jobs.model import ARRAY_FIELDS, Job, JobRequest, JobResult, JobStatus, RunStatus
 
-__all__ = ["API_KEY_PREFIX", "JobStore", "default_database_url"]
+__all__ = ["API_KEY_PREFIX", "JobStore", "default_database_url", "pack_result"]
 
 _ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
@@ -385,20 +385,32 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
             conds += (db.jobs.c.attempts == attempt,)
         return conds
 
-    def complete(self, job_id: str, result: JobResult, *, attempt: int | None = None) -> bool:
+    def complete(
+        self,
+        job_id: str,
+        result: JobResult,
+        *,
+        attempt: int | None = None,
+        blob: bytes | None = None,
+    ) -> bool:
         """Store the result and mark the job succeeded, in one transaction.
 
         Applies only while the job is running (and, when ``attempt`` is given, still in that
         attempt): a job that was cancelled, failed or re-queued meanwhile is left alone.
+
+        Args:
+            job_id: the job.
+            result: its result.
+            attempt: the attempt that computed it (``None``: any).
+            blob: ``result``'s arrays already packed by :func:`pack_result` (else packed here).
 
         Returns:
             Whether the result was stored.
         """
         counts = None if result.counts is None else json.dumps(result.counts)
         meta = json.dumps(result.metadata, default=json_default)
-        blob = pack(
-            {"values": result.values, "d_inputs": result.d_inputs, "d_weights": result.d_weights}
-        )
+        if blob is None:
+            blob = pack_result(result)
         try:
             with self._write() as conn:
                 self._complete(conn, job_id, attempt, utcnow(), blob, counts, meta)
@@ -623,6 +635,13 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
 
 class _NotApplied(Exception):
     """Internal: abort a transaction whose guard matched no row."""
+
+
+def pack_result(result: JobResult) -> bytes:
+    """A result's arrays as the npz blob the store keeps (``None`` arrays left out)."""
+    return pack(
+        {"values": result.values, "d_inputs": result.d_inputs, "d_weights": result.d_weights}
+    )
 
 
 # complete() runs once per job on the result path: its statements are built once

@@ -34,6 +34,7 @@ __all__ = [
     "first_non_finite",
     "pack",
     "unpack",
+    "with_document",
 ]
 
 NPZ_MEDIA_TYPE = "application/x-npz"
@@ -70,6 +71,21 @@ def pack(document: Mapping[str, Any], arrays: Mapping[str, np.ndarray | None]) -
             entries[name] = np.ascontiguousarray(value)
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=False, **entries)
+    return buffer.getvalue()
+
+
+def with_document(archive: bytes, document: Mapping[str, Any]) -> bytes:
+    """Add ``document`` as the ``json`` entry to an npz archive of arrays only (such as the
+    store's result blob): the same archive :func:`pack` writes, without re-encoding the arrays
+    (appending to a zip rewrites only its directory)."""
+    buffer = io.BytesIO(archive)
+    buffer.seek(0, io.SEEK_END)
+    text = np.frombuffer(json.dumps(document, allow_nan=False).encode(), dtype=np.uint8)
+    with (
+        zipfile.ZipFile(buffer, mode="a") as zf,
+        zf.open(JSON_ENTRY + ".npy", mode="w", force_zip64=True) as entry,
+    ):
+        np.lib.format.write_array(entry, text, allow_pickle=False)
     return buffer.getvalue()
 
 

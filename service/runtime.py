@@ -25,7 +25,7 @@ from sqlalchemy import text
 from jobs._sql import json_default
 from jobs.errors import QldmError
 from jobs.model import TERMINAL, Job, JobRequest, JobResult, JobStatus, Run, RunStatus
-from jobs.store import JobStore
+from jobs.store import JobStore, pack_result
 from service.dblock import hold_sqlite, release
 from service.settings import Settings
 
@@ -48,7 +48,7 @@ class NotifyingStore(JobStore):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._recent: OrderedDict[str, JobResult] = OrderedDict()
+        self._recent: OrderedDict[str, tuple[JobResult, bytes]] = OrderedDict()
         self._recent_lock = threading.Lock()
 
     def has_result(self, job_id: str) -> bool:
@@ -56,8 +56,9 @@ class NotifyingStore(JobStore):
         with self._recent_lock:
             return job_id in self._recent
 
-    def take_result(self, job_id: str) -> JobResult | None:
-        """The result this process just stored for ``job_id`` (once), or ``None``."""
+    def take_result(self, job_id: str) -> tuple[JobResult, bytes] | None:
+        """The result this process just stored for ``job_id`` and its arrays' npz blob (once),
+        or ``None``."""
         with self._recent_lock:
             return self._recent.pop(job_id, None)
 
@@ -69,12 +70,13 @@ class NotifyingStore(JobStore):
                 log.exception("job listener failed for %s", job_id)
 
     def complete(self, job_id: str, result: JobResult, *args: Any, **kwargs: Any) -> Any:
-        done = super().complete(job_id, result, *args, **kwargs)
+        blob = pack_result(result)  # packed once: stored, and sent as it is
+        done = super().complete(job_id, result, *args, blob=blob, **kwargs)
         if done:
             # served as the store would serve it: metadata as JSON types
             meta = json.loads(json.dumps(result.metadata, default=json_default))
             with self._recent_lock:
-                self._recent[job_id] = dataclasses.replace(result, metadata=meta)
+                self._recent[job_id] = (dataclasses.replace(result, metadata=meta), blob)
                 while len(self._recent) > _RECENT_RESULTS:
                     self._recent.popitem(last=False)
         self._notify(job_id)

@@ -11,7 +11,16 @@ import pytest
 
 from client.service_client import pack as client_pack
 from client.service_client import unpack as client_unpack
-from service.arrays import ArrayDecodeError, BodyTooLargeError, first_non_finite, pack, unpack
+from jobs.model import JobResult
+from jobs.store import pack_result
+from service.arrays import (
+    ArrayDecodeError,
+    BodyTooLargeError,
+    first_non_finite,
+    pack,
+    unpack,
+    with_document,
+)
 
 
 def test_round_trip_is_exact_and_client_and_server_agree() -> None:
@@ -30,6 +39,27 @@ def test_round_trip_is_exact_and_client_and_server_agree() -> None:
         for name, value in arrays.items():
             np.testing.assert_array_equal(got[name], value)
             assert got[name].dtype == np.float64
+
+
+def test_the_stored_result_blob_plus_its_document_reads_like_pack() -> None:
+    rng = np.random.default_rng(3)
+    result = JobResult(
+        values=rng.normal(size=(2, 4, 3)),
+        d_inputs=rng.normal(size=(2, 4, 3, 5)),
+        d_weights=None,
+        counts=None,
+        metadata={"engine": "statevector"},
+    )
+    document = {"id": "j1", "status": "succeeded", "counts": None, "metadata": result.metadata}
+    for read in (unpack, client_unpack):
+        doc, arrays = read(with_document(pack_result(result), document))
+        assert doc == document and sorted(arrays) == ["d_inputs", "values"]
+        np.testing.assert_array_equal(arrays["values"], result.values)
+        np.testing.assert_array_equal(arrays["d_inputs"], result.d_inputs)
+    assert (
+        unpack(pack(document, {"values": result.values, "d_inputs": result.d_inputs}))[0]
+        == unpack(with_document(pack_result(result), document))[0]
+    )
 
 
 def test_none_arrays_are_left_out() -> None:
