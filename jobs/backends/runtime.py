@@ -16,7 +16,8 @@ One workload (a training step: forward values, every parameter-shift term, every
 1. outside any session: :func:`circuits.transpile.transpile_spec` gives the cached ISA circuit
    (noise realized as parameter slots, :mod:`mitigation.noise`), the device's noise floor is
    estimated and the injected remainder computed for every level, and the shift plan
-   (:mod:`jobs.backends._shift`) lays out the ``S`` parameter sets;
+   (:mod:`jobs.backends._shift`) lays out the ``S`` parameter sets (fewer for subset or SPSA
+   Jacobians); :mod:`jobs.backends._runtime_pubs` turns them into PUBs;
 2. ONE primitive ``run`` with one PUB per noise level: the ISA circuit with bindings of shape
    ``(R, S)`` (``R`` random Pauli-insertion instances, shots split across them), inside the
    job's run's ``Session`` (:mod:`jobs.backends._sessions`: the run's first runtime job opens
@@ -27,125 +28,76 @@ One workload (a training step: forward values, every parameter-shift term, every
    ``<data_dir>/m3/`` standalone, measured outside the step's submission); otherwise
    ``EstimatorV2`` (with the runtime's own ``resilience`` options on ``ibm:``);
 3. the runtime job id goes to ``checkpoint`` right after submission; the result is averaged
-   over instances and combined into values and Jacobians.
+   over instances (M3 applied to the sampler's counts, :mod:`jobs.backends._runtime_pubs`) and
+   combined into values and Jacobians.
 
 Re-attaching after a restart (``resume_runtime_job_id``): every finished result is written to
 a small cache, ``<data_dir>/runtime_results/<job id>.npz`` (per-level values, raw and
-mitigated, plus a fingerprint of the workload). A resumed run reads that file when it exists
-(no submission). Otherwise ``ibm:`` fetches the job with ``service.job(id)`` and waits for it.
+mitigated, plus a fingerprint of the workload; :mod:`jobs.backends._runtime_results`). A
+resumed run reads that file when it exists (no submission). Otherwise ``ibm:`` fetches the job
+with ``service.job(id)`` and waits for it.
 A local-testing-mode job lives in the process that submitted it, so when that process died
 before the job finished there is nothing to re-attach to: the workload is submitted again and
 the metadata says ``"resubmitted": true`` with the reason.
+
+This module holds :class:`RuntimeBackend` (options, the steps above, submission in a Session or
+Batch, M3 calibration, re-attaching). The parts it composes live next to it and are
+re-exported here where other code imports them:
+
+- :mod:`jobs.backends._runtime_devices`: :func:`fake_device`, :func:`ibm_service`,
+  :func:`default_data_dir`;
+- :mod:`jobs.backends._runtime_options`: :class:`ResilienceOptions` and its validation;
+- :mod:`jobs.backends._runtime_pubs`: subset/SPSA row choice, noise slots per level, PUBs and
+  the averaging (with M3) of their results;
+- :mod:`jobs.backends._runtime_results`: the workload fingerprint and the result cache.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from circuits._errors import InvalidSpecError
 from circuits.transpile import IsaCircuit, cache_info, transpile_spec
+from jobs.backends._runtime_devices import default_data_dir, fake_device, ibm_service
+from jobs.backends._runtime_options import ResilienceOptions, resilience_options
+from jobs.backends._runtime_pubs import (
+    average_results,
+    build_pub,
+    choose_rows,
+    gradient_meta,
+    level_slots,
+)
+from jobs.backends._runtime_results import ResultCache, fingerprint
 from jobs.backends._sessions import ExecutionMode, RunSession
 from jobs.backends._shift import combine_levels, plan_shifts
-from jobs.backends._spsa import SpsaSelection, check_directions, choose_directions, spsa_rule
-from jobs.backends._subset import SubsetSelection, choose_subsets
+from jobs.backends._spsa import check_directions, spsa_rule
 from jobs.backends.base import Evaluation, Workload
 from jobs.errors import BackendError, UnknownBackendError
-from mitigation._errors import MitigationError
 from mitigation.m3 import (
     DEFAULT_MAX_AGE_S,
     CalibrationCache,
     CalibrationStorage,
     ReadoutCalibration,
-    z_expectations,
 )
-from mitigation.noise import device_floor, injected_strengths, slot_bindings
+
+__all__ = [
+    "DEFAULT_SHOTS",
+    "ResilienceOptions",
+    "RuntimeBackend",
+    "default_data_dir",
+    "fake_device",
+    "ibm_service",
+]
 
 DEFAULT_SHOTS = 4000
 """Shots per parameter set when a workload asks for exact values (hardware cannot)."""
-
-
-class ResilienceOptions(BaseModel):
-    """qiskit-ibm-runtime's own error mitigation, passed to ``EstimatorV2.options`` on ``ibm:``.
-
-    Attributes:
-        resilience_level: 0, 1 (TREX) or 2 (TREX + ZNE); ``None`` leaves the runtime default.
-        measure_mitigation: TREX readout mitigation.
-        zne_mitigation: zero-noise extrapolation.
-        zne_noise_factors: ZNE noise factors.
-        gate_twirling: Pauli twirling of two-qubit gates.
-        measure_twirling: twirling of measurements.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    resilience_level: Literal[0, 1, 2] | None = None
-    measure_mitigation: bool | None = None
-    zne_mitigation: bool | None = None
-    zne_noise_factors: tuple[float, ...] | None = None
-    gate_twirling: bool | None = None
-    measure_twirling: bool | None = None
-
-    def apply(self, options: Any) -> None:
-        """Set these options on an ``EstimatorV2``'s ``options``."""
-        if self.resilience_level is not None:
-            options.resilience_level = self.resilience_level
-        if self.measure_mitigation is not None:
-            options.resilience.measure_mitigation = self.measure_mitigation
-        if self.zne_mitigation is not None:
-            options.resilience.zne_mitigation = self.zne_mitigation
-        if self.zne_noise_factors is not None:
-            options.resilience.zne.noise_factors = self.zne_noise_factors
-        if self.gate_twirling is not None:
-            options.twirling.enable_gates = self.gate_twirling
-        if self.measure_twirling is not None:
-            options.twirling.enable_measure = self.measure_twirling
-
-
-@lru_cache(maxsize=1)
-def _fake_classes() -> dict[str, type]:
-    from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return {b.name: type(b) for b in FakeProviderForBackendV2().backends()}
-
-
-def fake_device(device: str) -> Any:
-    """The fake backend called ``device`` (``manila`` or ``fake_manila``).
-
-    Raises:
-        UnknownBackendError: no such fake backend (``field="backend"``), listing a few.
-    """
-    name = device.lower()
-    name = name if name.startswith("fake_") else f"fake_{name}"
-    classes = _fake_classes()
-    if name not in classes:
-        known = ", ".join(f"fake:{n.removeprefix('fake_')}" for n in sorted(classes)[:8])
-        raise UnknownBackendError(
-            f"no fake device {device!r}; {len(classes)} exist, e.g. {known}", field="backend"
-        )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return classes[name]()
-
-
-def default_data_dir() -> Path:
-    """``$QLDM_DATA_DIR``, else ``$XDG_DATA_HOME/qldm`` (the server's default data dir)."""
-    if os.environ.get("QLDM_DATA_DIR"):
-        return Path(os.environ["QLDM_DATA_DIR"])
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "qldm"
 
 
 class RuntimeBackend:
@@ -209,18 +161,7 @@ class RuntimeBackend:
             raise InvalidSpecError("must be 0, 1, 2 or 3", field="optimization_level")
         if isinstance(instances, bool) or not isinstance(instances, int) or instances < 1:
             raise InvalidSpecError("must be a positive integer", field="instances")
-        try:
-            self.resilience = ResilienceOptions.model_validate(resilience or {})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first.get("loc", ()))
-            raise InvalidSpecError(str(first.get("msg")), field=f"resilience.{loc}") from None
-        if resilience and kind != "ibm":
-            raise InvalidSpecError(
-                "the runtime's resilience options only apply on ibm: devices; use "
-                "mitigate_readout (M3) on simulated devices",
-                field="resilience",
-            )
+        self.resilience = resilience_options(resilience, kind)
         self.name = name
         self.kind = kind
         self.optimization_level = optimization_level
@@ -322,38 +263,25 @@ class RuntimeBackend:
         isa = transpile_spec(spec, self.backend, optimization_level=self.optimization_level)
         plan = plan_shifts(spec, work.inputs, work.weights, jacobian=work.task == "jacobian")
         full_sets = plan.groups[0].parameter_sets  # (S, I + P): one circuit for angle encodings
-        selection = spsa = None
-        if budget is not None and plan.jacobian:
-            seed = int(_fingerprint(work, self.name, 0, budget, False)[:15], 16)
-            selection = choose_subsets(plan, budget, np.random.default_rng(seed))
-        if directions is not None and plan.jacobian:
-            seed = int(_fingerprint(work, self.name, 0, 0, False, spsa=directions)[:15], 16)
-            spsa = choose_directions(plan, directions, np.random.default_rng(seed))
+        selection, spsa = choose_rows(work, plan, self.name, budget=budget, directions=directions)
         sets = full_sets if selection is None else full_sets[selection.rows]
         sets = sets if spsa is None else spsa.parameter_sets
         levels = work.level_values()
-        kind = spec.channel.kind
         shots = work.shots if work.shots is not None else self.default_shots
-        rng = np.random.default_rng(work.seed)
-        noise_meta: dict[str, Any] = {"kind": kind}
-        per_level: list[np.ndarray] = []  # (R, L*n*m) slot values per level
-        if kind != "none":
-            floor = device_floor(kind, isa, self.backend, layers=spec.layers)
-            noise_meta["device_floor"] = floor.tolist()
-            noise_meta["injected"] = []
-            for level in levels:
-                targets = np.array(spec.layer_strengths(level))
-                injected = injected_strengths(kind, targets, floor, allow_floor=allow_floor)
-                noise_meta["injected"].append(injected.tolist())
-                r = 1 if kind == "amplitude_damping" else self.instances
-                per_level.append(slot_bindings(kind, injected, instances=r, rng=rng))
-        else:
-            per_level = [np.zeros((1, 0)) for _ in levels]
+        per_level, noise_meta = level_slots(
+            spec,
+            isa,
+            self.backend,
+            levels,
+            instances=self.instances,
+            allow_floor=allow_floor,
+            rng=np.random.default_rng(work.seed),
+        )
         n_instances = per_level[0].shape[0]
         shots_per_instance = max(1, math.ceil(shots / n_instances))
         labels = spec.pauli_labels()
         use_m3 = self.mitigate_readout and all(set(lb) <= {"I", "Z"} for lb in labels)
-        pubs = [self._pub(isa, sets, slots, labels, use_m3) for slots in per_level]
+        pubs = [build_pub(isa, sets, slots, labels, use_m3) for slots in per_level]
         mode = ExecutionMode(
             self.backend,
             run=run_session,
@@ -380,13 +308,14 @@ class RuntimeBackend:
                 measured=cache.calibrations_run > measured_before,
                 source="store" if m3_store is not None else "file",
             )
-        fingerprint = _fingerprint(
+        digest = fingerprint(
             work, self.name, shots, n_instances, use_m3, budget=budget, spsa=directions
         )
+        results = ResultCache(self.data_dir)
         outside = time.perf_counter() - start
         resumed, resubmitted_reason = False, None
         in_session = 0.0
-        cached = self._load_result(resume_runtime_job_id, fingerprint)
+        cached = results.load(resume_runtime_job_id, digest)
         if cached is not None:
             mitigated, raw = cached
             job_id = resume_runtime_job_id
@@ -409,13 +338,20 @@ class RuntimeBackend:
                 submissions = 1
             in_session = time.perf_counter() - t0
             t1 = time.perf_counter()
-            mitigated, raw = self._postprocess(
-                result, use_m3, labels, isa, calibration, n_instances, sets.shape[0]
+            mitigated, raw = average_results(
+                result,
+                use_m3=use_m3,
+                labels=labels,
+                isa=isa,
+                calibration=calibration,
+                backend=self.backend,
+                n_instances=n_instances,
+                n_sets=sets.shape[0],
             )
             if selection is not None:  # dropped shift rows -> 0, kept ones weighted C / m
                 mitigated = selection.expand(mitigated, full_sets.shape[0])
                 raw = selection.expand(raw, full_sets.shape[0])
-            self._store_result(job_id, fingerprint, mitigated, raw)
+            results.store(job_id, digest, mitigated, raw)
             outside += time.perf_counter() - t1
         t2 = time.perf_counter()
         if spsa is None:
@@ -435,7 +371,7 @@ class RuntimeBackend:
             "pubs": len(pubs),
             "circuits": len(pubs) * n_instances * int(sets.shape[0]),
             "instances": n_instances,
-            "gradient": _gradient_meta(selection, spsa),
+            "gradient": gradient_meta(selection, spsa),
             "shots": shots,
             "shots_per_instance": shots_per_instance,
             "seed": work.seed,
@@ -460,37 +396,6 @@ class RuntimeBackend:
         return Evaluation(values, d_inputs, d_weights, metadata)
 
     # ------------------------------------------------------------------ internals
-
-    def _pub(
-        self,
-        isa: IsaCircuit,
-        sets: np.ndarray,
-        slots: np.ndarray,
-        labels: list[str],
-        use_m3: bool,
-    ) -> tuple[Any, ...]:
-        """One PUB: bindings ``(R, S)`` (sampler) or ``(R, S, 1)`` x observables ``(1, 1, O)``."""
-        from qiskit.primitives.containers.bindings_array import BindingsArray
-
-        r, s = slots.shape[0], sets.shape[0]
-        columns = np.concatenate(
-            [
-                np.broadcast_to(sets[None, :, :], (r, s, sets.shape[1])),
-                np.broadcast_to(slots[:, None, :], (r, s, slots.shape[1])),
-            ],
-            axis=2,
-        )
-        order = isa.hardware.parameter_order()
-        present = set(isa.circuit.parameters)
-        keep = [i for i, p in enumerate(order) if p in present]
-        params = tuple(order[i] for i in keep)
-        if use_m3:
-            circuit = _measured(isa)
-            data = columns[:, :, keep]
-            return (circuit, BindingsArray(data={params: data}) if params else None)
-        data = columns[:, :, None, keep]
-        observables = [[isa.observables(labels)]]
-        return (isa.circuit, observables, BindingsArray(data={params: data}) if params else None)
 
     def _submit_and_wait(
         self,
@@ -585,143 +490,3 @@ class RuntimeBackend:
             return self._service.job(job_id).result()
         except Exception as exc:
             raise BackendError(f"could not re-attach to runtime job {job_id}: {exc}") from exc
-
-    def _postprocess(
-        self,
-        result: Any,
-        use_m3: bool,
-        labels: list[str],
-        isa: IsaCircuit,
-        calibration: Any,
-        n_instances: int,
-        n_sets: int,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(K, S, O)`` mitigated and raw values, averaged over the instances."""
-        mitigated, raw = [], []
-        qubits = list(isa.layout[: isa.hardware.n_data])
-        for pub_result in result:
-            if use_m3:
-                bits = pub_result.data.meas
-                counts = [
-                    bits.get_counts((r, s)) for r in range(n_instances) for s in range(n_sets)
-                ]
-                try:
-                    m, w = z_expectations(
-                        counts,
-                        labels,
-                        calibration=calibration,
-                        backend=self.backend,
-                        qubits=qubits,
-                    )
-                except MitigationError as exc:
-                    raise BackendError(str(exc)) from exc
-            else:
-                m = w = np.asarray(pub_result.data.evs, dtype=np.float64)
-            o = len(labels)
-            mitigated.append(np.asarray(m).reshape(n_instances, n_sets, o).mean(axis=0))
-            raw.append(np.asarray(w).reshape(n_instances, n_sets, o).mean(axis=0))
-        return np.stack(mitigated), np.stack(raw)
-
-    def _result_path(self, job_id: str) -> Path:
-        safe = "".join(c for c in job_id if c.isalnum() or c in "-_")
-        return self.data_dir / "runtime_results" / f"{safe}.npz"
-
-    def _store_result(
-        self, job_id: str, fingerprint: str, mitigated: np.ndarray, raw: np.ndarray
-    ) -> None:
-        path = self._result_path(job_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, fingerprint=fingerprint, mitigated=mitigated, raw=raw)
-        tmp.replace(path)
-
-    def _load_result(
-        self, job_id: str | None, fingerprint: str
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        if job_id is None:
-            return None
-        path = self._result_path(job_id)
-        if not path.exists():
-            return None
-        with np.load(path) as data:
-            if str(data["fingerprint"]) != fingerprint:
-                raise BackendError(
-                    f"runtime job {job_id} was submitted for a different workload; "
-                    "refusing to re-attach"
-                )
-            return np.array(data["mitigated"]), np.array(data["raw"])
-
-
-def _measured(isa: IsaCircuit) -> Any:
-    """The ISA circuit with the data qubits measured into a register ``meas``."""
-    from qiskit.circuit import ClassicalRegister
-
-    circuit = isa.circuit.copy()
-    n = isa.hardware.n_data
-    creg = ClassicalRegister(n, "meas")
-    circuit.add_register(creg)
-    for q in range(n):
-        circuit.measure(isa.layout[q], creg[q])
-    return circuit
-
-
-def _gradient_meta(selection: SubsetSelection | None, spsa: SpsaSelection | None) -> dict[str, Any]:
-    """The ``gradient`` entry of the metadata: which estimator made the Jacobians."""
-    if selection is not None:
-        return {"method": "subset", "budget": int(selection.columns.sum(axis=1).max())}
-    if spsa is not None:
-        return {
-            "method": "spsa",
-            "directions": int(spsa.picks.shape[1]),
-            "unit": spsa.rule.unit,
-            "order": spsa.rule.order,
-            "scale": spsa.rule.scale,
-        }
-    return {"method": "parameter_shift"}
-
-
-def _fingerprint(
-    work: Workload,
-    name: str,
-    shots: int,
-    instances: int,
-    m3: bool,
-    *,
-    budget: int | None = None,
-    spsa: int | None = None,
-) -> str:
-    h = hashlib.sha256()
-    h.update(work.spec.model_dump_json().encode())
-    for arr in (work.inputs, work.weights):
-        h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
-    if work.noise_levels is not None:
-        h.update(np.ascontiguousarray(work.noise_levels, dtype=np.float64).tobytes())
-    h.update(f"{name}|{work.task}|{shots}|{work.seed}|{instances}|{m3}|{budget}".encode())
-    if spsa is not None:  # absent otherwise, so the fingerprints of other jobs do not change
-        h.update(f"|spsa={spsa}".encode())
-    return h.hexdigest()
-
-
-def ibm_service(
-    token: str | None = None, channel: str | None = None, instance: str | None = None
-) -> Any:
-    """A ``QiskitRuntimeService`` for these credentials, else the server's environment's
-    (``QLDM_IBM_TOKEN``, ``QLDM_IBM_CHANNEL``, ``QLDM_IBM_INSTANCE``).
-
-    Raises:
-        BackendError: no token, or the service refused the credentials.
-    """
-    token = token or os.environ.get("QLDM_IBM_TOKEN")
-    channel = channel or os.environ.get("QLDM_IBM_CHANNEL") or "ibm_quantum_platform"
-    instance = instance or os.environ.get("QLDM_IBM_INSTANCE")
-    if not token:
-        raise BackendError(
-            "ibm: backends need IBM Quantum credentials in the server's settings "
-            "(QLDM_IBM_TOKEN, QLDM_IBM_CHANNEL, QLDM_IBM_INSTANCE)"
-        )
-    from qiskit_ibm_runtime import QiskitRuntimeService
-
-    try:
-        return QiskitRuntimeService(channel=channel, token=token, instance=instance)
-    except Exception as exc:
-        raise BackendError(f"IBM Quantum refused the credentials: {exc}") from exc
