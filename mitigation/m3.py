@@ -313,7 +313,7 @@ def z_expectations(
     backend: Any,
     qubits: Sequence[int],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Raw and M3-mitigated expectation values of diagonal observables.
+    """M3-mitigated and raw expectation values of diagonal observables (in that order).
 
     Args:
         counts: ``N`` counts dicts over the measured qubits (bitstring character ``-1 - i`` is
