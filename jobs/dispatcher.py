@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Dispatcher"]
 
-_MAX_OFFERED = 4096  # offered requests kept for jobs another replica may claim instead
+_MAX_OFFERED = 256  # requests kept for queued jobs (older ones are read from the store)
 
 log = logging.getLogger(__name__)
 
