@@ -275,6 +275,17 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
             JobNotFinishedError: the job has not succeeded (the message says its state and,
                 for a failed job, why).
         """
+        return self.result_and_blob(tenant=tenant, job_id=job_id)[0]
+
+    def result_and_blob(self, *, tenant: str, job_id: str) -> tuple[JobResult, bytes]:
+        """The result of a succeeded job, and its arrays as stored (the npz blob of
+        :func:`pack_result`, which the API sends on without encoding them again).
+
+        Raises:
+            JobNotFoundError: no such job for this tenant.
+            JobNotFinishedError: the job has not succeeded (the message says its state and,
+                for a failed job, why).
+        """
         job = self.get(tenant=tenant, job_id=job_id)
         if job.status is not JobStatus.SUCCEEDED:
             why = f": {job.error_code}: {job.error_message}" if job.error_code else ""
@@ -285,14 +296,16 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
             ).first()
         if row is None:  # pragma: no cover - complete() writes both in one transaction
             raise JobNotFinishedError(f"job {job_id} has no stored result", field="job_id")
-        arrays = unpack(row.arrays)
-        return JobResult(
+        blob = bytes(row.arrays)
+        arrays = unpack(blob)
+        result = JobResult(
             values=arrays.get("values"),
             d_inputs=arrays.get("d_inputs"),
             d_weights=arrays.get("d_weights"),
             counts=None if row.counts_json is None else json.loads(row.counts_json),
             metadata=json.loads(row.metadata_json),
         )
+        return result, blob
 
     def cancel(self, *, tenant: str, job_id: str) -> Job:
         """Cancel a job.
