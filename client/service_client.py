@@ -38,7 +38,7 @@ from jobs.errors import (
     RunNotFoundError,
     UnknownBackendError,
 )
-from jobs.model import JobRequest, JobResult
+from jobs.model import ARRAY_FIELDS, JobRequest, JobResult
 
 __all__ = [
     "AuthenticationError",
@@ -51,7 +51,6 @@ __all__ = [
 ]
 
 NPZ = "application/x-npz"
-_ARRAY_FIELDS = ("inputs", "weights", "noise_levels")
 _RESULT_ARRAYS = ("values", "d_inputs", "d_weights")
 _LONG_POLL_S = 20.0
 
@@ -236,14 +235,14 @@ class ServiceClient:
         if self.binary:
             arrays = {
                 name: np.asarray(body.pop(name), dtype=np.float64)
-                for name in _ARRAY_FIELDS
+                for name in ARRAY_FIELDS
                 if body.get(name) is not None
             }
             body.pop("noise_levels", None)
             headers["Content-Type"] = NPZ
             content = pack(body, arrays)
         else:
-            for name in _ARRAY_FIELDS:
+            for name in ARRAY_FIELDS:
                 if isinstance(body.get(name), np.ndarray):
                     body[name] = body[name].tolist()
             headers["Content-Type"] = "application/json"
