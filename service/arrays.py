@@ -2,7 +2,8 @@
 
 Wire format (``Content-Type: application/x-npz``), the same for requests and results:
 
-- an uncompressed or deflated zip written by :func:`numpy.savez` (``allow_pickle`` off);
+- an uncompressed or deflated zip, as :func:`numpy.savez` writes it (``allow_pickle`` off;
+  qldm reads and writes it with :mod:`jobs.npz`);
 - one entry named ``json``: a 1-D ``uint8`` array holding a UTF-8 JSON object (for a job
   request: every field except the arrays; for a result: ``id``, ``status``, ``counts``,
   ``metadata``);
@@ -16,16 +17,15 @@ tens of milliseconds to print and parse the same numbers as JSON text.
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import zipfile
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from circuits._errors import QldmError
+from jobs import npz
 
 __all__ = [
     "NPZ_MEDIA_TYPE",
@@ -63,30 +63,20 @@ def pack(document: Mapping[str, Any], arrays: Mapping[str, np.ndarray | None]) -
     Returns:
         The archive's bytes.
     """
-    entries: dict[str, np.ndarray] = {
-        JSON_ENTRY: np.frombuffer(json.dumps(document, allow_nan=False).encode(), dtype=np.uint8)
-    }
-    for name, value in arrays.items():
-        if value is not None:
-            entries[name] = np.ascontiguousarray(value)
-    buffer = io.BytesIO()
-    np.savez(buffer, allow_pickle=False, **entries)
-    return buffer.getvalue()
+    entries: dict[str, np.ndarray] = {JSON_ENTRY: _json_array(document)}
+    entries.update({name: value for name, value in arrays.items() if value is not None})
+    return npz.write(entries)
 
 
 def with_document(archive: bytes, document: Mapping[str, Any]) -> bytes:
     """Add ``document`` as the ``json`` entry to an npz archive of arrays only (such as the
     store's result blob): the same archive :func:`pack` writes, without re-encoding the arrays
     (appending to a zip rewrites only its directory)."""
-    buffer = io.BytesIO(archive)
-    buffer.seek(0, io.SEEK_END)
-    text = np.frombuffer(json.dumps(document, allow_nan=False).encode(), dtype=np.uint8)
-    with (
-        zipfile.ZipFile(buffer, mode="a") as zf,
-        zf.open(JSON_ENTRY + ".npy", mode="w", force_zip64=True) as entry,
-    ):
-        np.lib.format.write_array(entry, text, allow_pickle=False)
-    return buffer.getvalue()
+    return npz.append(archive, {JSON_ENTRY: _json_array(document)})
+
+
+def _json_array(document: Mapping[str, Any]) -> np.ndarray:
+    return np.frombuffer(json.dumps(document, allow_nan=False).encode(), dtype=np.uint8)
 
 
 def unpack(
@@ -106,38 +96,21 @@ def unpack(
             invalid JSON (``field="body"`` or the entry's name).
         BodyTooLargeError: the members decompress to more than ``max_bytes``.
     """
-    buffer = io.BytesIO(body)
     try:
-        with zipfile.ZipFile(buffer) as archive:
-            total = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise ArrayDecodeError(f"not an npz archive ({exc})", field="body") from None
-    if max_bytes is not None and total > max_bytes:
-        raise BodyTooLargeError(
-            f"the archive unpacks to {total} bytes, more than the limit of {max_bytes}",
-            field="body",
-        )
-    arrays: dict[str, np.ndarray] = {}
-    document: Any = None
-    try:
-        with np.load(io.BytesIO(body), allow_pickle=False) as npz:
-            for name in npz.files:
-                try:
-                    value = npz[name]
-                except ValueError as exc:  # pickled (object) arrays
-                    raise ArrayDecodeError(f"unreadable array ({exc})", field=name) from None
-                if name == JSON_ENTRY:
-                    document = _json_entry(value)
-                    continue
-                if value.dtype.kind not in "fiub":
-                    raise ArrayDecodeError(
-                        f"arrays must be real numbers, got dtype {value.dtype}", field=name
-                    )
-                arrays[name] = value
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ArrayDecodeError(f"not an npz archive ({exc})", field="body") from None
-    if document is None:
+        arrays = npz.read(body, max_bytes=max_bytes)
+    except npz.NpzTooLargeError as exc:
+        raise BodyTooLargeError(str(exc), field="body") from None
+    except npz.NpzError as exc:
+        what = "unreadable array" if exc.member else "not an npz archive"
+        raise ArrayDecodeError(f"{what} ({exc})", field=exc.member or "body") from None
+    if JSON_ENTRY not in arrays:
         raise ArrayDecodeError(f"the archive has no {JSON_ENTRY!r} entry", field="body")
+    document = _json_entry(arrays.pop(JSON_ENTRY))
+    for name, value in arrays.items():
+        if value.dtype.kind not in "fiub":
+            raise ArrayDecodeError(
+                f"arrays must be real numbers, got dtype {value.dtype}", field=name
+            )
     overlap = set(arrays) & set(document)
     if overlap:
         raise ArrayDecodeError(
