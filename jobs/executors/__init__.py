@@ -6,8 +6,7 @@ resolves to a :class:`jobs.model.JobResult` or raises:
 
 - :class:`jobs.errors.JobCancelled`: the job stopped at a chunk boundary after a cancel;
 - :class:`jobs.runner.JobFailure`: the job failed (a stable code and a message);
-- :class:`WorkerLostError` (or ``concurrent.futures.process.BrokenProcessPool``): the process
-  running it died; the job may be retried.
+- :class:`WorkerLostError`: the process running it died; the job may be retried.
 """
 
 from __future__ import annotations

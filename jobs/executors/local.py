@@ -1,14 +1,19 @@
-"""The embedded executor: a pool of worker processes on this machine.
+"""The embedded executor: worker processes on this machine, each behind its own pipe.
 
 Workers are *spawned* (not forked), so they inherit neither the server's database connections
-nor its torch thread pool; each uses one numerics thread (the pool already uses every core)
-and builds its own :class:`jobs.store.JobStore` from the URL it is given. The workers are
-started and warmed up (modules imported) at construction, so the first job does not pay for it.
+nor its torch thread pool; each uses one numerics thread (there is a worker per core) and
+builds its own :class:`jobs.store.JobStore` from the URL it is given. The workers are started
+and warmed up (modules imported) at construction, so the first job does not pay for it.
 
-Each worker is its own one-process pool. When a worker dies (killed, out of memory), Python
-breaks its pool and fails every job in it with ``BrokenProcessPool``: with one process per
-pool that is only the job the dead worker ran (the dispatcher retries it), while the jobs of
-the other workers run on. The next job for that slot starts a fresh worker.
+A call travels straight from the submitting thread into the worker's pipe, and one reader
+thread per worker resolves the futures as results come back: no manager or feeder thread in
+between (``concurrent.futures.ProcessPoolExecutor`` has both, and its hops cost about a
+millisecond per job and another for a 0.5 MB result). A worker runs its calls one at a time,
+in the order sent.
+
+When a worker dies (killed, out of memory), its reader sees the pipe close and fails the calls
+sent to it with :class:`jobs.executors.WorkerLostError` (the dispatcher retries the job);
+the other workers run on. The next call for that slot starts a fresh worker.
 """
 
 from __future__ import annotations
@@ -21,12 +26,17 @@ import os
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from jobs.executors import WorkerLostError
+
 if TYPE_CHECKING:
+    from multiprocessing.context import SpawnContext, SpawnProcess
+
     from jobs.model import JobRequest, JobResult
 
 __all__ = ["DEFAULT_PRELOAD", "LocalExecutor"]
@@ -36,9 +46,12 @@ DEFAULT_PRELOAD: tuple[str, ...] = ("jobs.store", "jobs.runner:warm_up")
 (missing ones are skipped). ``jobs.runner:warm_up`` runs a tiny exact job."""
 
 
+# ---------------------------------------------------------------------- worker process side
+
+
 def _fast_exit() -> None:
     """Leave without tearing the interpreter down module by module (with torch loaded that
-    takes seconds); the pool has already collected every result."""
+    takes seconds); every result has been sent."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
@@ -61,11 +74,8 @@ def _init_worker(preload: Sequence[str], parent: int) -> None:
 
 
 def _exit_with_parent(parent: int, *, interval: float = 1.0) -> None:
-    """Exit this worker once its parent is gone (a SIGKILLed server leaves no one to stop it).
-
-    A spawned worker holds its own end of the pool's queues, so it never notices the parent's
-    death by itself; a daemon thread watches the parent pid instead.
-    """
+    """Exit this worker once its parent is gone, even in the middle of a call (a SIGKILLed
+    server leaves no one to stop it; an idle worker also sees its pipe close)."""
 
     def watch() -> None:  # the parent's pid is passed in: it may be gone before we start
         while os.getppid() == parent:
@@ -75,17 +85,135 @@ def _exit_with_parent(parent: int, *, interval: float = 1.0) -> None:
     threading.Thread(target=watch, name="qldm-parent-watch", daemon=True).start()
 
 
+def _serve(conn: Connection, preload: Sequence[str], parent: int) -> None:
+    """A worker's life: receive ``(fn, args)``, send back ``(True, result)`` or ``(False,
+    exception)``, until the pipe closes or ``None`` arrives."""
+    _init_worker(preload, parent)
+    while True:
+        try:
+            call = conn.recv()
+        except (EOFError, OSError):
+            break
+        if call is None:
+            break
+        fn, args = call
+        try:
+            answer: tuple[bool, Any] = (True, fn(*args))
+        except BaseException as exc:
+            answer = (False, exc)
+        try:
+            conn.send(answer)
+        except (BrokenPipeError, OSError):  # the parent is gone
+            break
+        except Exception as exc:  # the result or the exception does not pickle
+            conn.send((False, RuntimeError(f"unpicklable answer: {type(exc).__name__}: {exc}")))
+    _fast_exit()
+
+
 def _pid() -> int:
     return os.getpid()
 
 
+# ---------------------------------------------------------------------- parent side
+
+
+class _Worker:
+    """One worker process, the parent's end of its pipe, and the calls sent to it."""
+
+    def __init__(self, ctx: SpawnContext, preload: Sequence[str], name: str) -> None:
+        ours, theirs = ctx.Pipe(duplex=True)
+        self.process: SpawnProcess = ctx.Process(
+            target=_serve, args=(theirs, tuple(preload), os.getpid()), name=name, daemon=True
+        )
+        self.process.start()
+        theirs.close()  # else the parent would never see the pipe close when the worker dies
+        self.conn = ours
+        self.pending: deque[Future[Any]] = deque()
+        self.alive = True
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, name=f"{name}-reader", daemon=True)
+        self._reader.start()
+
+    @property
+    def load(self) -> int:
+        """Calls sent and not answered yet."""
+        return len(self.pending)
+
+    def call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Future[Any]:
+        """Send ``fn(*args)`` to the worker.
+
+        Raises:
+            WorkerLostError: the worker is dead (or dies while the call is written).
+            Exception: ``fn`` or ``args`` do not pickle (nothing was sent).
+        """
+        future: Future[Any] = Future()
+        future.set_running_or_notify_cancel()
+        with self._lock:
+            if not self.alive:
+                raise WorkerLostError(f"worker process {self.process.pid} is gone")
+            try:
+                self.conn.send((fn, args))  # pickled first: a pickling error sends nothing
+            except (BrokenPipeError, ConnectionResetError, EOFError) as exc:
+                self.alive = False
+                raise WorkerLostError(
+                    f"worker process {self.process.pid} is gone ({exc})"
+                ) from None
+            self.pending.append(future)
+        return future
+
+    def _read(self) -> None:
+        """Resolve the pending calls in order as the answers arrive; fail them all once the
+        pipe closes (the worker exited or was killed)."""
+        while True:
+            try:
+                ok, value = self.conn.recv()
+            except (EOFError, OSError):
+                break
+            except Exception as exc:  # an answer that does not unpickle here
+                ok, value = False, exc
+            with self._lock:
+                future = self.pending.popleft() if self.pending else None
+            if future is None:  # pragma: no cover - the worker answers only what it was sent
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        with self._lock:
+            self.alive = False
+            lost = list(self.pending)
+            self.pending.clear()
+        self.process.join(timeout=5)
+        for future in lost:
+            future.set_exception(
+                WorkerLostError(
+                    f"worker process {self.process.pid} died "
+                    f"(exit code {self.process.exitcode}) while running the call"
+                )
+            )
+        with contextlib.suppress(OSError):
+            self.conn.close()
+
+    def stop(self, *, wait: bool) -> None:
+        """Ask the worker to exit after its current call (``wait``: and wait for that)."""
+        with self._lock, contextlib.suppress(OSError, ValueError):
+            if self.alive:
+                self.conn.send(None)
+        if wait:
+            self.process.join()
+            self._reader.join(timeout=10)
+
+
 class LocalExecutor:
-    """Worker processes, one per core, each in its own one-process pool.
+    """Worker processes, one per core, each with its own pipe.
 
     Args:
         max_workers: processes (default: the number of cores).
         preload: what every worker loads at start (see :data:`DEFAULT_PRELOAD`).
-        warm: start every worker now rather than on the first jobs.
+        warm: start every worker now and wait until each has loaded ``preload``.
+
+    Raises:
+        InvalidSpecError: ``max_workers`` < 1.
     """
 
     def __init__(
@@ -103,9 +231,8 @@ class LocalExecutor:
         self._preload = tuple(preload)
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
-        self._pools = [self._new_pool() for _ in range(self._slots)]
-        self._keys = list(range(self._slots))  # a pool's key is never reused
-        self._busy: dict[int, int] = {}  # pool key -> calls in flight there
+        self._workers = [self._new_worker(i) for i in range(self._slots)]
+        self._closed = False
         self.restarts = 0
         """Workers replaced after they died."""
         if warm:
@@ -116,46 +243,45 @@ class LocalExecutor:
         """How many jobs run at once (one per process)."""
         return self._slots
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=self._ctx,
-            initializer=_init_worker,
-            initargs=(self._preload, os.getpid()),
-        )
+    def _new_worker(self, slot: int) -> _Worker:
+        return _Worker(self._ctx, self._preload, name=f"qldm-worker-{slot}")
 
     def warm_up(self) -> list[int]:
-        """Start every worker (replacing dead ones) and wait until each has imported its
+        """Start every worker (replacing dead ones) and wait until each has loaded its
         modules; their pids."""
         futures = [self._submit_to(i, _pid) for i in range(self._slots)]
         return sorted({f.result() for f in futures})
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
-        """Run ``fn(*args)`` in the least busy worker (a dead one is replaced first)."""
+        """Run ``fn(*args)`` in the least busy worker, a live one first (a dead one is replaced
+        when its slot is chosen).
+
+        ``fn`` must be importable by name (a module-level function), as for any process pool.
+        """
         with self._lock:
-            i = min(range(self._slots), key=lambda k: self._busy.get(self._keys[k], 0))
+            i = min(
+                range(self._slots),
+                key=lambda k: (self._workers[k].load, not self._workers[k].alive),
+            )
         return self._submit_to(i, fn, *args)
 
     def _submit_to(self, i: int, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
         with self._lock:
-            try:
-                future = self._pools[i].submit(fn, *args)
-            except BrokenProcessPool:  # its worker died: start a fresh one in its place
-                self._pools[i].shutdown(wait=False, cancel_futures=True)
-                self._busy.pop(self._keys[i], None)
+            if self._closed:
+                raise RuntimeError("the executor was shut down")
+            worker = self._workers[i]
+            if not worker.alive:  # it died: start a fresh one in its place
+                worker = self._workers[i] = self._new_worker(i)
                 self.restarts += 1
-                self._pools[i] = self._new_pool()
-                self._keys[i] = self._slots + self.restarts
-                future = self._pools[i].submit(fn, *args)
-            key = self._keys[i]
-            self._busy[key] = self._busy.get(key, 0) + 1
-        future.add_done_callback(lambda _f: self._finished(key))
-        return future
-
-    def _finished(self, key: int) -> None:
-        with self._lock:
-            if key in self._busy:
-                self._busy[key] = max(0, self._busy[key] - 1)
+        try:
+            return worker.call(fn, args)
+        except WorkerLostError:  # it died just now: once more, on a fresh one
+            with self._lock:
+                if self._workers[i] is worker:
+                    self._workers[i] = self._new_worker(i)
+                    self.restarts += 1
+                worker = self._workers[i]
+            return worker.call(fn, args)
 
     def run_job(
         self,
@@ -174,12 +300,16 @@ class LocalExecutor:
     def worker_pids(self) -> list[int]:
         """The pids of the live worker processes."""
         with self._lock:
-            procs = [dict(getattr(pool, "_processes", None) or {}) for pool in self._pools]
-        return sorted(pid for part in procs for pid, p in part.items() if p.is_alive())
+            workers = list(self._workers)
+        return sorted(
+            w.process.pid for w in workers if w.process.pid is not None and w.process.is_alive()
+        )
 
     def shutdown(self, *, wait: bool = True) -> None:
-        """Stop the workers (running jobs are abandoned when ``wait`` is false)."""
+        """Stop the workers after their current calls (with ``wait``, wait for them; without,
+        running jobs are abandoned: their results are dropped)."""
         with self._lock:
-            pools = list(self._pools)
-        for pool in pools:
-            pool.shutdown(wait=wait, cancel_futures=True)
+            self._closed = True
+            workers = list(self._workers)
+        for worker in workers:
+            worker.stop(wait=wait)
