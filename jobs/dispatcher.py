@@ -5,7 +5,9 @@ One background thread loops::
     claim up to the executor's free slots ─▶ executor.run_job(...) ─▶ future
     future done ─▶ complete / fail / mark_cancelled / release (retry or give up)
 
-It sleeps ``poll_interval`` between rounds, but :meth:`Dispatcher.offer` (called by the API
+A finished job is recorded by the thread that resolves its future (the executor's), so its
+result reaches the store without waiting for the loop; the loop records what that missed. It
+sleeps ``poll_interval`` between rounds, but :meth:`Dispatcher.offer` (called by the API
 right after a submit) and every finished future end the sleep at once, so a job starts within
 milliseconds of its submission. An offered job's request goes to the worker with it, so the
 worker need not read it back from the store (jobs it was not offered, e.g. recovered ones or
@@ -32,6 +34,7 @@ Guarantees (they come from the store's guarded transactions):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -40,16 +43,19 @@ import time
 import uuid
 from collections import OrderedDict
 from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
+from jobs._sql import now as utcnow
 from jobs.errors import InvalidSpecError, JobCancelled, QldmError
 from jobs.executors import WorkerLostError
+from jobs.model import TERMINAL, JobStatus
 from jobs.runner import JobFailure
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from jobs.executors import Executor
     from jobs.model import Job, JobRequest, JobResult
     from jobs.store import JobStore
@@ -65,6 +71,7 @@ log = logging.getLogger(__name__)
 class _InFlight:
     job: Job
     future: Future[JobResult]
+    settling: bool = False
 
 
 class Dispatcher:
@@ -74,7 +81,11 @@ class Dispatcher:
         store: the job store.
         executor: where jobs run (:class:`jobs.executors.local.LocalExecutor`, ...).
         worker_id: this dispatcher's name in the store (default: host, pid and a random tag).
-        poll_interval: seconds between rounds when nothing wakes it.
+        poll_interval: seconds between rounds when nothing wakes it (a round claims what
+            another process queued, and records what the executor's threads could not).
+            ``"auto"`` (default): 1 s on SQLite, where this is the only server and its own
+            submits wake it; 0.05 s on PostgreSQL, where replicas take each other's queued
+            jobs.
         max_attempts: starts allowed per job whose request sets none.
         requeue_older_than: on start and then every ``heartbeat_interval``, recover the
             running jobs whose heartbeat is older than this (the jobs of live replicas are left
@@ -82,6 +93,8 @@ class Dispatcher:
             database). ``"auto"`` (default): ``None`` on SQLite, ``6 * heartbeat_interval`` on
             PostgreSQL, where several replicas may share the database.
         heartbeat_interval: seconds between heartbeats of the jobs this dispatcher runs.
+        on_finished: called with each job this dispatcher ends (its snapshot with the final
+            state and time; for metrics), in the thread that records it.
     """
 
     def __init__(
@@ -90,11 +103,15 @@ class Dispatcher:
         executor: Executor,
         *,
         worker_id: str | None = None,
-        poll_interval: float = 0.05,
+        poll_interval: float | Literal["auto"] = "auto",
         max_attempts: int = 3,
         requeue_older_than: timedelta | Literal["auto"] | None = "auto",
         heartbeat_interval: float = 5.0,
+        on_finished: Callable[[Job], None] | None = None,
     ) -> None:
+        shared = store.engine.dialect.name != "sqlite"
+        if poll_interval == "auto":
+            poll_interval = 0.05 if shared else 1.0
         if poll_interval <= 0:
             raise InvalidSpecError("must be positive", field="poll_interval")
         if max_attempts < 1:
@@ -113,16 +130,18 @@ class Dispatcher:
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
         if requeue_older_than == "auto":
-            shared = store.engine.dialect.name != "sqlite"
             requeue_older_than = timedelta(seconds=6 * heartbeat_interval) if shared else None
         self.requeue_older_than: timedelta | None = requeue_older_than
         self.heartbeat_interval = heartbeat_interval
+        self.on_finished = on_finished
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._inflight: dict[str, _InFlight] = {}
         self._offered: OrderedDict[str, JobRequest] = OrderedDict()
         self._reserved = 0
+        self._maybe_queued = True  # jobs may wait from before this process
+        self._last_claim = 0.0
         self._lock = threading.Lock()
         self._draining = False
         self.recovered: dict[str, str] = {}
@@ -158,6 +177,7 @@ class Dispatcher:
 
     def wake(self) -> None:
         """Look for new jobs now."""
+        self._expect_queued()
         self._wake.set()
 
     def offer(self, job_id: str, request: JobRequest) -> None:
@@ -167,6 +187,7 @@ class Dispatcher:
             self._offered[job_id] = request
             while len(self._offered) > _MAX_OFFERED:
                 self._offered.popitem(last=False)
+            self._maybe_queued = True
         self._wake.set()
 
     def reserve(self) -> bool:
@@ -198,6 +219,13 @@ class Dispatcher:
         with self._lock:
             return list(self._inflight)
 
+    def runs(self, job_id: str) -> bool:
+        """Whether this dispatcher runs ``job_id`` and has not begun recording its end (so the
+        store's notification of that end is still to come)."""
+        with self._lock:
+            item = self._inflight.get(job_id)
+            return item is not None and not item.settling
+
     @property
     def alive(self) -> bool:
         """Whether the loop thread runs."""
@@ -215,6 +243,7 @@ class Dispatcher:
         )
         self.recovered.update({k: v.value for k, v in recovered.items()})
         if recovered:
+            self._expect_queued()
             log.info("recovered %d running jobs: %s", len(recovered), recovered)
 
     def _loop(self) -> None:
@@ -237,14 +266,31 @@ class Dispatcher:
         self._settle()
 
     def _claim(self) -> None:
+        """Claim queued jobs into the free slots: at once when some may wait (offered,
+        re-queued or left by an earlier process, or the last claim filled every slot), else at
+        most once per ``poll_interval`` (jobs queued by another replica). A slot freed by a
+        finished job thus costs no claim transaction while nothing waits."""
         with self._lock:
             free = self.executor.slots - len(self._inflight) - self._reserved
-        if free <= 0 or self._draining:
+            due = self._maybe_queued or (
+                time.monotonic() - self._last_claim >= 0.9 * self.poll_interval
+            )
+        if free <= 0 or self._draining or not due:
             return
-        for job in self.store.claim(worker=self.worker_id, limit=free):
+        with self._lock:
+            self._maybe_queued = False  # a job offered from here on sets it again
+            self._last_claim = time.monotonic()
+        claimed = self.store.claim(worker=self.worker_id, limit=free)
+        if len(claimed) == free:
+            self._expect_queued()  # the queue may hold more
+        for job in claimed:
             with self._lock:
                 request = self._offered.pop(job.id, None)
             self._start(job, request)
+
+    def _expect_queued(self) -> None:
+        with self._lock:
+            self._maybe_queued = True
 
     def _start(self, job: Job, request: JobRequest | None) -> None:
         """Hand a claimed job to the executor (or, if it refuses, back to the queue)."""
@@ -263,42 +309,74 @@ class Dispatcher:
                 attempt=job.attempts,
                 max_attempts=self.max_attempts,
             )
+            self._expect_queued()
             return
+        item = _InFlight(job, future)
         with self._lock:
-            self._inflight[job.id] = _InFlight(job, future)
-        future.add_done_callback(lambda _f: self._wake.set())
+            self._inflight[job.id] = item
+        # recorded in the thread that resolves the future (no hop to the loop thread); the
+        # loop's _settle is the fallback when that fails (say, the database is unreachable)
+        future.add_done_callback(lambda _f: self._finished(item))
+
+    def _finished(self, item: _InFlight) -> None:
+        self._settle_item(item)
+        self._wake.set()  # a slot is free (or the outcome is still to record)
 
     def _settle(self) -> None:
         with self._lock:
             done = [f for f in self._inflight.values() if f.future.done()]
         for item in done:
-            try:
-                self._record(item)
-            except Exception as exc:
-                log.exception("job %s: could not record its outcome", item.job.id)
-                try:
-                    self.store.fail(
-                        item.job.id,
-                        "internal_error",
-                        f"could not record the outcome: {type(exc).__name__}: {exc}",
-                        attempt=item.job.attempts,
-                    )
-                except Exception:  # the database is unreachable: try again next round
-                    continue
-            with self._lock:
-                self._inflight.pop(item.job.id, None)
+            self._settle_item(item)
 
-    def _record(self, item: _InFlight) -> None:
+    def _settle_item(self, item: _InFlight) -> bool:
+        """Record a finished job's outcome once (whichever thread comes first); whether it is
+        recorded now (``False``: another thread has it, or the database failed: retried in
+        the next round)."""
+        with self._lock:
+            if item.settling or self._inflight.get(item.job.id) is not item:
+                return False
+            item.settling = True
+        try:
+            status = self._record(item)
+        except Exception as exc:
+            log.exception("job %s: could not record its outcome", item.job.id)
+            try:
+                self.store.fail(
+                    item.job.id,
+                    "internal_error",
+                    f"could not record the outcome: {type(exc).__name__}: {exc}",
+                    attempt=item.job.attempts,
+                )
+                status = JobStatus.FAILED
+            except Exception:  # the database is unreachable: try again next round
+                with self._lock:
+                    item.settling = False
+                return False
+        with self._lock:
+            self._inflight.pop(item.job.id, None)
+        if status is not None and self.on_finished is not None:
+            job = dataclasses.replace(item.job, status=status, finished_at=utcnow())
+            try:
+                self.on_finished(job)
+            except Exception:  # metrics must never break the dispatcher
+                log.exception("on_finished failed for job %s", job.id)
+        return True
+
+    def _record(self, item: _InFlight) -> JobStatus | None:
+        """Store how the job ended; its final state, or ``None`` when it is not final (re-queued)
+        or the store had moved it already."""
         job, future = item.job, item.future
         attempt = job.attempts
         exc = future.exception()
         if exc is None:
             if not self.store.complete(job.id, future.result(), attempt=attempt):
                 log.info("job %s finished but is no longer running: result dropped", job.id)
-            return
+                return None
+            return JobStatus.SUCCEEDED
         if isinstance(exc, JobCancelled):
-            self.store.mark_cancelled(job.id, attempt=attempt)
-        elif isinstance(exc, (BrokenProcessPool, WorkerLostError)):
+            done = self.store.mark_cancelled(job.id, attempt=attempt)
+            return JobStatus.CANCELLED if done else None
+        if isinstance(exc, WorkerLostError):
             state = self.store.release(
                 job.id,
                 reason=f"worker lost ({type(exc).__name__}: {exc})",
@@ -306,11 +384,14 @@ class Dispatcher:
                 max_attempts=self.max_attempts,
             )
             log.warning("job %s: worker lost on attempt %d -> %s", job.id, attempt, state)
-        elif isinstance(exc, JobFailure):
-            self.store.fail(job.id, exc.code, exc.message, attempt=attempt)
+            if state is JobStatus.QUEUED:
+                self._expect_queued()
+            return state if state in TERMINAL else None
+        if isinstance(exc, JobFailure):
+            code, message = exc.code, exc.message
         elif isinstance(exc, QldmError):
-            self.store.fail(job.id, exc.code, str(exc), attempt=attempt)
+            code, message = exc.code, str(exc)
         else:
-            self.store.fail(
-                job.id, "internal_error", f"{type(exc).__name__}: {exc}", attempt=attempt
-            )
+            code, message = "internal_error", f"{type(exc).__name__}: {exc}"
+        done = self.store.fail(job.id, code, message, attempt=attempt)
+        return JobStatus.FAILED if done else None

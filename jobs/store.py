@@ -153,8 +153,7 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
     @staticmethod
     def _any_queued(conn: Connection) -> bool:
         """Whether some job waits (a submit must not overtake it)."""
-        waiting = select(db.jobs.c.id).where(db.jobs.c.status == JobStatus.QUEUED.value).limit(1)
-        return conn.execute(waiting).first() is not None
+        return conn.execute(_ANY_QUEUED).first() is not None
 
     def _job(self, row: Row[Any] | _InsertedRow) -> Job:
         return _job_from_row(row, self.max_attempts)
@@ -657,7 +656,7 @@ def pack_result(result: JobResult) -> bytes:
     )
 
 
-# complete() runs once per job on the result path: its statements are built once
+# submit() and complete() run once per job on its path: their statements are built once
 _COMPLETE_VALUES = {
     "status": JobStatus.SUCCEEDED.value,
     "finished_at": bindparam("b_now"),
@@ -672,6 +671,7 @@ _COMPLETE = (
 )
 _COMPLETE_ATTEMPT = _COMPLETE.where(db.jobs.c.attempts == bindparam("b_attempt"))
 _INSERT_RESULT = insert(db.job_results)
+_ANY_QUEUED = select(db.jobs.c.id).where(db.jobs.c.status == JobStatus.QUEUED.value).limit(1)
 
 
 class _InsertedRow:

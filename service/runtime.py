@@ -1,10 +1,12 @@
 """What a running server holds: the store, the executor, the dispatcher, and job waiters.
 
 :class:`Runtime` is built from the settings, started by the app's lifespan and stopped by it.
-Long-polls (``GET /v1/jobs/{id}/result?wait=``) wait on it: a job that finishes in this
-process wakes its waiters at once (the store used by the dispatcher reports every final
-transition), and every waiter also re-reads the database with a backoff, so jobs finished by
-another replica or by a worker process that writes the store itself are seen too.
+Long-polls (``GET /v1/jobs/{id}/result?wait=``, ``POST /v1/jobs`` with ``Prefer: wait``) wait
+on it: a job that finishes in this process wakes its waiters at once (the store used by the
+dispatcher reports every final transition), and every waiter also re-reads the database, with
+a backoff from 5 to 100 ms, so jobs finished by another replica are seen too. While this
+process's dispatcher runs the job, that read is only a backstop, once a second: the wake-up
+comes first, and the server stays quiet while the worker computes.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ log = logging.getLogger("qldm.service")
 
 _POLL_FIRST_S = 0.005
 _POLL_MAX_S = 0.1
+_POLL_LOCAL_S = 1.0  # a job this process runs wakes its waiters itself: the poll is a backstop
 _CHECKPOINT_EVERY_S = 1.0
 _RECENT_RESULTS = 16  # results kept for their long-polls (a B = 128 Jacobian is ~0.5 MB)
 
@@ -136,7 +139,9 @@ class Runtime:
         self.store.migrate()
         self.executor = self._make_executor()
         worker = f"{socket.gethostname()}:{os.getpid()}"
-        self.dispatcher = Dispatcher(self.store, self.executor, worker_id=worker)
+        self.dispatcher = Dispatcher(
+            self.store, self.executor, worker_id=worker, on_finished=self._finished
+        )
         self.dispatcher.start()
         # the fake-device list takes a second or more to load: do it before the first request
         threading.Thread(target=_load_catalog, name="qldm-catalog", daemon=True).start()
@@ -279,8 +284,10 @@ class Runtime:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
+                here = self.dispatcher is not None and self.dispatcher.runs(job.id)
                 try:
-                    await asyncio.wait_for(event.wait(), timeout=min(delay, remaining))
+                    poll = _POLL_LOCAL_S if here else delay
+                    await asyncio.wait_for(event.wait(), timeout=min(poll, remaining))
                 except TimeoutError:
                     delay = min(_POLL_MAX_S, delay * 2)
                 event.clear()
@@ -300,13 +307,11 @@ class Runtime:
     def _job_changed(self, job_id: str) -> None:
         """Called by the store (in a dispatcher thread) after a transition."""
         self._wake_waiters(job_id)
+
+    def _finished(self, job: Job) -> None:
+        """Called by the dispatcher with each job it ended (no read of the store)."""
         if self.on_finished is not None:
-            try:
-                job = self.store.job(job_id)
-            except Exception:
-                return
-            if job.terminal:
-                self.on_finished(job)
+            self.on_finished(job)
 
     def _wake_waiters(self, job_id: str) -> None:
         with self._lock:
