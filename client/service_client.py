@@ -7,14 +7,15 @@ Example:
 
 Every submit carries an ``Idempotency-Key`` (a fresh UUID unless one is given), and a retried
 submit (connection error, 5xx) sends the same key, so the server never makes a second job.
-Arrays travel as an npz archive (see ``docs/api.md``), results are long-polled
-(``GET /v1/jobs/{id}/result?wait=``), and every error body comes back as the matching
-:class:`circuits._errors.QldmError` subclass with its ``code`` and ``field``.
+Arrays travel as an npz archive (see ``docs/api.md``). :meth:`ServiceClient.run` (and
+``evaluate``) submits with ``Prefer: wait``, so a job that finishes within the long-poll length
+costs one HTTP exchange; a longer one is long-polled (``GET /v1/jobs/{id}/result?wait=``).
+Every error body comes back as the matching :class:`circuits._errors.QldmError` subclass with
+its ``code`` and ``field``.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import time
@@ -26,6 +27,7 @@ import httpx
 import numpy as np
 
 from circuits._errors import InvalidSpecError, QldmError
+from jobs import npz
 from jobs.backends.base import Evaluation
 from jobs.errors import (
     BackendError,
@@ -230,6 +232,51 @@ class ServiceClient:
         Raises:
             InvalidSpecError, BackendLimitError, UnknownBackendError, ...: the server refused it.
         """
+        job, _ = self._post_job(request, idempotency_key=idempotency_key, wait=None)
+        return job
+
+    def run(
+        self,
+        request: JobRequest | Mapping[str, Any],
+        *,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[str, JobResult]:
+        """Submit a job and wait for its result, in one HTTP exchange when it finishes soon.
+
+        The submit asks the server to hold its answer until the job ends (``Prefer: wait``,
+        up to the long-poll length); a job still running then is long-polled as by
+        :meth:`wait`. A server that ignores the header costs the long-poll only.
+
+        Args:
+            request: as for :meth:`submit`.
+            timeout: seconds to wait in all (``None``: as long as it takes).
+            idempotency_key: as for :meth:`submit`.
+
+        Returns:
+            ``(job_id, result)``.
+
+        Raises:
+            JobTimeoutError, JobCancelled, QldmError subclass: as :meth:`wait`, and the
+            errors of :meth:`submit`.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        first = _LONG_POLL_S if timeout is None else max(0.0, min(_LONG_POLL_S, timeout))
+        job, result = self._post_job(request, idempotency_key=idempotency_key, wait=first)
+        if result is None:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            result = self.wait(job["id"], timeout=left)
+        return job["id"], result
+
+    def _post_job(
+        self,
+        request: JobRequest | Mapping[str, Any],
+        *,
+        idempotency_key: str | None,
+        wait: float | None,
+    ) -> tuple[dict[str, Any], JobResult | None]:
+        """``POST /v1/jobs``; with ``wait``, the result too when the server answers with it
+        (``Content-Location`` names the result)."""
         body = request.model_dump(mode="json") if isinstance(request, JobRequest) else dict(request)
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         if self.binary:
@@ -247,11 +294,22 @@ class ServiceClient:
                     body[name] = body[name].tolist()
             headers["Content-Type"] = "application/json"
             content = json.dumps(body, allow_nan=False).encode()
+        if wait is not None:
+            headers["Prefer"] = f"wait={wait:g}"
+            headers["Accept"] = NPZ if self.binary else "application/json"
         response = self._request(
-            "POST", "/v1/jobs", ok=(200, 201, 202), content=content, headers=headers
+            "POST",
+            "/v1/jobs",
+            ok=(200, 201, 202),
+            content=content,
+            headers=headers,
+            timeout=self.timeout + (wait or 0.0),
         )
+        if "content-location" in response.headers:
+            job_id = response.headers["location"].rstrip("/").rsplit("/", 1)[-1]
+            return {"id": job_id, "status": "succeeded"}, _decode_result(response)
         data: dict[str, Any] = response.json()
-        return data
+        return data, None
 
     def get(self, job_id: str) -> dict[str, Any]:
         """The job (``JobPublic``: status, attempts, times, error)."""
@@ -367,15 +425,14 @@ class ServiceClient:
         }
         if body["noise_levels"] is None:
             del body["noise_levels"]
-        job = self.submit(body)
-        result = self.wait(job["id"], timeout=timeout)
+        job_id, result = self.run(body, timeout=timeout)
         if result.values is None:
             raise BackendError("the job returned no values", field="task")
         return Evaluation(
             values=result.values,
             d_inputs=result.d_inputs,
             d_weights=result.d_weights,
-            metadata={**result.metadata, "job_id": job["id"]},
+            metadata={**result.metadata, "job_id": job_id},
         )
 
     # ------------------------------------------------------------------ runs, backends
@@ -436,23 +493,20 @@ def _decode_result(response: httpx.Response) -> JobResult:
     )
 
 
-# The npz wire format (docs/api.md): an ``np.savez`` archive with a ``json`` entry (a uint8 array
-# of UTF-8 JSON) and one entry per array. The server's codec is ``service.arrays``; the client
-# keeps its own two functions because it may not import the service package.
+# The npz wire format (docs/api.md): an npz archive with a ``json`` entry (a uint8 array of
+# UTF-8 JSON) and one entry per array. The server adds its checks and limits in
+# ``service.arrays``; the client may not import the service package, only the codec beneath.
 
 
 def pack(document: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> bytes:
     """An npz archive of ``arrays`` plus ``document`` as the ``json`` entry."""
     entries = {"json": np.frombuffer(json.dumps(document, allow_nan=False).encode(), np.uint8)}
-    entries.update({name: np.ascontiguousarray(a) for name, a in arrays.items()})
-    buffer = io.BytesIO()
-    np.savez(buffer, allow_pickle=False, **entries)
-    return buffer.getvalue()
+    entries.update(arrays)
+    return npz.write(entries)
 
 
 def unpack(body: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The ``json`` document and the arrays of an npz archive."""
-    with np.load(io.BytesIO(body), allow_pickle=False) as npz:
-        arrays = {name: npz[name] for name in npz.files}
+    arrays = npz.read(body)
     document = json.loads(arrays.pop("json").tobytes().decode())
     return document, arrays

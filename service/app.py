@@ -31,6 +31,7 @@ from service.auth import DEFAULT_TENANT, KeyCache, key_from_headers
 from service.errors import UnsupportedMediaTypeError, error_body, install_error_handlers
 from service.limits import BodyLimitMiddleware
 from service.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+from service.prefer import preferred_wait
 from service.runtime import Runtime
 from service.schemas import (
     BackendPublic,
@@ -177,21 +178,47 @@ _JOB_CREATE_OPENAPI = {
     status_code=202,
     response_model=JobSubmitted,
     openapi_extra=_JOB_CREATE_OPENAPI,
+    responses={
+        200: {
+            "description": "with `Prefer: wait=S`: the job succeeded within `S` seconds and "
+            "the body is its result (the header `Content-Location` names the result); "
+            "otherwise, a repeated `Idempotency-Key`: the earlier job",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ResultPublic"}},
+                NPZ_MEDIA_TYPE: {},
+            },
+        }
+    },
     summary="Submit a job",
 )
 async def submit_job(
     state: StateDep,
     tenant: TenantDep,
     document: JobDocumentDep,
-    response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-) -> JobSubmitted:
-    """Validate and store a job; ``Idempotency-Key`` returns the same job for the same key."""
+    prefer: Annotated[str | None, Header()] = None,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Validate and store a job; ``Idempotency-Key`` returns the same job for the same key.
+
+    ``Prefer: wait=S`` (RFC 7240) answers with the job's result (200, as ``GET
+    /v1/jobs/{id}/result`` would) when it succeeds within ``S`` seconds: one exchange per job.
+    Otherwise the answer is the job's id and latest status, as without the header.
+    """
+    wait = preferred_wait(prefer, max_wait_s=state.settings.max_wait_s)
     key = idempotency_key if state.settings.idempotency else None
     job, created = await run_in_threadpool(_accept, state, tenant, document, key)
-    if not created:
-        response.status_code = 200
-    return JobSubmitted(id=job.id, status=job.status)
+    headers = {"Location": f"/v1/jobs/{job.id}"}
+    if wait is not None:
+        headers["Preference-Applied"] = f"wait={wait:g}"
+        if job.status not in TERMINAL:
+            job = await state.runtime.wait(job, timeout=wait)
+        if job.status is JobStatus.SUCCEEDED:
+            answer = await _result(state, tenant, job, accept)
+            answer.headers.update({**headers, "Content-Location": f"/v1/jobs/{job.id}/result"})
+            return answer
+    body = JobSubmitted(id=job.id, status=job.status).model_dump(mode="json")
+    return JSONResponse(body, status_code=202 if created else 200, headers=headers)
 
 
 def _accept(
@@ -263,11 +290,18 @@ async def job_result(
         job = await state.runtime.wait(job, timeout=min(wait, state.settings.max_wait_s))
     if job.status is not JobStatus.SUCCEEDED:
         return _unfinished(job)
-    # the job's owner was checked above: a result this process just stored is served from
-    # memory; either way the arrays go out in the npz blob the store keeps
-    recent = state.runtime.store.take_result(job_id)
+    return await _result(state, tenant, job, accept)
+
+
+async def _result(state: _State, tenant: str, job: Job, accept: str | None) -> Response:
+    """The answer for a succeeded ``job`` whose owner was checked: npz when ``accept`` asks
+    for it, else JSON. A result this process just stored is served from memory; either way
+    the arrays go out in the npz blob the store keeps."""
+    recent = state.runtime.store.take_result(job.id)
     if recent is None:
-        recent = await run_in_threadpool(store.result_and_blob, tenant=tenant, job_id=job_id)
+        recent = await run_in_threadpool(
+            state.runtime.store.result_and_blob, tenant=tenant, job_id=job.id
+        )
     result, blob = recent
     if _wants_npz(accept):
         document = {

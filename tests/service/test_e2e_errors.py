@@ -267,6 +267,13 @@ def test_other_errors(deployment: Deployment, unchanged: None) -> None:
         "run_id",
     )
     _assert_error(HTTP.get(f"{deployment.url}/v2/nothing", headers=headers), 404, "not_found", None)
+    for prefer in ("wait=soon", "wait=-1", "wait=nan", "wait=inf", "wait"):
+        _assert_error(
+            HTTP.post(url, json=tiny_request(5), headers={**headers, "Prefer": prefer}),
+            422,
+            "validation_error",
+            "Prefer",
+        )
 
 
 def test_client_raises_the_matching_errors(deployment: Deployment, unchanged: None) -> None:

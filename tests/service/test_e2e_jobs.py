@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from client.service_client import ServiceClient
+from client.service_client import NPZ, ServiceClient
+from client.service_client import unpack as client_unpack
 from jobs.errors import JobCancelled, JobNotFinishedError, RunClosedError
 from tests.service.conftest import Deployment
 from tests.service.helpers import HTTP, TINY, reference, slow_request, tiny_request
@@ -22,8 +23,9 @@ N_CLIENTS = 8
 
 
 def run_many(deployment: Deployment, *, n_jobs: int = N_JOBS, n_clients: int = N_CLIENTS) -> None:
-    """``n_jobs`` jobs from ``n_clients`` threads, each with its own client; every result is
-    checked against the in-process backend."""
+    """``n_jobs`` jobs from ``n_clients`` threads, each with its own client (a quarter of them
+    submit-and-wait in one exchange, the others submit everything, then long-poll); every
+    result is checked against the in-process backend."""
     requests = [
         tiny_request(1000 + i, task="jacobian" if i % 4 == 0 else "expectation")
         for i in range(n_jobs)
@@ -36,15 +38,18 @@ def run_many(deployment: Deployment, *, n_jobs: int = N_JOBS, n_clients: int = N
         with ServiceClient(
             deployment.url, api_key=deployment.keys["alice"], binary=c % 2 == 0
         ) as client:
-            ids = [(i, client.submit(requests[i])["id"]) for i in mine]
-            for i, job_id in ids:
-                result = client.wait(job_id, timeout=120)
+            if c % 4 == 1:  # one exchange per job (Prefer: wait), one job at a time
+                runs = [(i, *client.run(requests[i], timeout=120)) for i in mine]
+            else:  # every job submitted first, then each result long-polled
+                ids = [(i, client.submit(requests[i])["id"]) for i in mine]
+                runs = [(i, job_id, client.wait(job_id, timeout=120)) for i, job_id in ids]
+            for i, _, result in runs:
                 ref = refs[i]
                 np.testing.assert_allclose(result.values, ref.values, atol=1e-10)
                 if requests[i]["task"] == "jacobian":
                     np.testing.assert_allclose(result.d_inputs, ref.d_inputs, atol=1e-10)
                     np.testing.assert_allclose(result.d_weights, ref.d_weights, atol=1e-10)
-        return ids
+        return [(i, job_id) for i, job_id, _ in runs]
 
     with ThreadPoolExecutor(N_CLIENTS) as pool:
         done = [pair for part in pool.map(worker, range(n_clients)) for pair in part]
@@ -93,6 +98,75 @@ def test_evaluate_returns_an_evaluation(deployment: Deployment) -> None:
     np.testing.assert_allclose(ev.values, ref.values, atol=1e-10)
     assert ev.d_weights is not None and ev.d_weights.shape == (1, 3, 2, TINY.n_weights)
     assert "job_id" in ev.metadata
+
+
+def test_prefer_wait_answers_the_submit_with_the_result(deployment: Deployment) -> None:
+    """``Prefer: wait`` on ``POST /v1/jobs``: one exchange gives the result (JSON and npz),
+    names it in ``Content-Location``, and the job is stored and readable as any other."""
+    request = tiny_request(41, batch=4, task="jacobian")
+    ref = reference(request)
+    headers = {**deployment.headers(), "Prefer": "wait=30"}
+    answer = HTTP.post(f"{deployment.url}/v1/jobs", json=request, headers=headers)
+    assert answer.status_code == 200, answer.text
+    job_id = answer.headers["location"].rsplit("/", 1)[-1]
+    assert answer.headers["content-location"] == f"/v1/jobs/{job_id}/result"
+    assert answer.headers["preference-applied"] == "wait=30"
+    body = answer.json()
+    assert body["id"] == job_id and body["status"] == "succeeded"
+    np.testing.assert_allclose(body["values"], ref.values, atol=1e-10)
+    np.testing.assert_allclose(body["d_inputs"], ref.d_inputs, atol=1e-10)
+    np.testing.assert_allclose(body["d_weights"], ref.d_weights, atol=1e-10)
+
+    binary = HTTP.post(
+        f"{deployment.url}/v1/jobs", json=request, headers={**headers, "Accept": NPZ}
+    )
+    assert binary.status_code == 200 and binary.headers["content-type"] == NPZ
+    document, arrays = client_unpack(binary.content)
+    assert document["status"] == "succeeded" and document["id"] != job_id
+    np.testing.assert_allclose(arrays["d_weights"], ref.d_weights, atol=1e-10)
+
+    with ServiceClient(deployment.url, api_key=deployment.keys["alice"]) as client:
+        assert client.get(job_id)["status"] == "succeeded"
+        np.testing.assert_array_equal(client.result(job_id).values, np.asarray(body["values"]))
+        again_id, again = client.run(request)
+    assert again_id not in (job_id, document["id"])
+    np.testing.assert_allclose(again.d_weights, ref.d_weights, atol=1e-10)
+
+
+def test_prefer_wait_shorter_than_the_job_answers_its_status(deployment: Deployment) -> None:
+    """A job still running when the wait ends, or one that ends without a result, is answered
+    as without the header: its id and status."""
+    headers = {**deployment.headers(), "Prefer": "wait=0.2"}
+    start = time.monotonic()
+    answer = HTTP.post(f"{deployment.url}/v1/jobs", json=slow_request(42), headers=headers)
+    assert 0.2 <= time.monotonic() - start < 10
+    assert answer.status_code == 202, answer.text
+    assert "content-location" not in answer.headers
+    assert answer.headers["preference-applied"] == "wait=0.2"
+    job = answer.json()
+    assert set(job) == {"id", "status"} and job["status"] in ("queued", "running")
+    with ServiceClient(deployment.url, api_key=deployment.keys["alice"]) as client:
+        _wait_status(client, job["id"], {"running"})
+        with ThreadPoolExecutor(1) as pool:
+            # the same key: the earlier job, waited for until its cancel ends it
+            key = {"Idempotency-Key": uuid.uuid4().hex}
+            first = HTTP.post(
+                f"{deployment.url}/v1/jobs", json=slow_request(43), headers={**headers, **key}
+            ).json()
+            _wait_status(client, first["id"], {"running"})
+            again = pool.submit(
+                HTTP.post,
+                f"{deployment.url}/v1/jobs",
+                json=slow_request(43),
+                headers={**headers, **key, "Prefer": "wait=30"},
+            )
+            time.sleep(0.3)
+            client.cancel(first["id"])
+            answer = again.result(timeout=60)
+        client.cancel(job["id"])
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"id": first["id"], "status": "cancelled"}
+    assert "content-location" not in answer.headers
 
 
 def test_idempotent_resubmission_returns_the_same_job(deployment: Deployment) -> None:
