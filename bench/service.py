@@ -6,14 +6,18 @@ result is values (1, 128, 6) plus Jacobians (1, 128, 6, 6) and (1, 128, 6, 72). 
 
 - in-process: ``ExactBackend().run(work)`` (what ``QuantumLayer`` does with no server);
 - over HTTP: ``ServiceClient.evaluate`` against an embedded server on loopback (npz transport,
-  long-polled result; SQLite, local executor with ``workers`` processes);
+  one ``POST`` with ``Prefer: wait`` per job; SQLite, local executor with ``workers``
+  processes);
 
-each with 1 and 8 concurrent clients. The table gives p50/p99 latency per job, jobs/s, and the
-server's overhead (HTTP p50 minus in-process p50). Target: < 10 ms p50 with one client.
+each with 1 and 8 concurrent clients (with one client the two modes alternate job by job, so
+that a shared machine's drift weighs on both alike). The table gives p50/p99 latency per job,
+jobs/s, the HTTP p50 minus the in-process p50, and what the server adds per job (its latency
+minus the backend's own seconds). Target: < 10 ms p50 with one client.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import tempfile
@@ -65,19 +69,43 @@ def _timed(
     return [p[0] for p in pairs], [p[1] for p in pairs], wall
 
 
+def _alternating(
+    calls: dict[str, Callable[[int], float]], *, rounds: int
+) -> dict[str, tuple[list[float], list[float], float]]:
+    """One client: each call of ``calls`` in turn, ``rounds`` times, so that the machine's
+    drift (other tenants of a shared host) weighs on every mode alike.
+
+    Returns:
+        Per mode, as :func:`_timed`: latencies, overheads and the summed latency (one client
+        has nothing in flight between its calls, so that is its wall time).
+    """
+    out: dict[str, tuple[list[float], list[float], float]] = {m: ([], [], 0.0) for m in calls}
+    for i in range(rounds):
+        for mode, call in calls.items():
+            start = time.perf_counter()
+            backend_s = call(i)
+            latency = time.perf_counter() - start
+            lat, over, total = out[mode]
+            lat.append(latency)
+            over.append(latency - backend_s)
+            out[mode] = (lat, over, total + latency)
+    return out
+
+
 Row = dict[str, float | str | int]
 
 CLIENTS = (1, 8)
 
 
 def main(
-    *, batch: int = 128, jobs: int = 16, workers: int | None = None, threads: int = 1
+    *, batch: int = 128, jobs: int = 48, workers: int | None = None, threads: int = 1
 ) -> list[Row]:
     """Run the benchmark and print the table.
 
     Args:
         batch: samples per job (B).
-        jobs: timed jobs per configuration (after a warm-up), spread over the clients.
+        jobs: timed jobs per mode and client count (after a warm-up); with one client the
+            modes alternate job by job.
         workers: the server's worker processes (default: the number of cores).
         threads: torch threads of the in-process runs (the server's workers use one each, so
             1 compares like with like).
@@ -120,13 +148,6 @@ def main(
     def in_process(_i: int) -> float:
         return float(backend.run(work).metadata["seconds"])
 
-    for clients in CLIENTS:
-        record(
-            "in-process",
-            clients,
-            _timed(in_process, clients=clients, per_client=max(1, jobs // clients)),
-        )
-
     # what encoding the result costs, against the circuit
     arrays = {
         "values": reference.values,
@@ -153,15 +174,32 @@ def main(
             got = pool[0].evaluate(spec, inputs, weights, task="jacobian")
             assert got.d_weights is not None and reference.d_weights is not None
             err = float(np.max(np.abs(got.d_weights - reference.d_weights)))
-            for clients in CLIENTS:
+
+            def over_http(i: int, per_client: int = 1) -> float:
+                ev = pool[i // per_client].evaluate(spec, inputs, weights, task="jacobian")
+                return float(ev.metadata["seconds"])
+
+            def one_client(i: int) -> float:
+                return over_http(i, jobs)
+
+            one = _alternating({"in-process": in_process, "http (npz)": one_client}, rounds=jobs)
+            for mode, timed in one.items():
+                record(mode, 1, timed)
+            for clients in CLIENTS[1:]:
                 per_client = max(1, jobs // clients)
-
-                def over_http(i: int, per_client: int = per_client) -> float:
-                    ev = pool[i // per_client].evaluate(spec, inputs, weights, task="jacobian")
-                    return float(ev.metadata["seconds"])
-
                 record(
-                    "http (npz)", clients, _timed(over_http, clients=clients, per_client=per_client)
+                    "in-process",
+                    clients,
+                    _timed(in_process, clients=clients, per_client=per_client),
+                )
+                record(
+                    "http (npz)",
+                    clients,
+                    _timed(
+                        functools.partial(over_http, per_client=per_client),
+                        clients=clients,
+                        per_client=per_client,
+                    ),
                 )
         finally:
             for c in pool:
@@ -170,7 +208,7 @@ def main(
     print(
         f"\nqldm bench service: B={batch} exact jacobian of the reference spec (6 qubits, "
         f"ry_rz_brickwork x 6, amplitude damping 0.01); server: SQLite, {workers} workers; "
-        f"in-process: {threads} torch thread(s)"
+        f"in-process: {threads} torch thread(s); load average {os.getloadavg()[0]:.2f}"
     )
     header = (
         f"{'mode':<12} {'clients':>7} {'jobs':>5} {'p50 ms':>9} {'p99 ms':>9} "
@@ -189,15 +227,16 @@ def main(
             f"{r['p99_ms']:>9.1f} {r['jobs_per_s']:>7.2f} {ratio:>14.2f}x {delta:>14} {adds:>16}"
         )
     print(
-        "in-process clients are threads of one Python process sharing one ExactBackend; the "
-        "server runs jobs side by side in its worker processes."
+        "1 client: the in-process and HTTP calls alternate job by job. 8 clients: threads of "
+        "one process sharing one ExactBackend, against the server's worker processes."
     )
     print(
         f"'server adds' = latency minus the backend's own seconds for that job (HTTP, "
-        f"validation, SQL, dispatch, transfer, long-poll wake-up; with more clients than "
-        f"workers also the queue wait). npz encode + decode of the "
-        f"result: {codec_ms:.2f} ms per job; circuit: {1e3 * reference.metadata['seconds']:.0f} "
-        f"ms; max |HTTP - in-process| of d_weights: {err:.1e}. Target: < 10 ms p50."
+        f"validation, SQL, dispatch, transfer, wake-up; with more clients than workers also "
+        f"the queue wait); 'p50 - in-proc' also holds the circuit's own speed in the worker, "
+        f"which moves by +-10% from run to run. npz encode + decode of the result: "
+        f"{codec_ms:.2f} ms per job; circuit: {1e3 * reference.metadata['seconds']:.0f} ms; "
+        f"max |HTTP - in-process| of d_weights: {err:.1e}. Target: < 10 ms p50."
     )
     return rows
 
