@@ -53,7 +53,8 @@ class Settings(BaseSettings):
         max_body_bytes: largest request body accepted (413 beyond it).
         max_batch: most samples ``B`` one job may carry (400 beyond it).
         max_shots: most shots per circuit one job may ask for (400 beyond it).
-        max_wait_s: longest long-poll ``GET /v1/jobs/{id}/result?wait=`` the server holds.
+        max_wait_s: longest wait the server holds (``GET /v1/jobs/{id}/result?wait=``, and
+            ``POST /v1/jobs`` with ``Prefer: wait``).
         idempotency: honour the ``Idempotency-Key`` header of ``POST /v1/jobs``.
         ibm_token: IBM Quantum token for ``ibm:`` backends; never logged nor returned.
         ibm_channel: IBM Quantum channel (``ibm_quantum_platform``, ``ibm_cloud``).
