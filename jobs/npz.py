@@ -129,15 +129,16 @@ def _members(
 
 
 def append(archive: bytes, arrays: Mapping[str, np.ndarray]) -> bytes:
-    """``archive`` (written by :func:`write`) with ``arrays`` added as more members; the
-    members it has are copied as they are, not re-encoded.
+    """``archive`` (written by :func:`write` or ``numpy.savez``) with ``arrays`` added as
+    more members; the members it has are copied as they are, not re-encoded.
 
     Raises:
-        NpzError: ``archive`` is not an archive :func:`write` wrote, or a name is taken.
+        NpzError: ``archive`` has no plain end record (a zip64 archive, over 4 GiB, or one
+            with a comment), or a name is taken.
     """
     end = archive.rfind(_END_SIG)
     if end < 0 or len(archive) - end != _END.size:
-        raise NpzError("not an archive of jobs.npz.write (no plain end record)")
+        raise NpzError("no plain zip end record: not an archive jobs.npz can append to")
     _, _, _, _, count, size, at, _ = _END.unpack_from(archive, end)
     names = {info.filename[:-4] for info in _infos(archive)}
     taken = names & set(arrays)
