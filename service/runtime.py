@@ -306,7 +306,7 @@ class Runtime:
         return job
 
     def _job_changed(self, job_id: str) -> None:
-        """Called by the store (in a dispatcher thread) after a transition."""
+        """Called by the store after a transition (in the thread that recorded it)."""
         self._wake_waiters(job_id)
 
     def _finished(self, job: Job) -> None:

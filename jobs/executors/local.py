@@ -103,7 +103,7 @@ def _serve(conn: Connection, preload: Sequence[str], parent: int) -> None:
             answer = (False, exc)
         try:
             conn.send(answer)
-        except (BrokenPipeError, OSError):  # the parent is gone
+        except OSError:  # the parent is gone
             break
         except Exception as exc:  # the result or the exception does not pickle
             conn.send((False, RuntimeError(f"unpicklable answer: {type(exc).__name__}: {exc}")))
@@ -266,22 +266,26 @@ class LocalExecutor:
         return self._submit_to(i, fn, *args)
 
     def _submit_to(self, i: int, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
+        worker = self._live(i)
+        try:
+            return worker.call(fn, args)
+        except WorkerLostError:  # it died just now: once more, on a fresh one
+            return self._live(i, dead=worker).call(fn, args)
+
+    def _live(self, i: int, *, dead: _Worker | None = None) -> _Worker:
+        """Slot ``i``'s worker, a fresh one in place of a dead one (or of ``dead``).
+
+        Raises:
+            RuntimeError: the executor was shut down.
+        """
         with self._lock:
             if self._closed:
                 raise RuntimeError("the executor was shut down")
             worker = self._workers[i]
-            if not worker.alive:  # it died: start a fresh one in its place
+            if not worker.alive or worker is dead:
                 worker = self._workers[i] = self._new_worker(i)
                 self.restarts += 1
-        try:
-            return worker.call(fn, args)
-        except WorkerLostError:  # it died just now: once more, on a fresh one
-            with self._lock:
-                if self._workers[i] is worker:
-                    self._workers[i] = self._new_worker(i)
-                    self.restarts += 1
-                worker = self._workers[i]
-            return worker.call(fn, args)
+            return worker
 
     def run_job(
         self,
