@@ -19,7 +19,7 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from circuits._errors import InvalidSpecError
 from jobs import db
 from jobs._api_keys import API_KEY_PREFIX, ApiKeyStore
+from jobs._hot import HotWriter
 from jobs._m3_store import M3CalibrationStore
 from jobs._runs import RunStore
 from jobs._sql import json_default, new_id, pack, require, unpack, utc
@@ -39,6 +40,7 @@ from jobs.errors import (
     JobNotFinishedError,
     JobNotFoundError,
     RunClosedError,
+    RunNotFoundError,
 )
 from jobs.model import ARRAY_FIELDS, Job, JobRequest, JobResult, JobStatus, RunStatus
 
@@ -124,14 +126,17 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
         }
         # Insert first: a repeated key is rare, and the unique (tenant, key) constraint finds
         # it (also when two submits with one key race); only then is the earlier job read.
+        hot = self._statements()
         try:
-            with self._write() as conn:
+            with self._hot.transaction() as cur:
                 if request.run_id is not None:
-                    run = self._run_row(conn, tenant, request.run_id)
-                    if run.status != RunStatus.OPEN.value:
+                    run = cur.first(hot.run_status, {"b_id": request.run_id, "b_tenant": tenant})
+                    if run is None:
+                        raise RunNotFoundError(f"no run {request.run_id!r}", field="run_id")
+                    if run[0] != RunStatus.OPEN.value:
                         raise RunClosedError(f"run {request.run_id} is closed", field="run_id")
                 now = utcnow()
-                start = start_as is not None and not self._any_queued(conn)
+                start = start_as is not None and cur.first(hot.any_queued, {}) is None
                 values.update(
                     status=(JobStatus.RUNNING if start else JobStatus.QUEUED).value,
                     worker=start_as if start else None,
@@ -140,7 +145,7 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
                     created_at=now,
                     attempts=1 if start else 0,
                 )
-                conn.execute(insert(db.jobs), values)  # one cached statement for every submit
+                cur.execute(hot.insert_job, values)
         except (IntegrityError, RunClosedError):
             existing = None
             if idempotency_key is not None:
@@ -150,10 +155,12 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
             return existing, False  # the same request again (a retry): the same job
         return self._job(_InsertedRow(values)), True
 
-    @staticmethod
-    def _any_queued(conn: Connection) -> bool:
-        """Whether some job waits (a submit must not overtake it)."""
-        return conn.execute(_ANY_QUEUED).first() is not None
+    def _statements(self) -> _HotStatements:
+        """The per-job statements, compiled for this database on first use."""
+        hot: _HotStatements | None = self.__dict__.get("_hot_statements")
+        if hot is None:
+            hot = self._hot_statements = _HotStatements(self._hot)
+        return hot
 
     def _job(self, row: Row[Any] | _InsertedRow) -> Job:
         return _job_from_row(row, self.max_attempts)
@@ -423,39 +430,33 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
         meta = json.dumps(result.metadata, default=json_default)
         if blob is None:
             blob = pack_result(result)
+        hot = self._statements()
+        now = utcnow()
         try:
-            with self._write() as conn:
-                self._complete(conn, job_id, attempt, utcnow(), blob, counts, meta)
+            with self._hot.transaction() as cur:
+                if attempt is None:
+                    done = cur.execute(hot.complete, {"b_id": job_id, "b_now": now})
+                else:
+                    done = cur.execute(
+                        hot.complete_attempt, {"b_id": job_id, "b_attempt": attempt, "b_now": now}
+                    )
+                if done != 1:
+                    raise _NotApplied  # rolls the transaction back
+                # no result row can exist yet: only this transaction, which ends the job's
+                # running state, writes one (a second would violate the primary key)
+                cur.execute(
+                    hot.insert_result,
+                    {
+                        "job_id": job_id,
+                        "arrays": blob,
+                        "counts_json": counts,
+                        "metadata_json": meta,
+                        "created_at": now,
+                    },
+                )
         except _NotApplied:
             return False
         return True
-
-    def _complete(
-        self,
-        conn: Connection,
-        job_id: str,
-        attempt: int | None,
-        now: datetime,
-        blob: bytes,
-        counts: str | None,
-        meta: str,
-    ) -> None:
-        where = _COMPLETE if attempt is None else _COMPLETE_ATTEMPT
-        done = conn.execute(where, {"b_id": job_id, "b_attempt": attempt, "b_now": now})
-        if done.rowcount != 1:
-            raise _NotApplied  # rolls the transaction back
-        # no result row can exist yet: only this transaction, which ends the job's running
-        # state, writes one (a second one would violate the primary key and roll back)
-        conn.execute(
-            _INSERT_RESULT,
-            {
-                "job_id": job_id,
-                "arrays": blob,
-                "counts_json": counts,
-                "metadata_json": meta,
-                "created_at": now,
-            },
-        )
 
     def fail(self, job_id: str, code: str, message: str, *, attempt: int | None = None) -> bool:
         """Mark a queued or running job failed with ``code`` and ``message``.
@@ -670,8 +671,47 @@ _COMPLETE = (
     .values(**_COMPLETE_VALUES)
 )
 _COMPLETE_ATTEMPT = _COMPLETE.where(db.jobs.c.attempts == bindparam("b_attempt"))
-_INSERT_RESULT = insert(db.job_results)
-_ANY_QUEUED = select(db.jobs.c.id).where(db.jobs.c.status == JobStatus.QUEUED.value).limit(1)
+_SUBMIT_COLUMNS = (
+    "id",
+    "tenant",
+    "task",
+    "backend",
+    "run_id",
+    "idempotency_key",
+    "request_hash",
+    "request_json",
+    "request_arrays",
+    "max_attempts",
+    "progress",
+    "cancel_requested",
+    "status",
+    "worker",
+    "started_at",
+    "heartbeat_at",
+    "created_at",
+    "attempts",
+)
+
+
+class _HotStatements:
+    """submit()'s and complete()'s statements, compiled once per store (jobs._hot)."""
+
+    def __init__(self, writer: HotWriter) -> None:
+        jobs, results, runs = db.jobs, db.job_results, db.runs
+        self.insert_job = writer.statement(
+            insert(jobs).values({c: bindparam(c) for c in _SUBMIT_COLUMNS})
+        )
+        self.any_queued = writer.statement(
+            select(jobs.c.id).where(jobs.c.status == JobStatus.QUEUED.value).limit(1)
+        )
+        self.run_status = writer.statement(
+            select(runs.c.status).where(
+                runs.c.id == bindparam("b_id"), runs.c.tenant == bindparam("b_tenant")
+            )
+        )
+        self.complete = writer.statement(_COMPLETE)
+        self.complete_attempt = writer.statement(_COMPLETE_ATTEMPT)
+        self.insert_result = writer.statement(insert(results))
 
 
 class _InsertedRow:
