@@ -27,6 +27,7 @@ import httpx
 import numpy as np
 
 from circuits._errors import InvalidSpecError, QldmError
+from client._transport import KeepAliveTransport
 from jobs import npz
 from jobs.backends.base import Evaluation
 from jobs.errors import (
@@ -136,6 +137,20 @@ def error_from_response(response: httpx.Response) -> QldmError:
     return service_cls(message, code=code, status=response.status_code, field=field)
 
 
+def _plain_http_without_proxy(url: str) -> bool:
+    """Whether ``url`` is ``http://`` and no proxy from the environment applies to it (httpx
+    keeps its own transport, and its proxy support, for every other URL)."""
+    import urllib.request
+
+    parsed = httpx.URL(url)
+    if parsed.scheme != "http":
+        return False
+    proxies = urllib.request.getproxies_environment()
+    if not (proxies.get("http") or proxies.get("all")):
+        return True
+    return bool(urllib.request.proxy_bypass_environment(parsed.host))  # type: ignore[attr-defined]
+
+
 class ServiceClient:
     """A qldm server's client.
 
@@ -165,7 +180,11 @@ class ServiceClient:
         self.timeout = timeout
         self.retries = retries
         self.binary = binary
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        # plain http goes through http.client (see client._transport): ~1 ms less per job
+        transport = KeepAliveTransport() if _plain_http_without_proxy(self.url) else None
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
 
     # ------------------------------------------------------------------ plumbing
 
