@@ -37,6 +37,7 @@ from circuits._errors import QldmError
 
 __all__ = [
     "STATUS_BY_CODE",
+    "HeaderError",
     "UnauthorizedError",
     "UnsupportedMediaTypeError",
     "error_body",
@@ -86,6 +87,12 @@ class UnauthorizedError(QldmError, PermissionError):
     """No API key, or one the server does not know."""
 
     code = "unauthorized"
+
+
+class HeaderError(QldmError, ValueError):
+    """A request header with a value the route does not take (422, ``field``: the header)."""
+
+    code = "validation_error"
 
 
 class UnsupportedMediaTypeError(QldmError, ValueError):
