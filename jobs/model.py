@@ -307,14 +307,20 @@ class JobRequest(BaseModel):
         The non-array fields go in as canonical JSON, the arrays as their float64 bytes with
         their shapes (a JSON text of every number cost a millisecond per B = 128 job).
         """
+        return self.canonical()[2]
+
+    def canonical(self) -> tuple[str, dict[str, np.ndarray], str]:
+        """What the store keeps of the request, each part computed once: the non-array fields
+        as canonical JSON text (sorted keys), the :meth:`arrays`, and the
+        :meth:`fingerprint` of both."""
         body = self.model_dump(mode="json", exclude=set(ARRAY_FIELDS))
-        digest = hashlib.sha256(
-            json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-        )
-        for name, arr in sorted(self.arrays().items()):
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        arrays = self.arrays()
+        digest = hashlib.sha256(text.encode())
+        for name, arr in sorted(arrays.items()):
             digest.update(f"|{name}{arr.shape}|".encode())
             digest.update(np.ascontiguousarray(arr, dtype="<f8").tobytes())
-        return digest.hexdigest()
+        return text, arrays, digest.hexdigest()
 
     def with_samples(self, start: int, stop: int, *, seed: int | None = None) -> JobRequest:
         """The same request on samples ``start:stop`` only (one chunk of a large job), with

@@ -42,7 +42,7 @@ from jobs.errors import (
     RunClosedError,
     RunNotFoundError,
 )
-from jobs.model import ARRAY_FIELDS, Job, JobRequest, JobResult, JobStatus, RunStatus
+from jobs.model import Job, JobRequest, JobResult, JobStatus, RunStatus
 
 __all__ = ["API_KEY_PREFIX", "JobStore", "default_database_url", "pack_result"]
 
@@ -108,8 +108,7 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
         require(tenant, "tenant")
         if idempotency_key is not None:
             require(idempotency_key, "idempotency_key", max_length=255)
-        fingerprint = request.fingerprint()
-        body = request.model_dump(mode="json", exclude=set(ARRAY_FIELDS))
+        text, arrays, fingerprint = request.canonical()
         values: dict[str, Any] = {
             "id": new_id(),
             "tenant": tenant,
@@ -118,8 +117,8 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
             "run_id": request.run_id,
             "idempotency_key": idempotency_key,
             "request_hash": fingerprint,
-            "request_json": json.dumps(body, separators=(",", ":")),
-            "request_arrays": pack(dict(request.arrays())),
+            "request_json": text,
+            "request_arrays": pack(dict(arrays)),
             "max_attempts": request.options.max_attempts,
             "progress": 0.0,
             "cancel_requested": False,
