@@ -82,7 +82,12 @@ def write(arrays: Mapping[str, np.ndarray]) -> bytes:
 
 
 def _members(
-    prepared: list[tuple[str, np.ndarray]], *, start: int, central: bytes, count: int, head: bytes
+    prepared: list[tuple[str, np.ndarray]],
+    *,
+    start: int,
+    central: bytes,
+    count: int,
+    head: bytes | memoryview,
 ) -> bytes:
     """``head`` (an archive's members, ending at offset ``start``), then ``prepared`` as new
     members, then the central directory: ``central`` (the old entries) and the new ones."""
@@ -145,8 +150,9 @@ def append(archive: bytes, arrays: Mapping[str, np.ndarray]) -> bytes:
     if taken:
         raise NpzError(f"{sorted(taken)} are in the archive already", member=sorted(taken)[0])
     prepared = [(name, np.asarray(value, order="C")) for name, value in arrays.items()]
+    view = memoryview(archive)  # the members are copied once, into the new archive
     return _members(
-        prepared, start=at, central=archive[at : at + size], count=count, head=archive[:at]
+        prepared, start=at, central=bytes(view[at : at + size]), count=count, head=view[:at]
     )
 
 
