@@ -108,3 +108,11 @@ def test_the_size_limit_is_checked_before_reading() -> None:
     assert len(body) < 100_000
     with pytest.raises(npz.NpzTooLargeError):
         npz.read(body, max_bytes=1_000_000)
+
+
+def test_remembered_headers_are_numpy_s_own() -> None:
+    for array in [*ARRAYS.values(), np.zeros(6)[::2], np.ones((2, 3), order="F")[:, :2]]:
+        header = io.BytesIO()
+        fields = np.lib.format.header_data_from_array_1_0(array)
+        np.lib.format.write_array_header_1_0(header, fields)
+        assert npz._npy(array) == header.getvalue(), array
