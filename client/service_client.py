@@ -180,7 +180,7 @@ class ServiceClient:
         self.timeout = timeout
         self.retries = retries
         self.binary = binary
-        # plain http goes through http.client (see client._transport): ~1 ms less per job
+        # plain http goes through http.client (see client._transport): ~0.3 ms less per job
         transport = KeepAliveTransport() if _plain_http_without_proxy(self.url) else None
         self._http = httpx.Client(
             base_url=self.url, headers=headers, timeout=timeout, transport=transport

@@ -11,7 +11,7 @@ a DBAPI cursor, for each of the two transactions a job needs. So these two run o
 - a file SQLite database or PostgreSQL gets one connection of its own, taken from the engine
   (so it has the engine's connect-time settings: WAL, busy timeout, foreign keys) and
   detached from the pool, used under a lock (SQLite writes one transaction at a time anyway;
-  on PostgreSQL this serializes one replica's submits and completes, ~0.3 ms each). An
+  on PostgreSQL this serializes one replica's submits and completes with each other). An
   in-memory SQLite database (tests) uses the pool's single connection instead;
 - DBAPI errors are raised as SQLAlchemy's exception classes (``IntegrityError``, ...), so
   callers catch what they caught before; after any error but an integrity error the
