@@ -17,6 +17,7 @@ their arrays; results likewise.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 from collections.abc import Sequence
 from datetime import timedelta
@@ -125,7 +126,7 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
         }
         # Insert first: a repeated key is rare, and the unique (tenant, key) constraint finds
         # it (also when two submits with one key race); only then is the earlier job read.
-        hot = self._statements()
+        hot = self._statements
         try:
             with self._hot.transaction() as cur:
                 if request.run_id is not None:
@@ -154,12 +155,10 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
             return existing, False  # the same request again (a retry): the same job
         return self._job(_InsertedRow(values)), True
 
+    @functools.cached_property
     def _statements(self) -> _HotStatements:
         """The per-job statements, compiled for this database on first use."""
-        hot: _HotStatements | None = self.__dict__.get("_hot_statements")
-        if hot is None:
-            hot = self._hot_statements = _HotStatements(self._hot)
-        return hot
+        return _HotStatements(self._hot)
 
     def _job(self, row: Row[Any] | _InsertedRow) -> Job:
         return _job_from_row(row, self.max_attempts)
@@ -429,7 +428,7 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
         meta = json.dumps(result.metadata, default=json_default)
         if blob is None:
             blob = pack_result(result)
-        hot = self._statements()
+        hot = self._statements
         now = utcnow()
         try:
             with self._hot.transaction() as cur:
