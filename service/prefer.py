@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import math
 
-from circuits._errors import QldmError
+from service.errors import HeaderError
 
 __all__ = ["PreferenceError", "preferred_wait"]
 
 
-class PreferenceError(QldmError, ValueError):
+class PreferenceError(HeaderError):
     """A ``Prefer`` header whose ``wait`` is not a finite, non-negative number of seconds."""
-
-    code = "validation_error"
 
 
 def preferred_wait(header: str | None, *, max_wait_s: float) -> float | None:
