@@ -328,13 +328,12 @@ class Dispatcher:
         for item in done:
             self._settle_item(item)
 
-    def _settle_item(self, item: _InFlight) -> bool:
-        """Record a finished job's outcome once (whichever thread comes first); whether it is
-        recorded now (``False``: another thread has it, or the database failed: retried in
-        the next round)."""
+    def _settle_item(self, item: _InFlight) -> None:
+        """Record a finished job's outcome once, by whichever thread comes first (when the
+        database fails, the loop's next round tries again)."""
         with self._lock:
             if item.settling or self._inflight.get(item.job.id) is not item:
-                return False
+                return
             item.settling = True
         try:
             status = self._record(item)
@@ -351,7 +350,7 @@ class Dispatcher:
             except Exception:  # the database is unreachable: try again next round
                 with self._lock:
                     item.settling = False
-                return False
+                return
         with self._lock:
             self._inflight.pop(item.job.id, None)
         if status is not None and self.on_finished is not None:
@@ -360,7 +359,6 @@ class Dispatcher:
                 self.on_finished(job)
             except Exception:  # metrics must never break the dispatcher
                 log.exception("on_finished failed for job %s", job.id)
-        return True
 
     def _record(self, item: _InFlight) -> JobStatus | None:
         """Store how the job ended; its final state, or ``None`` when it is not final (re-queued)
