@@ -41,6 +41,14 @@ def _percentile(samples: list[float], q: float) -> float:
     return ordered[index]
 
 
+def _time_one(call: Callable[[int], float], i: int) -> tuple[float, float]:
+    """``(latency, latency minus the backend's seconds)`` of ``call(i)``."""
+    start = time.perf_counter()
+    backend_s = call(i)
+    latency = time.perf_counter() - start
+    return latency, latency - backend_s
+
+
 def _timed(
     call: Callable[[int], float], *, clients: int, per_client: int
 ) -> tuple[list[float], list[float], float]:
@@ -54,13 +62,7 @@ def _timed(
     """
 
     def worker(c: int) -> list[tuple[float, float]]:
-        out = []
-        for i in range(per_client):
-            start = time.perf_counter()
-            backend_s = call(c * per_client + i)
-            latency = time.perf_counter() - start
-            out.append((latency, latency - backend_s))
-        return out
+        return [_time_one(call, c * per_client + i) for i in range(per_client)]
 
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
@@ -82,12 +84,10 @@ def _alternating(
     out: dict[str, tuple[list[float], list[float], float]] = {m: ([], [], 0.0) for m in calls}
     for i in range(rounds):
         for mode, call in calls.items():
-            start = time.perf_counter()
-            backend_s = call(i)
-            latency = time.perf_counter() - start
+            latency, overhead = _time_one(call, i)
             lat, over, total = out[mode]
             lat.append(latency)
-            over.append(latency - backend_s)
+            over.append(overhead)
             out[mode] = (lat, over, total + latency)
     return out
 
