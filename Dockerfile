@@ -13,8 +13,10 @@ RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --index-url "$TORCH_INDEX_URL
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY qldm ./qldm
 COPY circuits ./circuits
 COPY mitigation ./mitigation
+COPY backends ./backends
 COPY jobs ./jobs
 COPY service ./service
 COPY client ./client

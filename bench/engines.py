@@ -12,7 +12,7 @@ Engines, all measured in the same run (median of ``repeats`` timed calls after o
 - ``qiskit-ml TorchConnector``: ``EstimatorQNN`` (input_gradients=True) with
   ``ParamShiftEstimatorGradient`` on Aer's ``EstimatorV2`` (density matrix, the same Aer
   parallelism options as qldm's Aer backend, precision 0), the same noisy circuit built by
-  :func:`circuits.qiskit_builder.build`; one forward plus one backward, whose ``qnn.backward``
+  :func:`qldm.circuits.qiskit_builder.build`; one forward plus one backward, whose ``qnn.backward``
   computes both full Jacobians. Very slow, so measured at B = 1.
 - ``PennyLane default.mixed``: the same circuit in PennyLane, ``diff_method="backprop"``, torch
   interface, parameter broadcasting over the batch (weights broadcast as ``(B, P)`` so that one
@@ -41,9 +41,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.reference import REFERENCE_SPEC
-from circuits import PQCSpec
-from jobs.backends.base import Workload
+from qldm.backends.base import Workload
+from qldm.bench.reference import REFERENCE_SPEC
+from qldm.circuits import PQCSpec
 
 __all__ = ["REFERENCE_SPEC", "main"]
 
@@ -122,7 +122,7 @@ def _torch_connector_call(
     from qiskit_machine_learning.gradients import ParamShiftEstimatorGradient
     from qiskit_machine_learning.neural_networks import EstimatorQNN
 
-    from circuits.qiskit_builder import build
+    from qldm.circuits.qiskit_builder import build
 
     qc = build(spec)
     estimator = EstimatorV2(
@@ -225,8 +225,8 @@ def main(*, batch: int = 128, repeats: int = 3) -> None:
         raise ValueError("batch and repeats must be >= 1")
     import torch
 
-    from jobs.backends.aer import AerBackend
-    from jobs.backends.exact import ExactBackend
+    from qldm.backends.aer import AerBackend
+    from qldm.backends.exact import ExactBackend
 
     started = time.perf_counter()
     spec = PQCSpec.parse(REFERENCE_SPEC)

@@ -7,7 +7,7 @@ parameter set, on ``fake:manila`` in qiskit-ibm-runtime's local testing mode.
 Rows, all measured in the same run (one call each after a warm-up that fills the transpile
 and M3 caches):
 
-- ``qldm estimator``: :class:`jobs.backends.runtime.RuntimeBackend` without readout
+- ``qldm estimator``: :class:`qldm.backends.runtime.RuntimeBackend` without readout
   mitigation (``EstimatorV2``), one noise level.
 - ``qldm M3``: the same with M3 readout mitigation (``SamplerV2`` + mthree).
 - ``qldm K=3``: depolarizing channel, three noise levels of a diffusion schedule, M3.
@@ -96,10 +96,10 @@ def _pub_size(pub: Any, *, sampler: bool) -> int:
 
 
 def _qldm(name: str, kind: str, levels: list[float] | None, m3: bool, data_dir: str) -> Row:
-    from circuits import PQCSpec
-    from jobs.backends.base import Workload
-    from jobs.backends.exact import ExactBackend
-    from jobs.backends.runtime import RuntimeBackend
+    from qldm.backends.base import Workload
+    from qldm.backends.exact import ExactBackend
+    from qldm.backends.runtime import RuntimeBackend
+    from qldm.circuits import PQCSpec
 
     channel = {"kind": kind, "strength": 0.1} if kind != "none" else {"kind": "none"}
     spec = PQCSpec.parse({"n_qubits": 2, "layers": 2, "channel": channel})
@@ -132,11 +132,11 @@ def _estimator_qnn() -> Row:
     from qiskit_ibm_runtime import Batch, EstimatorV2
     from qiskit_machine_learning.neural_networks import EstimatorQNN
 
-    from circuits import PQCSpec
-    from circuits.qiskit_builder import build
-    from jobs.backends.base import Workload
-    from jobs.backends.exact import ExactBackend
-    from jobs.backends.runtime import fake_device
+    from qldm.backends.base import Workload
+    from qldm.backends.exact import ExactBackend
+    from qldm.backends.runtime import fake_device
+    from qldm.circuits import PQCSpec
+    from qldm.circuits.qiskit_builder import build
 
     spec = PQCSpec.parse({"n_qubits": 2, "layers": 2})
     rng = np.random.default_rng(0)

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.reference import REFERENCE_SPEC
-from circuits import PQCSpec
-from jobs.backends.base import Workload
+from qldm.backends.base import Workload
+from qldm.bench.reference import REFERENCE_SPEC
+from qldm.circuits import PQCSpec
 
 __all__ = ["REFERENCE_SPEC", "main"]
 
@@ -115,10 +115,10 @@ def main(
     """
     import torch
 
-    from client.service_client import ServiceClient
-    from jobs.backends.exact import ExactBackend
-    from service.arrays import pack, unpack
-    from service.embedded import EmbeddedServer
+    from qldm.backends.exact import ExactBackend
+    from qldm.client.service_client import ServiceClient
+    from qldm.service.arrays import pack, unpack
+    from qldm.service.embedded import EmbeddedServer
 
     torch.set_num_threads(threads)
     spec = PQCSpec.model_validate(REFERENCE_SPEC)

@@ -1,8 +1,8 @@
 """PQC specs, their compiled gate programs, Qiskit circuits and shift rules."""
 
-from circuits._errors import InvalidSpecError, QldmError
-from circuits.program import Program, compile_spec
-from circuits.spec import MAX_QUBITS, ChannelSpec, PQCSpec
+from qldm.circuits.program import Program, compile_spec
+from qldm.circuits.spec import MAX_QUBITS, ChannelSpec, PQCSpec
+from qldm.errors import InvalidSpecError, QldmError
 
 __all__ = [
     "MAX_QUBITS",

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from circuits.spec import QCONV_BLOCK, PQCSpec
+from qldm.circuits.spec import QCONV_BLOCK, PQCSpec
 
 GateName = Literal["h", "rx", "ry", "rz", "p", "cx", "crx", "crz"]
 PARAMETRIC_GATES: frozenset[str] = frozenset({"rx", "ry", "rz", "p", "crx", "crz"})
@@ -117,11 +117,6 @@ class Program:
         return tuple(op for op in (*self.encoding, *self.ansatz) if isinstance(op, Gate))
 
 
-def weights_per_layer(ansatz: str, n_qubits: int) -> int:
-    """Number of weights in one layer of ``ansatz`` on ``n_qubits`` qubits."""
-    return sum(1 for op in _ansatz_layer(ansatz, n_qubits, 0, 0) if op.param is not None)
-
-
 def compile_spec(spec: PQCSpec) -> Program:
     """Compile ``spec`` into its :class:`Program` (cached: specs are immutable)."""
     return _compile(spec)
@@ -132,7 +127,7 @@ def _compile(spec: PQCSpec) -> Program:
     n = spec.n_qubits
     encoding = _encoding_ops(spec.encoding, n)
     ansatz: list[AnsatzOp] = []
-    per_layer = weights_per_layer(spec.ansatz, n)
+    per_layer = spec.weights_per_layer
     for layer in range(spec.layers):
         ansatz.extend(_ansatz_layer(spec.ansatz, n, layer, layer * per_layer))
         if spec.noisy:

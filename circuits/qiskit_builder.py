@@ -11,9 +11,9 @@ from qiskit.circuit import Parameter, ParameterVector
 from qiskit.circuit.library import StatePreparation
 from qiskit.quantum_info import SparsePauliOp
 
-from circuits._errors import InvalidSpecError
-from circuits.program import AmplitudeEncoding, Channel, Gate, Param, compile_spec
-from circuits.spec import PQCSpec
+from qldm.circuits.program import AmplitudeEncoding, Channel, Gate, Param, compile_spec
+from qldm.circuits.spec import PQCSpec
+from qldm.errors import InvalidSpecError
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Any parameterized Qiskit circuit, shipped as base64 QPY with its observables.
 
-A :class:`QpyCircuit` is the second way (besides :class:`circuits.PQCSpec`) to say which circuit
+A :class:`QpyCircuit` is the second way (besides :class:`PQCSpec`) to say which circuit
 a job runs: the client serialises ONE ``QuantumCircuit`` with :func:`qiskit.qpy.dump`, encodes
 it in base64 and names which circuit parameters take the job's inputs (columns of
 ``inputs (B, I)``, in order) and which take its weights (``weights (P,)``, in order).
@@ -20,10 +20,10 @@ Rules (each violation is an :class:`InvalidSpecError` naming ``circuit.<field>``
 goes through :meth:`QpyCircuit.parse`):
 
 - ``qpy``: at most :data:`MAX_QPY_CHARS` base64 characters that decode to a QPY file holding
-  exactly one circuit of 1 to :data:`circuits.spec.MAX_QUBITS` qubits. Final measurements are
+  exactly one circuit of 1 to :data:`qldm.circuits.spec.MAX_QUBITS` qubits. Final measurements are
   removed (expectation values need none); any other measurement, classical bit or
   control-flow block is an error.
-- ``observables``: 1 to :data:`circuits.spec.MAX_OBSERVABLES` entries, each a Pauli label
+- ``observables``: 1 to :data:`qldm.circuits.spec.MAX_OBSERVABLES` entries, each a Pauli label
   (``"ZIX"``, Qiskit's order: the rightmost character acts on qubit 0) or a sparse real sum
   ``{"ZI": 0.5, "IZ": -0.5}``; every label has one character per circuit qubit.
 - ``input_params`` / ``weight_params``: names of circuit parameters, each at most once, no name
@@ -49,8 +49,8 @@ from qiskit import qpy as qiskit_qpy
 from qiskit.circuit import Parameter
 from qiskit.quantum_info import SparsePauliOp
 
-from circuits._errors import InvalidSpecError
-from circuits.spec import MAX_OBSERVABLES, MAX_QUBITS, spec_error_from_validation
+from qldm.circuits.spec import MAX_OBSERVABLES, MAX_QUBITS, spec_error_from_validation
+from qldm.errors import InvalidSpecError
 
 MAX_QPY_CHARS = 2_000_000
 """Longest accepted ``qpy`` string (base64 characters, about 1.5 MB of QPY): a circuit of tens

@@ -43,7 +43,7 @@ _RULES: dict[str, ShiftRule] = {
 def shift_rule(gate_name: str) -> ShiftRule:
     """The shift rule of a parametric gate, in terms of its angle.
 
-    A :class:`circuits.program.Param` with ``scale`` s needs the angle shifted by ``shift``, so
+    A :class:`qldm.circuits.program.Param` with ``scale`` s needs the angle shifted by ``shift``, so
     the value by ``shift / s``, and the derivative by the value picks up the factor ``s``.
 
     Raises:

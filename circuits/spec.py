@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from circuits._errors import InvalidSpecError
+from qldm.errors import InvalidSpecError
 
 MAX_QUBITS = 12
 """Largest circuit a spec may describe (the hierarchical U-Net vertex uses 3 x 4 = 12 qubits)."""
@@ -80,8 +80,8 @@ class PQCSpec(BaseModel):
 
     Attributes:
         n_qubits: number of qubits, 1 to :data:`MAX_QUBITS`.
-        encoding: how a sample ``x`` enters the circuit (see :mod:`circuits.program`).
-        ansatz: the trainable layer structure (see :mod:`circuits.program`).
+        encoding: how a sample ``x`` enters the circuit (see :mod:`qldm.circuits.program`).
+        ansatz: the trainable layer structure (see :mod:`qldm.circuits.program`).
         layers: number of ansatz layers; a channel follows each.
         channel: the noise channel applied to every qubit after every layer.
         observables: ``"z_each"`` (Z on qubit i, for i = 0..n-1) or a list of Pauli strings in
@@ -153,11 +153,22 @@ class PQCSpec(BaseModel):
         return self.n_qubits
 
     @property
+    def weights_per_layer(self) -> int:
+        """Number of trainable weights in one ansatz layer (the compiled program checks it)."""
+        n = self.n_qubits
+        if self.ansatz == "basic_entangler":
+            return n  # RX on every qubit
+        if self.ansatz == "mps":
+            return 2 * (n - 1)  # two RY per neighbouring pair
+        if self.ansatz == "hqconv":
+            channels = n // QCONV_BLOCK  # CRZ+CRX around each ring, CRZ+CRX between rings
+            return 2 * QCONV_BLOCK * channels + 2 * (channels - 1)
+        return 2 * n  # ry_rz_brickwork: RY+RZ per qubit; fqconv: CRZ+CRX per qubit
+
+    @property
     def n_weights(self) -> int:
         """Number of trainable weights, ``P``."""
-        from circuits.program import weights_per_layer
-
-        return self.layers * weights_per_layer(self.ansatz, self.n_qubits)
+        return self.layers * self.weights_per_layer
 
     @property
     def n_outputs(self) -> int:
@@ -213,17 +224,6 @@ class PQCSpec(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise spec_error_from_validation(exc, prefix=None) from None
-
-    def to_qiskit(
-        self,
-        *,
-        noise_level: float | None = None,
-        amplitudes: Any = None,
-    ) -> Any:
-        """Build the parameterized Qiskit circuit (see :func:`circuits.qiskit_builder.build`)."""
-        from circuits.qiskit_builder import build
-
-        return build(self, noise_level=noise_level, amplitudes=amplitudes)
 
 
 def check_noise_level(spec: PQCSpec, level: float) -> None:

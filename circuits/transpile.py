@@ -14,7 +14,7 @@ after ansatz layer ``l``):
   amplitude damping with ``gamma = sin^2(t/2)``.
 
 The random instances and angles that make the slots a given channel are chosen in
-:mod:`mitigation.noise`. Because the realization is a parameter binding, every noise level
+:mod:`qldm.mitigation.noise`. Because the realization is a parameter binding, every noise level
 and every random instance of a workload shares ONE circuit, so :func:`transpile_spec`
 transpiles once per (spec structure, device, calibration date, optimization level) and the
 result is cached in-process (:data:`CACHE_SIZE` entries, least recently used dropped).
@@ -36,9 +36,9 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter, ParameterVector
 from qiskit.quantum_info import SparsePauliOp
 
-from circuits._errors import InvalidSpecError
-from circuits.program import AmplitudeEncoding, Channel, Gate, Param, compile_spec
-from circuits.spec import PQCSpec
+from qldm.circuits.program import AmplitudeEncoding, Channel, Gate, Param, compile_spec
+from qldm.circuits.spec import PQCSpec
+from qldm.errors import InvalidSpecError
 
 CACHE_SIZE = 64
 """ISA circuits kept by :func:`transpile_spec`."""

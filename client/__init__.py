@@ -9,13 +9,13 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from client.quantum_layer import QuantumLayer
+from qldm.client.quantum_layer import QuantumLayer
 
 __all__ = ["QuantumLayer", "RemoteEstimatorV2", "ServiceClient"]
 
 _LAZY = {
-    "ServiceClient": "client.service_client",
-    "RemoteEstimatorV2": "client.remote_estimator",
+    "ServiceClient": "qldm.client.service_client",
+    "RemoteEstimatorV2": "qldm.client.remote_estimator",
 }
 """Lazily exported names and the modules that define them."""
 

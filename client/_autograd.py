@@ -13,7 +13,7 @@ where ``g = dL/dvalues`` has shape ``(K, B, O)``.
 
 An *evaluator* is the one step that differs between the local and the remote path: it takes
 NumPy inputs ``(B, I)``, weights ``(P,)`` and noise levels ``(K,)`` (or ``None``) and returns a
-:class:`jobs.backends.base.Evaluation`.
+:class:`qldm.backends.base.Evaluation`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from circuits import PQCSpec
-from jobs.backends.base import Backend, Evaluation, Task, Workload
-from jobs.errors import BackendError
+from qldm.backends.base import Backend, Evaluation, Task, Workload
+from qldm.circuits import PQCSpec
+from qldm.errors import BackendError
 
 
 class Evaluator(Protocol):
@@ -53,7 +53,7 @@ class Evaluator(Protocol):
 
 
 class LocalEvaluator:
-    """Runs workloads on an in-process backend (``jobs.backends.get_backend(name)``).
+    """Runs workloads on an in-process backend (``backends.get_backend(name)``).
 
     Args:
         spec: the circuit.

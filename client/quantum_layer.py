@@ -1,12 +1,12 @@
 """``QuantumLayer``: a PQC as a torch module, evaluated exactly, on a backend, or on a server.
 
-Three ways to evaluate the same :class:`circuits.PQCSpec`:
+Three ways to evaluate the same :class:`qldm.circuits.PQCSpec`:
 
 - ``backend="exact"`` (the default, no ``url``, no ``shots``): the torch simulator
-  :func:`jobs.backends.exact.expectation` runs inside the autograd graph, on the layer's
+  :func:`qldm.backends.exact.expectation` runs inside the autograd graph, on the layer's
   device; gradients come from autograd.
 - any other backend name (``aer``, ``aer:<device>``, ``fake:<device>``, ``ibm:<device>``),
-  no ``url``: the backend runs in-process; a :class:`client._autograd.BackendFunction` asks it
+  no ``url``: the backend runs in-process; a :class:`qldm.client._autograd.BackendFunction` asks it
   for values and Jacobians in one run and contracts them with the incoming gradient.
 - ``url`` given: the same Function, but each evaluation is one job on a qldm server
   (``client.service_client.ServiceClient``); ``backend`` names the server-side backend.
@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from circuits import PQCSpec
-from circuits._errors import InvalidSpecError
-from circuits.spec import check_noise_level
-from client._autograd import Evaluator, LocalEvaluator, RemoteEvaluator, evaluate
+from qldm.circuits import PQCSpec
+from qldm.circuits.spec import check_noise_level
+from qldm.client._autograd import Evaluator, LocalEvaluator, RemoteEvaluator, evaluate
+from qldm.errors import InvalidSpecError
 
 __all__ = ["QuantumLayer"]
 
@@ -62,7 +62,7 @@ class QuantumLayer(nn.Module):
             spec with a channel.
         shots: shots per circuit; ``None`` for exact expectations. With ``shots``, the
             ``exact`` backend also goes through the Jacobian Function (its values carry
-            binomial shot noise, see :class:`jobs.backends.exact.ExactBackend`).
+            binomial shot noise, see :class:`qldm.backends.exact.ExactBackend`).
         seed: seeds shot sampling; call ``n`` of this layer uses ``seed + n``, so a run is
             reproducible without repeating the same sampling noise at every step.
         init_scale: half-width of the uniform weight initialisation, >= 0.
@@ -70,7 +70,7 @@ class QuantumLayer(nn.Module):
         api_key: the server's API key (remote mode).
         run_id: the training run the server files the jobs under (remote mode).
         backend_options: keyword options for the in-process backend
-            (``jobs.backends.get_backend(backend, **backend_options)``).
+            (``backends.get_backend(backend, **backend_options)``).
 
     Raises:
         InvalidSpecError: an invalid spec, noise level, ``shots`` or ``init_scale``.
@@ -168,7 +168,7 @@ class QuantumLayer(nn.Module):
         dtype = torch.promote_types(x.dtype, self.weight.dtype)
         xc, wc = x.to(dtype), self.weight.to(dtype)
         if self._in_graph:
-            from jobs.backends.exact import expectation
+            from qldm.backends.exact import expectation
 
             lv = None if levels is None else levels.to(device=wc.device, dtype=dtype)
             values = expectation(self.spec, xc, wc, noise_levels=lv)
@@ -285,14 +285,14 @@ class QuantumLayer(nn.Module):
     def _get_evaluator(self) -> Evaluator:
         if self._evaluator is None:
             if self.url is not None:
-                from client.service_client import ServiceClient
+                from qldm.client.service_client import ServiceClient
 
                 client = ServiceClient(self.url, api_key=self._api_key)
                 self._evaluator = RemoteEvaluator(
                     self.spec, client, backend=self.backend, shots=self.shots, run_id=self.run_id
                 )
             else:
-                from jobs.backends import get_backend
+                from qldm.backends import get_backend
 
                 backend = get_backend(self.backend, **self._backend_options)
                 self._evaluator = LocalEvaluator(self.spec, backend, shots=self.shots)

@@ -30,7 +30,7 @@ from qiskit.primitives import BaseEstimatorV2, PrimitiveJob
 from qiskit.primitives.containers import DataBin, EstimatorPubLike, PrimitiveResult, PubResult
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
 
-from client.service_client import ServiceClient
+from qldm.client.service_client import ServiceClient
 
 __all__ = ["RemoteEstimatorV2"]
 

@@ -10,7 +10,7 @@ submit (connection error, 5xx) sends the same key, so the server never makes a s
 Arrays travel as an npz archive (see ``docs/api.md``). :meth:`ServiceClient.run` (and
 ``evaluate``) submits with ``Prefer: wait``, so a job that finishes within the long-poll length
 costs one HTTP exchange; a longer one is long-polled (``GET /v1/jobs/{id}/result?wait=``).
-Every error body comes back as the matching :class:`circuits._errors.QldmError` subclass with
+Every error body comes back as the matching :class:`qldm.errors.QldmError` subclass with
 its ``code`` and ``field``.
 """
 
@@ -26,32 +26,13 @@ from typing import Any
 import httpx
 import numpy as np
 
-from circuits._errors import InvalidSpecError, QldmError
-from client._transport import KeepAliveTransport
-from jobs import npz
-from jobs.backends.base import Evaluation
-from jobs.errors import (
-    BackendError,
-    BackendLimitError,
-    IdempotencyConflictError,
-    JobCancelled,
-    JobNotFinishedError,
-    JobNotFoundError,
-    RunClosedError,
-    RunNotFoundError,
-    UnknownBackendError,
-)
-from jobs.model import ARRAY_FIELDS, JobRequest, JobResult
+from qldm.backends.base import Evaluation
+from qldm.client._transport import KeepAliveTransport
+from qldm.errors import BackendError, JobNotFinishedError, QldmError, error_class
+from qldm.jobs import npz
+from qldm.jobs.model import ARRAY_FIELDS, JobRequest, JobResult
 
-__all__ = [
-    "AuthenticationError",
-    "JobTimeoutError",
-    "PayloadTooLargeError",
-    "RequestValidationError",
-    "ServiceClient",
-    "ServiceError",
-    "ServiceUnavailableError",
-]
+__all__ = ["JobTimeoutError", "ServiceClient", "ServiceError", "ServiceUnavailableError"]
 
 NPZ = "application/x-npz"
 _RESULT_ARRAYS = ("values", "d_inputs", "d_weights")
@@ -74,18 +55,6 @@ class ServiceError(QldmError):
         self.status = status
 
 
-class AuthenticationError(ServiceError, PermissionError):
-    """401: no API key, or one the server does not know."""
-
-
-class RequestValidationError(ServiceError, ValueError):
-    """422 ``validation_error``: the request did not match the API's schema."""
-
-
-class PayloadTooLargeError(ServiceError, ValueError):
-    """413: the body is larger than the server accepts."""
-
-
 class ServiceUnavailableError(ServiceError, ConnectionError):
     """No answer (or only 5xx answers) after every retry."""
 
@@ -94,23 +63,6 @@ class JobTimeoutError(QldmError, TimeoutError):
     """The job did not finish within the time the caller allowed."""
 
     code = "timeout"
-
-
-_LIBRARY_ERRORS: dict[str, type[QldmError]] = {
-    "invalid_spec": InvalidSpecError,
-    "unknown_backend": UnknownBackendError,
-    "backend_limit": BackendLimitError,
-    "backend_error": BackendError,
-    "not_finished": JobNotFinishedError,
-    "idempotency_conflict": IdempotencyConflictError,
-    "run_closed": RunClosedError,
-    "cancelled": JobCancelled,
-}
-_SERVICE_ERRORS: dict[str, type[ServiceError]] = {
-    "unauthorized": AuthenticationError,
-    "validation_error": RequestValidationError,
-    "payload_too_large": PayloadTooLargeError,
-}
 
 
 def error_from_response(response: httpx.Response) -> QldmError:
@@ -122,19 +74,12 @@ def error_from_response(response: httpx.Response) -> QldmError:
     except (ValueError, KeyError, TypeError):
         code, message, field = "http_error", response.text[:500] or response.reason_phrase, None
     if code == "job_failed" and isinstance(detail.get("job_error"), dict):
-        inner = detail["job_error"]  # the job's own error: raise it as its class
-        code, message = str(inner.get("code") or "backend_error"), f"{message}"
-        if code not in _LIBRARY_ERRORS:
-            return BackendError(message, field=field)
-    if code == "not_found":
-        cls: type[QldmError] = (
-            RunNotFoundError if "/runs" in response.request.url.path else JobNotFoundError
-        )
+        code = str(detail["job_error"].get("code") or "backend_error")  # raise the job's own
+        return (error_class(code) or BackendError)(message, field=field)
+    cls = error_class(code)
+    if cls is not None:
         return cls(message, field=field)
-    if code in _LIBRARY_ERRORS:
-        return _LIBRARY_ERRORS[code](message, field=field)
-    service_cls = _SERVICE_ERRORS.get(code, ServiceError)
-    return service_cls(message, code=code, status=response.status_code, field=field)
+    return ServiceError(message, code=code, status=response.status_code, field=field)
 
 
 def _plain_http_without_proxy(url: str) -> bool:
@@ -240,7 +185,7 @@ class ServiceClient:
         """Submit a job.
 
         Args:
-            request: a :class:`jobs.model.JobRequest` or a dict of its fields (arrays may be
+            request: a :class:`qldm.jobs.model.JobRequest` or a dict of its fields (arrays may be
                 numpy arrays).
             idempotency_key: the same key returns the same job; a fresh UUID when ``None``
                 (kept across this call's retries).
@@ -415,7 +360,7 @@ class ServiceClient:
         """Evaluate a circuit on the server: one job, submitted and waited for.
 
         Args:
-            spec: a :class:`circuits.PQCSpec` (or a QPY circuit model, or their dict).
+            spec: a :class:`qldm.circuits.PQCSpec` (or a QPY circuit model, or their dict).
             inputs: ``(B, I)``.
             weights: ``(P,)``.
             backend: the server-side backend.

@@ -1,7 +1,7 @@
-"""What ``qldm train``, ``qldm sample`` and ``qldm evaluate`` run (see :mod:`service.cli`).
+"""What ``qldm train``, ``qldm sample`` and ``qldm evaluate`` run (see :mod:`qldm.service.cli`).
 
 Each function builds from a config or a checkpoint, then runs; all the work lives in
-:mod:`hybrid.train`, :mod:`hybrid.qldm` and :mod:`hybrid.report`.
+:mod:`qldm.hybrid.train`, :mod:`qldm.hybrid.qldm` and :mod:`qldm.hybrid.report`.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from typing import Literal
 
 import torch
 
-from hybrid.config import QLDMConfig, load_config
+from qldm.hybrid.config import QLDMConfig, load_config
 
 
 def load_images(config: QLDMConfig, *, split: Literal["train", "test"]) -> torch.Tensor:
     """The config's data set split as ``(N, C, H, W)`` float32 in [0, 1]."""
-    from hybrid.data import load_dataset
+    from qldm.hybrid.data import load_dataset
 
     d = config.data
     subset = d.subset if split == "train" else d.test_subset
@@ -34,7 +34,7 @@ def load_images(config: QLDMConfig, *, split: Literal["train", "test"]) -> torch
 
 def train(config: Path, *, url: str | None, api_key: str | None) -> None:
     """Train (or resume) the run described by CONFIG; print where the checkpoint went."""
-    from hybrid.train import Trainer
+    from qldm.hybrid.train import Trainer
 
     cfg = load_config(config)
     images = load_images(cfg, split="train")
@@ -50,9 +50,9 @@ def train(config: Path, *, url: str | None, api_key: str | None) -> None:
 
 def sample(checkpoint: Path, *, n: int, out: Path | None) -> None:
     """Write a PNG grid of ``n`` samples (default ``<run>/samples.png``)."""
-    from hybrid import report
-    from hybrid.qldm.evaluate import sample_generator
-    from hybrid.train import load_model
+    from qldm.hybrid import report
+    from qldm.hybrid.qldm.evaluate import sample_generator
+    from qldm.hybrid.train import load_model
 
     model, _ = load_model(checkpoint)
     images = model.sample(n, generator=sample_generator(model.config.seed))
@@ -62,8 +62,8 @@ def sample(checkpoint: Path, *, n: int, out: Path | None) -> None:
 
 def evaluate(checkpoint: Path, *, out: Path | None) -> None:
     """Write metrics JSON, sample and reconstruction grids, loss curve and index.html."""
-    from hybrid.qldm.evaluate import evaluate_model
-    from hybrid.train import load_model
+    from qldm.hybrid.qldm.evaluate import evaluate_model
+    from qldm.hybrid.train import load_model
 
     model, ckpt = load_model(checkpoint)
     test = load_images(model.config, split="test")

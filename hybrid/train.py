@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from hybrid.config import ConfigError, QLDMConfig, parse_config
-from hybrid.qldm.model import QLDM
+from qldm.hybrid.config import ConfigError, QLDMConfig, parse_config
+from qldm.hybrid.qldm.model import QLDM
 
 CHECKPOINT_FORMAT = "qldm-checkpoint/1"
 CHECKPOINT_NAME = "last.pt"
@@ -334,7 +334,7 @@ class _ProgressBar:
 
 def open_server_run(url: str, *, api_key: str | None, name: str, backend: str) -> str:
     """Open a run on the server (it groups this training's jobs); return its id."""
-    from client import ServiceClient
+    from qldm.client import ServiceClient
 
     with ServiceClient(url, api_key=api_key) as client:
         return str(client.create_run(name=name, backend=backend)["id"])

@@ -10,10 +10,10 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jobs.dispatcher import Dispatcher
-    from jobs.model import Job, JobOptions, JobRequest, JobResult, JobStatus, Run
-    from jobs.runner import execute
-    from jobs.store import JobStore, default_database_url
+    from qldm.jobs.dispatcher import Dispatcher
+    from qldm.jobs.model import Job, JobOptions, JobRequest, JobResult, JobStatus, Run
+    from qldm.jobs.runner import execute
+    from qldm.jobs.store import JobStore, default_database_url
 
 __all__ = [
     "Dispatcher",
@@ -29,16 +29,16 @@ __all__ = [
 ]
 
 _WHERE = {
-    "Dispatcher": "jobs.dispatcher",
-    "Job": "jobs.model",
-    "JobOptions": "jobs.model",
-    "JobRequest": "jobs.model",
-    "JobResult": "jobs.model",
-    "JobStatus": "jobs.model",
-    "Run": "jobs.model",
-    "JobStore": "jobs.store",
-    "default_database_url": "jobs.store",
-    "execute": "jobs.runner",
+    "Dispatcher": "qldm.jobs.dispatcher",
+    "Job": "qldm.jobs.model",
+    "JobOptions": "qldm.jobs.model",
+    "JobRequest": "qldm.jobs.model",
+    "JobResult": "qldm.jobs.model",
+    "JobStatus": "qldm.jobs.model",
+    "Run": "qldm.jobs.model",
+    "JobStore": "qldm.jobs.store",
+    "default_database_url": "qldm.jobs.store",
+    "execute": "qldm.jobs.runner",
 }
 
 

@@ -10,9 +10,9 @@ import secrets
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from jobs import db
-from jobs._sql import SqlBase, new_id, now, require, utc
-from jobs.model import ApiKey
+from qldm.jobs import db
+from qldm.jobs._sql import SqlBase, new_id, now, require, utc
+from qldm.jobs.model import ApiKey
 
 __all__ = ["API_KEY_PREFIX", "ApiKeyStore"]
 
@@ -23,7 +23,7 @@ _KEY_LOOKUP_CHARS = 8  # random characters after ``qldm_`` kept in clear for the
 
 
 class ApiKeyStore(SqlBase):
-    """The API-key part of :class:`jobs.store.JobStore`."""
+    """The API-key part of :class:`qldm.jobs.store.JobStore`."""
 
     def create_api_key(self, *, tenant: str) -> str:
         """Create an API key for ``tenant`` and return it; it is not stored, only its hash.

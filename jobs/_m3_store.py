@@ -1,10 +1,10 @@
 """M3 readout calibrations in the job store, shared by every worker and replica.
 
 The ``qldm_m3_calibrations`` table keeps, per device and qubit set (the canonical text of
-:func:`mitigation.m3.qubits_key`), the newest :data:`KEEP_PER_KEY` calibrations: when they
+:func:`qldm.mitigation.m3.qubits_key`), the newest :data:`KEEP_PER_KEY` calibrations: when they
 were measured, under which device calibration, with which mthree method and how many shots,
 and their ``(n, 2, 2)`` assignment matrices as an ``.npz`` blob. :class:`M3CalibrationStore`
-is a :class:`mitigation.m3.CalibrationStorage`, so a :class:`mitigation.m3.CalibrationCache`
+is a :class:`~qldm.mitigation.m3.CalibrationStorage`, so a :class:`CalibrationCache`
 built on the store reuses a calibration until it is older than the job's ``m3_max_age_s``.
 """
 
@@ -17,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from sqlalchemy import delete, insert, or_, select
 
-from circuits._errors import InvalidSpecError
-from jobs import db
-from jobs._sql import SqlBase, new_id, pack, require, unpack, utc
-from jobs._sql import now as utcnow
-from mitigation.m3 import ReadoutCalibration, qubits_key
+from qldm.errors import InvalidSpecError
+from qldm.jobs import db
+from qldm.jobs._sql import SqlBase, new_id, pack, require, unpack, utc
+from qldm.jobs._sql import now as utcnow
+from qldm.mitigation.m3 import ReadoutCalibration, qubits_key
 
 __all__ = ["KEEP_PER_KEY", "M3CalibrationStore"]
 
@@ -44,7 +44,7 @@ def _key(qubits: Sequence[int]) -> str:
 
 
 class M3CalibrationStore(SqlBase):
-    """The M3 calibrations part of :class:`jobs.store.JobStore`."""
+    """The M3 calibrations part of :class:`qldm.jobs.store.JobStore`."""
 
     def save_m3_calibration(self, calibration: ReadoutCalibration) -> None:
         """Keep ``calibration``; only the newest :data:`KEEP_PER_KEY` of its (device, qubits)

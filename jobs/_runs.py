@@ -8,17 +8,16 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
-from circuits._errors import InvalidSpecError
-from jobs import db
-from jobs._sql import SqlBase, new_id, now, require, utc
-from jobs.errors import RunNotFoundError
-from jobs.model import Run, RunStatus
+from qldm.errors import InvalidSpecError, RunNotFoundError
+from qldm.jobs import db
+from qldm.jobs._sql import SqlBase, new_id, now, require, utc
+from qldm.jobs.model import Run, RunStatus
 
 __all__ = ["RunStore"]
 
 
 class RunStore(SqlBase):
-    """The runs part of :class:`jobs.store.JobStore`."""
+    """The runs part of :class:`qldm.jobs.store.JobStore`."""
 
     def create_run(self, *, tenant: str, name: str, backend: str) -> Run:
         """Open a new run (a group of jobs, e.g. one training run)."""

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Connection, Engine
 
-from circuits._errors import InvalidSpecError
-from jobs import db, npz
-from jobs._hot import HotWriter
+from qldm.errors import InvalidSpecError
+from qldm.jobs import db, npz
+from qldm.jobs._hot import HotWriter
 
 __all__ = ["SqlBase", "json_default", "new_id", "now", "pack", "require", "unpack", "utc"]
 
@@ -36,7 +36,7 @@ def new_id() -> str:
 
 
 def pack(arrays: dict[str, np.ndarray | None]) -> bytes:
-    """Arrays (``None`` ones left out) as an ``.npz`` blob (:func:`jobs.npz.write`).
+    """Arrays (``None`` ones left out) as an ``.npz`` blob (:func:`qldm.jobs.npz.write`).
 
     Uncompressed: float64 results of circuits barely compress (about 6% for a B=128
     Jacobian) and compression cost 16 ms per job, more than the rest of the job's bookkeeping.

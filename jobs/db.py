@@ -1,4 +1,4 @@
-"""The SQL tables behind :class:`jobs.store.JobStore` (SQLAlchemy Core).
+"""The SQL tables behind :class:`qldm.jobs.store.JobStore` (SQLAlchemy Core).
 
 The schema changes only through a migration in ``jobs/migrations/versions``; these table
 objects must describe the schema at ``head``. Times are stored as UTC.

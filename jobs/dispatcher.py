@@ -14,7 +14,7 @@ worker need not read it back from the store (jobs it was not offered, e.g. recov
 another replica's, are read there).
 
 Direct start: when a slot is free, the API first holds it (:meth:`Dispatcher.reserve`), stores
-the job already claimed by this dispatcher (:meth:`jobs.store.JobStore.submit` with ``start_as``,
+the job already claimed by this dispatcher (:meth:`JobStore.submit` with ``start_as``,
 which queues it instead when other jobs wait), and hands it over with :meth:`Dispatcher.adopt`
 (or gives the slot back with :meth:`Dispatcher.unreserve`). That saves the claim transaction
 and a thread hop on an idle server; the state is written before the job runs either way.
@@ -47,18 +47,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
-from jobs._sql import now as utcnow
-from jobs.errors import InvalidSpecError, JobCancelled, QldmError
-from jobs.executors import WorkerLostError
-from jobs.model import TERMINAL, JobStatus
-from jobs.runner import JobFailure
+from qldm.errors import InvalidSpecError, JobCancelled, QldmError
+from qldm.jobs._sql import now as utcnow
+from qldm.jobs.executors import WorkerLostError
+from qldm.jobs.model import TERMINAL, JobStatus
+from qldm.jobs.runner import JobFailure
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from jobs.executors import Executor
-    from jobs.model import Job, JobRequest, JobResult
-    from jobs.store import JobStore
+    from qldm.jobs.executors import Executor
+    from qldm.jobs.model import Job, JobRequest, JobResult
+    from qldm.jobs.store import JobStore
 
 __all__ = ["Dispatcher"]
 
@@ -79,7 +79,7 @@ class Dispatcher:
 
     Args:
         store: the job store.
-        executor: where jobs run (:class:`jobs.executors.local.LocalExecutor`, ...).
+        executor: where jobs run (:class:`qldm.jobs.executors.local.LocalExecutor`, ...).
         worker_id: this dispatcher's name in the store (default: host, pid and a random tag).
         poll_interval: seconds between rounds when nothing wakes it (a round claims what
             another process queued, and records what the executor's threads could not).

@@ -37,18 +37,18 @@ from pydantic import (
     model_validator,
 )
 
-from circuits._errors import InvalidSpecError
-from circuits.spec import PQCSpec, spec_error_from_validation
-from jobs.backends._spsa import MAX_DIRECTIONS
-from jobs.backends.base import Workload, _as_matrix, _as_vector
+from qldm.backends._spsa import MAX_DIRECTIONS
+from qldm.backends.base import Workload, _as_matrix, _as_vector
+from qldm.circuits.spec import PQCSpec, spec_error_from_validation
+from qldm.errors import InvalidSpecError
 
 try:  # QPY circuits are an optional second way to describe a circuit.
-    from circuits.qpy import QpyCircuit
+    from qldm.circuits.qpy import QpyCircuit
 except ImportError:  # pragma: no cover - until circuits/qpy.py exists
     QpyCircuit = None  # type: ignore[assignment,misc,unused-ignore]
 
 if TYPE_CHECKING:
-    from jobs.backends.base import Evaluation
+    from qldm.backends.base import Evaluation
 
 __all__ = [
     "ARRAY_FIELDS",
@@ -163,7 +163,7 @@ class JobRequest(BaseModel):
     """One unit of work: evaluate a circuit on a batch.
 
     Attributes:
-        circuit: a :class:`circuits.PQCSpec`, or a QPY circuit (an object with a ``qpy`` key).
+        circuit: a :class:`qldm.circuits.PQCSpec`, or a QPY circuit (an object with a ``qpy`` key).
         task: ``expectation`` (values), ``jacobian`` (values and both Jacobians) or
             ``counts`` (measured bitstrings; needs ``shots``).
         backend: ``exact``, ``aer``, ``aer:<device>``, ``fake:<device>`` or ``ibm:<device>``.
@@ -284,7 +284,7 @@ class JobRequest(BaseModel):
 
         Raises:
             InvalidSpecError: the circuit is a QPY circuit (``field="circuit"``); QPY jobs go
-                through :func:`jobs.backends.qpy_aer.evaluate_qpy`.
+                through :func:`qldm.backends.qpy_aer.evaluate_qpy`.
         """
         if self._workload is None:
             self._workload = self._build_workload()
@@ -334,7 +334,7 @@ class JobRequest(BaseModel):
 
 
 def _request_error(exc: ValidationError) -> InvalidSpecError:
-    """Like :func:`circuits.spec.spec_error_from_validation`, without discriminator tags."""
+    """Like :func:`qldm.circuits.spec.spec_error_from_validation`, without discriminator tags."""
     err = spec_error_from_validation(exc, prefix=None)
     if err.field:
         parts = err.field.split(".")
@@ -425,7 +425,7 @@ class JobResult:
 
     @classmethod
     def from_evaluation(cls, evaluation: Evaluation) -> JobResult:
-        """Wrap a backend's :class:`jobs.backends.base.Evaluation`."""
+        """Wrap a backend's :class:`qldm.backends.base.Evaluation`."""
         return cls(
             values=np.asarray(evaluation.values, dtype=np.float64),
             d_inputs=None if evaluation.d_inputs is None else np.asarray(evaluation.d_inputs),

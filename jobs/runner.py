@@ -8,7 +8,7 @@ Chunks: a large job is split by samples (``options.chunk_size``, or :func:`defau
 into chunks that run one after the other here, or side by side as Ray tasks; every noise level
 travels in every chunk. Jobs on IBM Runtime backends (``fake:``/``ibm:``) are never split: one
 job is one runtime submission. Between chunks the job checks ``should_cancel()`` and raises
-:class:`jobs.errors.JobCancelled`.
+:class:`qldm.errors.JobCancelled`.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jobs.backends._sessions import RunSession, drop_run_sessions
-from jobs.errors import BackendError, JobCancelled, QldmError, RunClosedError
-from jobs.model import JobRequest, JobResult, RunStatus
+from qldm.backends._sessions import RunSession, drop_run_sessions
+from qldm.errors import BackendError, JobCancelled, QldmError, RunClosedError
+from qldm.jobs.model import JobRequest, JobResult, RunStatus
 
 if TYPE_CHECKING:
-    from jobs.backends.base import Backend
-    from jobs.store import JobStore
+    from qldm.backends.base import Backend
+    from qldm.jobs.store import JobStore
 
 __all__ = [
     "JobFailure",
@@ -175,8 +175,8 @@ def execute_chunk(
 
     A backend's ``run(work, ...)`` receives, as keyword arguments and only when its signature
     names them (or takes ``**kwargs``): ``checkpoint``, ``resume_runtime_job_id``,
-    ``options`` (the request's :class:`jobs.model.JobOptions`), ``run_id``, and for jobs of a
-    run ``run_session`` (:class:`jobs.backends._sessions.RunSession`), and ``m3_store`` when
+    ``options`` (the request's :class:`qldm.jobs.model.JobOptions`), ``run_id``, and for jobs of a
+    run ``run_session`` (:class:`qldm.backends._sessions.RunSession`), and ``m3_store`` when
     given.
     """
     hooks: dict[str, Any] = {}
@@ -185,10 +185,10 @@ def execute_chunk(
     if resume_runtime_job_id is not None:
         hooks["resume_runtime_job_id"] = resume_runtime_job_id
     if request.task == "counts":
-        fn = _extension("jobs.backends.counts", "sample_counts", "the counts task")
+        fn = _extension("qldm.backends.counts", "sample_counts", "the counts task")
         return _as_result(_call_flexibly(fn, request, hooks), n_levels=request.n_levels)
     if request.is_qpy:
-        fn = _extension("jobs.backends.qpy_aer", "evaluate_qpy", "QPY circuits")
+        fn = _extension("qldm.backends.qpy_aer", "evaluate_qpy", "QPY circuits")
         return _as_result(_call_flexibly(fn, request, hooks), n_levels=request.n_levels)
     backend = _backend(request.backend)
     work = request.workload()
@@ -265,7 +265,7 @@ def chunk_seed(seed: int | None, index: int) -> int | None:
 @lru_cache(maxsize=16)
 def _backend(name: str) -> Backend:
     """One backend instance per name and process (their caches survive between jobs)."""
-    from jobs.backends import get_backend
+    from qldm.backends import get_backend
 
     return get_backend(name)
 
@@ -335,7 +335,7 @@ def _call_flexibly(fn: Callable[..., Any], request: JobRequest, hooks: dict[str,
 
 def _as_result(value: Any, *, n_levels: int) -> JobResult:
     """A :class:`JobResult` from what an extension returned."""
-    from jobs.backends.base import Evaluation
+    from qldm.backends.base import Evaluation
 
     if isinstance(value, JobResult):
         return value
@@ -359,7 +359,7 @@ def _as_result(value: Any, *, n_levels: int) -> JobResult:
 @lru_cache(maxsize=4)
 def _worker_store(url: str) -> JobStore:
     """One store (connection pool) per database and worker process, built in the worker."""
-    from jobs.store import JobStore
+    from qldm.jobs.store import JobStore
 
     return JobStore(url)
 
@@ -425,7 +425,7 @@ def _in_run(
     """The request to run and, for a job of a run on ``fake:``/``ibm:``, its run's Session.
 
     The run's first such job records the Session it opens (the store's compare-and-set
-    :meth:`jobs.store.JobStore.adopt_run_session`); later ones re-open it. A job of a closed
+    :meth:`qldm.jobs.store.JobStore.adopt_run_session`); later ones re-open it. A job of a closed
     run that was already submitted (``runtime_job_id``: the server restarted) still re-attaches
     to its runtime job, as a job without a run (no Session is opened for it).
 
@@ -488,7 +488,7 @@ def run_request(request: JobRequest) -> JobResult:
 
 def _stale(store: JobStore, job_id: str, attempt: int | None) -> bool:
     """Whether the job should stop: cancel requested, no longer running, or re-claimed."""
-    from jobs.model import JobStatus
+    from qldm.jobs.model import JobStatus
 
     job = store.job(job_id)
     if job.cancel_requested or job.status is not JobStatus.RUNNING:

@@ -28,22 +28,22 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
-from circuits._errors import InvalidSpecError
-from jobs import db
-from jobs._api_keys import API_KEY_PREFIX, ApiKeyStore
-from jobs._hot import HotWriter
-from jobs._m3_store import M3CalibrationStore
-from jobs._runs import RunStore
-from jobs._sql import json_default, new_id, pack, require, unpack, utc
-from jobs._sql import now as utcnow
-from jobs.errors import (
+from qldm.errors import (
     IdempotencyConflictError,
+    InvalidSpecError,
     JobNotFinishedError,
     JobNotFoundError,
     RunClosedError,
     RunNotFoundError,
 )
-from jobs.model import Job, JobRequest, JobResult, JobStatus, RunStatus
+from qldm.jobs import db
+from qldm.jobs._api_keys import API_KEY_PREFIX, ApiKeyStore
+from qldm.jobs._hot import HotWriter
+from qldm.jobs._m3_store import M3CalibrationStore
+from qldm.jobs._runs import RunStore
+from qldm.jobs._sql import json_default, new_id, pack, require, unpack, utc
+from qldm.jobs._sql import now as utcnow
+from qldm.jobs.model import Job, JobRequest, JobResult, JobStatus, RunStatus
 
 __all__ = ["API_KEY_PREFIX", "JobStore", "default_database_url", "pack_result"]
 

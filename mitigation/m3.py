@@ -32,7 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from mitigation._errors import MitigationError
+from qldm.errors import MitigationError
 
 DEFAULT_MAX_AGE_S = 6 * 3600.0
 """Recalibrate after six hours (the calibration cycle of IBM devices is about a day)."""
@@ -53,7 +53,7 @@ class ReadoutCalibration:
         shots: shots per calibration circuit.
         method: mthree's calibration method (``independent``, ``balanced``, ``marginal``).
         device_calibration: the device's own calibration date it was measured under
-            (:func:`circuits.transpile.calibration_date`), ``None`` when unknown.
+            (:func:`qldm.circuits.transpile.calibration_date`), ``None`` when unknown.
     """
 
     device: str

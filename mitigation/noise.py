@@ -1,6 +1,6 @@
 """Noise that means what the model asked for, on hardware: realization and calibrated subtraction.
 
-Realization (the slots are built by :func:`circuits.transpile.hardware_circuit`):
+Realization (the slots are built by :func:`qldm.circuits.transpile.hardware_circuit`):
 
 - ``bit_flip`` / ``phase_flip`` / ``depolarizing`` at strength ``s``: randomized Pauli
   insertion. Each slot independently draws a Pauli with the channel's probabilities
@@ -31,7 +31,7 @@ The floor in each kind's own parameterization: ``bit_flip`` ``p_x + p_y`` (what 
 remainder solves ``(1 - 2 p_total) = (1 - 2 p_device)(1 - 2 p_injected)`` (bit/phase flip),
 ``(1 - s_total) = (1 - s_device)(1 - s_injected)`` (depolarizing, the Bloch shrink) and
 ``(1 - g_total) = (1 - g_device)(1 - g_injected)`` (amplitude damping). Readout error is not a
-per-layer channel; M3 (:mod:`mitigation.m3`) handles it. For amplitude damping only the T1 part
+per-layer channel; M3 (:mod:`qldm.mitigation.m3`) handles it. For amplitude damping only the T1 part
 of the device noise is subtracted.
 """
 
@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from circuits.transpile import IsaCircuit, slot_width
-from mitigation._errors import NoiseFloorError
+from qldm.circuits.transpile import IsaCircuit, slot_width
+from qldm.errors import NoiseFloorError
 
 PAULI_KINDS = ("bit_flip", "phase_flip", "depolarizing")
 
@@ -71,7 +71,7 @@ def pauli_probabilities(kind: str, strength: float) -> dict[str, float]:
 def slot_distribution(kind: str, strength: float) -> list[tuple[tuple[float, ...], float]]:
     """Every slot binding of one channel location with its probability.
 
-    For a Pauli kind: one binding per Pauli (angles of :mod:`circuits.transpile`'s slot); the
+    For a Pauli kind: one binding per Pauli (angles of :mod:`qldm.circuits.transpile`'s slot); the
     probability-weighted average of the bound circuits is the channel. For amplitude damping:
     the single dilation angle with probability 1.
     """
@@ -110,8 +110,8 @@ def slot_bindings(
         rng: the generator that draws the Paulis.
 
     Returns:
-        ``(R, L * n * m)`` values in :class:`circuits.transpile.HardwareCircuit` ``noise``
-        order (``m`` = :func:`circuits.transpile.slot_width`).
+        ``(R, L * n * m)`` values in :class:`qldm.circuits.transpile.HardwareCircuit` ``noise``
+        order (``m`` = :func:`qldm.circuits.transpile.slot_width`).
     """
     inj = np.asarray(injected, dtype=np.float64)
     if kind == "amplitude_damping":

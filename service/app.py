@@ -1,6 +1,6 @@
 """The FastAPI app: versioned REST under ``/v1``, health, readiness and metrics.
 
-Routes are thin: they validate, call one function of :class:`jobs.store.JobStore`, and return a
+Routes are thin: they validate, call one function of :class:`qldm.jobs.store.JobStore`, and return a
 response model. The lifespan opens the store, migrates it, and runs the dispatcher (which
 re-dispatches queued and running work left by an earlier process) until shutdown.
 
@@ -21,24 +21,23 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Respons
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from circuits._errors import InvalidSpecError
-from jobs.errors import JobNotFinishedError
-from jobs.model import TERMINAL, Job, JobRequest, JobStatus
-from jobs.store import JobStore
-from service import catalog
-from service.arrays import NPZ_MEDIA_TYPE, first_non_finite, unpack, with_document
-from service.auth import DEFAULT_TENANT, KeyCache, key_from_headers
-from service.errors import (
-    HeaderError,
+from qldm.errors import (
+    InvalidSpecError,
+    JobNotFinishedError,
+    RequestValidationError,
     UnsupportedMediaTypeError,
-    error_body,
-    install_error_handlers,
 )
-from service.limits import BodyLimitMiddleware
-from service.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
-from service.prefer import preferred_wait
-from service.runtime import Runtime
-from service.schemas import (
+from qldm.jobs.model import TERMINAL, Job, JobRequest, JobStatus
+from qldm.jobs.store import JobStore
+from qldm.service import catalog
+from qldm.service.arrays import NPZ_MEDIA_TYPE, first_non_finite, unpack, with_document
+from qldm.service.auth import DEFAULT_TENANT, KeyCache, key_from_headers
+from qldm.service.errors import error_body, install_error_handlers
+from qldm.service.limits import BodyLimitMiddleware
+from qldm.service.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+from qldm.service.prefer import preferred_wait
+from qldm.service.runtime import Runtime
+from qldm.service.schemas import (
     BackendPublic,
     BackendsPublic,
     ErrorPublic,
@@ -50,7 +49,7 @@ from service.schemas import (
     RunPublic,
     RunsPublic,
 )
-from service.settings import Settings, get_settings
+from qldm.service.settings import Settings, get_settings
 
 __all__ = ["create_app"]
 
@@ -233,7 +232,7 @@ async def submit_job(request: Request) -> Response:
     document = await _job_document(request, state.settings)
     idempotency_key = asked.get("idempotency-key")
     if idempotency_key is not None and len(idempotency_key) > _MAX_KEY_LENGTH:
-        raise HeaderError(
+        raise RequestValidationError(
             f"String should have at most {_MAX_KEY_LENGTH} characters", field="idempotency-key"
         )
     accept = asked.get("accept")

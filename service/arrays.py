@@ -3,7 +3,7 @@
 Wire format (``Content-Type: application/x-npz``), the same for requests and results:
 
 - an uncompressed or deflated zip, as :func:`numpy.savez` writes it (``allow_pickle`` off;
-  qldm reads and writes it with :mod:`jobs.npz`);
+  qldm reads and writes it with :mod:`qldm.jobs.npz`);
 - one entry named ``json``: a 1-D ``uint8`` array holding a UTF-8 JSON object (for a job
   request: every field except the arrays; for a result: ``id``, ``status``, ``counts``,
   ``metadata``);
@@ -24,13 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from circuits._errors import QldmError
-from jobs import npz
+from qldm.errors import PayloadTooLargeError, RequestValidationError
+from qldm.jobs import npz
 
 __all__ = [
     "NPZ_MEDIA_TYPE",
-    "ArrayDecodeError",
-    "BodyTooLargeError",
     "first_non_finite",
     "pack",
     "unpack",
@@ -39,18 +37,6 @@ __all__ = [
 
 NPZ_MEDIA_TYPE = "application/x-npz"
 JSON_ENTRY = "json"
-
-
-class ArrayDecodeError(QldmError, ValueError):
-    """A binary body is not a valid npz archive in the qldm format."""
-
-    code = "validation_error"
-
-
-class BodyTooLargeError(QldmError, ValueError):
-    """A body (or what it decompresses to) is larger than the server accepts."""
-
-    code = "payload_too_large"
 
 
 def pack(document: Mapping[str, Any], arrays: Mapping[str, np.ndarray | None]) -> bytes:
@@ -92,28 +78,28 @@ def unpack(
         ``(document, arrays)``: the JSON object and the other entries, as numpy arrays.
 
     Raises:
-        ArrayDecodeError: not a zip, no ``json`` entry, a pickled or non-numeric array,
+        RequestValidationError: not a zip, no ``json`` entry, a pickled or non-numeric array,
             invalid JSON (``field="body"`` or the entry's name).
-        BodyTooLargeError: the members decompress to more than ``max_bytes``.
+        PayloadTooLargeError: the members decompress to more than ``max_bytes``.
     """
     try:
         arrays = npz.read(body, max_bytes=max_bytes)
     except npz.NpzTooLargeError as exc:
-        raise BodyTooLargeError(str(exc), field="body") from None
+        raise PayloadTooLargeError(str(exc), field="body") from None
     except npz.NpzError as exc:
         what = "unreadable array" if exc.member else "not an npz archive"
-        raise ArrayDecodeError(f"{what} ({exc})", field=exc.member or "body") from None
+        raise RequestValidationError(f"{what} ({exc})", field=exc.member or "body") from None
     if JSON_ENTRY not in arrays:
-        raise ArrayDecodeError(f"the archive has no {JSON_ENTRY!r} entry", field="body")
+        raise RequestValidationError(f"the archive has no {JSON_ENTRY!r} entry", field="body")
     document = _json_entry(arrays.pop(JSON_ENTRY))
     for name, value in arrays.items():
         if value.dtype.kind not in "fiub":
-            raise ArrayDecodeError(
+            raise RequestValidationError(
                 f"arrays must be real numbers, got dtype {value.dtype}", field=name
             )
     overlap = set(arrays) & set(document)
     if overlap:
-        raise ArrayDecodeError(
+        raise RequestValidationError(
             f"{sorted(overlap)} given both as arrays and in the JSON entry",
             field=sorted(overlap)[0],
         )
@@ -122,13 +108,15 @@ def unpack(
 
 def _json_entry(value: np.ndarray) -> dict[str, Any]:
     if value.dtype != np.uint8 or value.ndim != 1:
-        raise ArrayDecodeError("the json entry must be a 1-D uint8 array", field=JSON_ENTRY)
+        raise RequestValidationError("the json entry must be a 1-D uint8 array", field=JSON_ENTRY)
     try:
         document = json.loads(value.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArrayDecodeError(f"the json entry is not JSON ({exc})", field=JSON_ENTRY) from None
+        raise RequestValidationError(
+            f"the json entry is not JSON ({exc})", field=JSON_ENTRY
+        ) from None
     if not isinstance(document, dict):
-        raise ArrayDecodeError("the json entry must hold a JSON object", field=JSON_ENTRY)
+        raise RequestValidationError("the json entry must hold a JSON object", field=JSON_ENTRY)
     return document
 
 

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Protocol
 
-from service.errors import UnauthorizedError
+from qldm.errors import UnauthorizedError
 
 __all__ = ["DEFAULT_TENANT", "KeyCache", "key_from_headers"]
 

@@ -1,6 +1,6 @@
 """Which backends this server offers, with their sizes: ``GET /v1/backends`` and submit checks.
 
-``exact`` and ``aer`` take any spec (up to :data:`circuits.spec.MAX_QUBITS`); every device of
+``exact`` and ``aer`` take any spec (up to :data:`qldm.circuits.spec.MAX_QUBITS`); every device of
 qiskit-ibm-runtime's fake provider is offered twice, as ``aer:<device>`` (Aer with the device's
 noise model) and ``fake:<device>`` (the runtime primitives in local testing mode); ``ibm:``
 devices are listed only when the server has an IBM token, and are never listed from the
@@ -17,9 +17,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from circuits.spec import MAX_QUBITS
-from jobs.errors import BackendLimitError, UnknownBackendError
-from jobs.model import JobRequest
+from qldm.circuits.spec import MAX_QUBITS
+from qldm.errors import BackendLimitError, UnknownBackendError
+from qldm.jobs.model import JobRequest
 
 __all__ = ["BackendInfo", "catalog", "check_request"]
 

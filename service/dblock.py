@@ -17,7 +17,7 @@ from typing import IO
 
 from sqlalchemy.engine import make_url
 
-from jobs.errors import QldmError
+from qldm.errors import QldmError
 
 __all__ = ["DatabaseInUseError", "hold_sqlite", "release"]
 

@@ -108,7 +108,7 @@ class EmbeddedServer:
             [
                 sys.executable,
                 "-m",
-                "service.cli",
+                "qldm",
                 "serve",
                 "--host",
                 "127.0.0.1",

@@ -1,26 +1,8 @@
 """One place that turns every error into an HTTP status and a stable JSON body.
 
 Body: ``{"error": {"code": str, "message": str, "field": str | null}}``. Library code raises
-:class:`circuits._errors.QldmError` subclasses; this module maps their ``code`` to a status:
-
-=====================  ======  ==========================================================
-code                   status  when
-=====================  ======  ==========================================================
-validation_error       422     a body or parameter fails validation (unknown field, shape)
-invalid_spec           422     the circuit, inputs, weights or noise levels are invalid
-unknown_backend        422     no backend has this name
-backend_limit          400     too many qubits, shots or samples for the backend
-unauthorized           401     missing or wrong API key
-not_found              404     unknown id, or another tenant's
-not_finished           409     the job has no result yet (queued or running)
-cancelled              409     the job was cancelled: it has no result
-idempotency_conflict   409     an ``Idempotency-Key`` reused with a different body
-run_closed             409     the run takes no more jobs
-payload_too_large      413     the body is larger than ``max_body_bytes``
-unsupported_media_type 415     neither JSON nor ``application/x-npz``
-backend_error          502     the backend failed (a failed job's result)
-internal_error         500     a bug; the message says nothing about it
-=====================  ======  ==========================================================
+:class:`qldm.errors.QldmError` subclasses; their ``code`` maps to a status through the one table
+:data:`qldm.errors.ERRORS`, which the client reads too.
 """
 
 from __future__ import annotations
@@ -33,41 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from circuits._errors import QldmError
+from qldm.errors import QldmError, status_for
 
-__all__ = [
-    "STATUS_BY_CODE",
-    "HeaderError",
-    "UnauthorizedError",
-    "UnsupportedMediaTypeError",
-    "error_body",
-    "install_error_handlers",
-    "status_for",
-]
+__all__ = ["error_body", "install_error_handlers"]
 
 log = logging.getLogger("qldm.service")
-
-STATUS_BY_CODE: dict[str, int] = {
-    "validation_error": 422,
-    "invalid_spec": 422,
-    "unknown_backend": 422,
-    "backend_limit": 400,
-    "bad_request": 400,
-    "unauthorized": 401,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "not_acceptable": 406,
-    "not_finished": 409,
-    "cancelled": 409,
-    "idempotency_conflict": 409,
-    "run_closed": 409,
-    "conflict": 409,
-    "payload_too_large": 413,
-    "unsupported_media_type": 415,
-    "backend_error": 502,
-    "internal_error": 500,
-    "unavailable": 503,
-}
 
 _CODE_BY_HTTP_STATUS = {
     400: "bad_request",
@@ -81,36 +33,6 @@ _CODE_BY_HTTP_STATUS = {
     422: "validation_error",
     503: "unavailable",
 }
-
-
-class UnauthorizedError(QldmError, PermissionError):
-    """No API key, or one the server does not know."""
-
-    code = "unauthorized"
-
-
-class HeaderError(QldmError, ValueError):
-    """A request header with a value the route does not take (422, ``field``: the header)."""
-
-    code = "validation_error"
-
-
-class UnsupportedMediaTypeError(QldmError, ValueError):
-    """A body in a media type the route does not read."""
-
-    code = "unsupported_media_type"
-
-
-def status_for(exc: QldmError) -> int:
-    """The HTTP status of a qldm error (by its ``code``; unknown codes by its base type)."""
-    status = STATUS_BY_CODE.get(exc.code)
-    if status is not None:
-        return status
-    if isinstance(exc, LookupError):
-        return 404
-    if isinstance(exc, ValueError):
-        return 422
-    return 500
 
 
 def error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_body
+from qldm.service.errors import error_body
 
 __all__ = ["BodyLimitMiddleware", "BodyTooLarge"]
 

@@ -18,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobs.model import Job, JobStatus
+from qldm.jobs.model import Job, JobStatus
 
 __all__ = ["CONTENT_TYPE", "Metrics", "MetricsMiddleware"]
 

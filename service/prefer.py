@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 
-from service.errors import HeaderError
+from qldm.errors import RequestValidationError
 
 __all__ = ["PreferenceError", "preferred_wait"]
 
 
-class PreferenceError(HeaderError):
+class PreferenceError(RequestValidationError):
     """A ``Prefer`` header whose ``wait`` is not a finite, non-negative number of seconds."""
 
 

@@ -25,12 +25,12 @@ from typing import IO, Any
 
 from sqlalchemy import text
 
-from jobs._sql import json_default
-from jobs.errors import QldmError
-from jobs.model import TERMINAL, Job, JobRequest, JobResult, JobStatus, Run, RunStatus
-from jobs.store import JobStore, pack_result
-from service.dblock import hold_sqlite, release
-from service.settings import Settings
+from qldm.errors import QldmError
+from qldm.jobs._sql import json_default
+from qldm.jobs.model import TERMINAL, Job, JobRequest, JobResult, JobStatus, Run, RunStatus
+from qldm.jobs.store import JobStore, pack_result
+from qldm.service.dblock import hold_sqlite, release
+from qldm.service.settings import Settings
 
 __all__ = ["NotifyingStore", "Runtime"]
 
@@ -133,7 +133,7 @@ class Runtime:
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Migrate the store, start the executor and the dispatcher (which picks up queued and
         running jobs left by an earlier process)."""
-        from jobs.dispatcher import Dispatcher
+        from qldm.jobs.dispatcher import Dispatcher
 
         self._loop = loop
         self._db_lock = hold_sqlite(self.store.url)  # one server per SQLite file
@@ -156,7 +156,7 @@ class Runtime:
         )
 
     def _make_executor(self) -> Any:
-        from jobs.executors import make_executor
+        from qldm.jobs.executors import make_executor
 
         settings = self.settings
         if settings.executor == "ray":
@@ -245,7 +245,7 @@ class Runtime:
         Raises:
             RunNotFoundError: no such run for this tenant.
         """
-        from jobs.backends._sessions import close_run_session
+        from qldm.backends._sessions import close_run_session
 
         was_open = self.store.get_run(tenant=tenant, run_id=run_id).status is RunStatus.OPEN
         run = self.store.close_run(tenant=tenant, run_id=run_id)
@@ -326,7 +326,7 @@ def _load_catalog() -> None:
     """Load the fake-device list, then move everything loaded so far out of the garbage
     collector's sight (``gc.freeze``): with Qiskit's modules and the device list there are
     some 10^5 long-lived objects, and a full collection over them took ~70 ms of a request."""
-    from service.catalog import catalog
+    from qldm.service.catalog import catalog
 
     try:
         catalog()

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobs.model import Job, JobRequest, JobResult, JobStatus, Run, RunStatus
+from qldm.jobs.model import Job, JobRequest, JobResult, JobStatus, Run, RunStatus
 
 __all__ = [
     "BackendPublic",
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 JobCreate = JobRequest
-"""The body of ``POST /v1/jobs``: a :class:`jobs.model.JobRequest` (closed: unknown fields fail)."""
+"""The body of ``POST /v1/jobs``: a :class:`JobRequest` (closed: unknown fields fail)."""
 
 
 class ErrorDetail(BaseModel):

@@ -1,6 +1,6 @@
 """What ``qldm serve`` and ``qldm keys create`` run.
 
-Both read the same :class:`service.settings.Settings` (``QLDM_*`` variables), so a key created
+Both read the same :class:`qldm.service.settings.Settings` (``QLDM_*`` variables), so a key created
 with ``qldm keys create`` lives in the database ``qldm serve`` uses.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from service.settings import Settings, UnsafeSettingsError, get_settings
+from qldm.service.settings import Settings, UnsafeSettingsError, get_settings
 
 __all__ = ["create_key", "serve"]
 
@@ -27,8 +27,8 @@ def serve(*, host: str, port: int, settings: Settings | None = None) -> None:
     """
     import uvicorn
 
-    from service.app import create_app
-    from service.dblock import DatabaseInUseError, hold_sqlite, release
+    from qldm.service.app import create_app
+    from qldm.service.dblock import DatabaseInUseError, hold_sqlite, release
 
     base = settings or get_settings()
     settings = base.model_copy(update={"host": host, "port": port})
@@ -62,7 +62,7 @@ def create_key(tenant: str, *, settings: Settings | None = None) -> str:
     Returns:
         The key (``qldm_...``); only its hash is stored, so it cannot be shown again.
     """
-    from jobs.store import JobStore
+    from qldm.jobs.store import JobStore
 
     settings = settings or get_settings()
     if settings.database_url is None:

@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from circuits._errors import QldmError
+from qldm.errors import QldmError
 
 __all__ = ["Settings", "UnsafeSettingsError", "default_data_dir", "get_settings"]
 

@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from hybrid.data._errors import DatasetError
+from qldm.hybrid.data._errors import DatasetError
 
 
 @dataclass(frozen=True, eq=False)

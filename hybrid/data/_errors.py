@@ -1,8 +1,8 @@
-"""Errors raised by :mod:`hybrid.data`."""
+"""Errors raised by :mod:`qldm.hybrid.data`."""
 
 from __future__ import annotations
 
-from circuits._errors import QldmError
+from qldm.errors import QldmError
 
 
 class DatasetError(QldmError, ValueError):

@@ -35,15 +35,15 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from hybrid.data._dataset import (
+from qldm.hybrid.data._dataset import (
     ImageDataset,
     resize_images,
     stratified_split,
     subset_indices,
     to_float_images,
 )
-from hybrid.data._errors import DatasetError, DatasetNotFoundError
-from hybrid.data._formats import (
+from qldm.hybrid.data._errors import DatasetError, DatasetNotFoundError
+from qldm.hybrid.data._formats import (
     CIFAR10_TEST_BATCHES,
     CIFAR10_TRAIN_BATCHES,
     read_cifar_batches,

@@ -9,24 +9,24 @@
 - :func:`metrics_report`: all of the above as one ``dict[str, float]``.
 """
 
-from hybrid.metrics._distances import (
+from qldm.hybrid.metrics._distances import (
     feature_statistics,
     frechet_distance,
     frechet_distance_from_features,
     kernel_distance,
     kernel_distance_from_features,
 )
-from hybrid.metrics._errors import MetricError
-from hybrid.metrics._feature_net import FeatureNet, default_cache_dir, get_feature_net
-from hybrid.metrics._inception import (
+from qldm.hybrid.metrics._errors import MetricError
+from qldm.hybrid.metrics._feature_net import FeatureNet, default_cache_dir, get_feature_net
+from qldm.hybrid.metrics._inception import (
     FID_WEIGHTS_FILE,
     FIDInceptionV3,
     inception_features,
     inception_fid,
     load_fid_inception,
 )
-from hybrid.metrics._report import metrics_report
-from hybrid.metrics._ssim import ssim
+from qldm.hybrid.metrics._report import metrics_report
+from qldm.hybrid.metrics._ssim import ssim
 
 __all__ = [
     "FID_WEIGHTS_FILE",

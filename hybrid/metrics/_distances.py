@@ -2,7 +2,7 @@
 
 The formulas are those of FID (Heusel et al. 2017, as computed by pytorch-fid) and KID
 (Bińkowski et al. 2018, as computed by torch-fidelity), but the features here come from qldm's
-small digit classifier (:mod:`hybrid.metrics._feature_net`), not Inception-v3: report them as
+small digit classifier (:mod:`qldm.hybrid.metrics._feature_net`), not Inception-v3: report them as
 ``classifier_frechet_distance`` and ``classifier_kid_*``, never as FID or KID.
 """
 
@@ -16,8 +16,8 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
-from hybrid.metrics._errors import MetricError
-from hybrid.metrics._feature_net import FeatureNet, get_feature_net
+from qldm.hybrid.metrics._errors import MetricError
+from qldm.hybrid.metrics._feature_net import FeatureNet, get_feature_net
 
 _Array = NDArray[np.float64]
 _KID_PRECOMPUTE_ENTRIES = 3 * 2048 * 2048  # 100 MB of float64 kernel values

@@ -1,8 +1,8 @@
-"""Errors raised by :mod:`hybrid.metrics`."""
+"""Errors raised by :mod:`qldm.hybrid.metrics`."""
 
 from __future__ import annotations
 
-from circuits._errors import QldmError
+from qldm.errors import QldmError
 
 
 class MetricError(QldmError, ValueError):

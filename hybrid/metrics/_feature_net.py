@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hybrid.metrics._errors import MetricError
+from qldm.hybrid.metrics._errors import MetricError
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def _cache_path(cache_dir: Path, config: dict[str, Any]) -> Path:
 
 
 def _train(config: dict[str, Any]) -> FeatureNet:
-    from hybrid.data import load_dataset
+    from qldm.hybrid.data import load_dataset
 
     train = load_dataset(config["dataset"], split="train")
     test = load_dataset(config["dataset"], split="test")

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hybrid.metrics._distances import feature_statistics, frechet_distance_from_features
-from hybrid.metrics._errors import MetricError
+from qldm.hybrid.metrics._distances import feature_statistics, frechet_distance_from_features
+from qldm.hybrid.metrics._errors import MetricError
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_FEATURE_DIM = 2048

@@ -6,15 +6,15 @@ from pathlib import Path
 
 from torch import Tensor
 
-from hybrid.metrics._distances import (
+from qldm.hybrid.metrics._distances import (
     feature_statistics,
     frechet_distance_from_features,
     kernel_distance_from_features,
 )
-from hybrid.metrics._errors import MetricError
-from hybrid.metrics._feature_net import FeatureNet, get_feature_net
-from hybrid.metrics._inception import inception_fid
-from hybrid.metrics._ssim import ssim
+from qldm.hybrid.metrics._errors import MetricError
+from qldm.hybrid.metrics._feature_net import FeatureNet, get_feature_net
+from qldm.hybrid.metrics._inception import inception_fid
+from qldm.hybrid.metrics._ssim import ssim
 
 
 def metrics_report(

@@ -6,7 +6,7 @@ import numpy as np
 from skimage.metrics import structural_similarity
 from torch import Tensor
 
-from hybrid.metrics._errors import MetricError
+from qldm.hybrid.metrics._errors import MetricError
 
 DEFAULT_WIN_SIZE = 7
 

@@ -1,11 +1,11 @@
 """The noise-regularized quantum latent diffusion model (QLDM) and its parts."""
 
-from hybrid.qldm.bottleneck import QuantumBottleneck
-from hybrid.qldm.denoiser import LatentDenoiser, SinusoidalEmbedding
-from hybrid.qldm.model import QLDM, LossTerms
-from hybrid.qldm.sampler import DDIMSampler, DDPMSampler, make_sampler
-from hybrid.qldm.schedule import NoiseSchedule, register_schedule, schedule_names
-from hybrid.qldm.vae import ConvVAE
+from qldm.hybrid.qldm.bottleneck import QuantumBottleneck
+from qldm.hybrid.qldm.denoiser import LatentDenoiser, SinusoidalEmbedding
+from qldm.hybrid.qldm.model import QLDM, LossTerms
+from qldm.hybrid.qldm.sampler import DDIMSampler, DDPMSampler, make_sampler
+from qldm.hybrid.qldm.schedule import NoiseSchedule, register_schedule, schedule_names
+from qldm.hybrid.qldm.vae import ConvVAE
 
 __all__ = [
     "QLDM",

@@ -7,7 +7,7 @@
 - ``amplitude`` encoding: ``latent_to_q: R^D -> R^(2^n)`` and ``v / ||v||`` (Algorithm 1,
   lines 6-8); the backend prepares that real state.
 
-The PQC is a :class:`client.QuantumLayer` (``ry_rz_brickwork``, ``L`` layers, the variant's
+The PQC is a :class:`qldm.client.QuantumLayer` (``ry_rz_brickwork``, ``L`` layers, the variant's
 channel on every qubit after every layer); it is the only quantum part of the model, and the
 only way ``hybrid`` reaches a backend. The ``gaussian`` variant runs the noiseless PQC and adds
 ``N(0, std^2)`` to its outputs ``y`` while training (the classical stand-in for the channels).
@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from client import QuantumLayer
+from qldm.client import QuantumLayer
 
 
 class QuantumBottleneck(nn.Module):

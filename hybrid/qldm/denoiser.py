@@ -24,7 +24,7 @@ class SinusoidalEmbedding(nn.Module):
         super().__init__()
         half = dim // 2
         if dim < 2 or dim % 2:
-            from hybrid.config import ConfigError
+            from qldm.hybrid.config import ConfigError
 
             raise ConfigError(
                 f"time embedding size must be even and >= 2, got {dim}", field="model.time_dim"

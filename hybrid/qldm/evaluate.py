@@ -1,6 +1,6 @@
 """Evaluating a trained QLDM: metrics JSON, sample and reconstruction grids, loss curve, HTML.
 
-The metrics come from :mod:`hybrid.metrics`:
+The metrics come from :mod:`qldm.hybrid.metrics`:
 
 - ``ssim_reconstruction``: mean SSIM between test images and their reconstructions through the
   quantum bottleneck (``D(PQC(mu(x)))``);
@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from hybrid import report
-from hybrid.qldm.model import QLDM
+from qldm.hybrid import report
+from qldm.hybrid.qldm.model import QLDM
 
 
 def sample_generator(seed: int) -> torch.Generator:
@@ -52,7 +52,7 @@ def evaluate_model(
     Returns:
         The metrics dict (also in ``metrics.json``).
     """
-    from hybrid.metrics import metrics_report
+    from qldm.hybrid.metrics import metrics_report
 
     cfg = model.config
     model.eval()

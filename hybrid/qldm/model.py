@@ -50,12 +50,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybrid.config import QLDMConfig
-from hybrid.qldm.bottleneck import QuantumBottleneck
-from hybrid.qldm.denoiser import LatentDenoiser
-from hybrid.qldm.sampler import DDIMSampler, DDPMSampler, make_sampler
-from hybrid.qldm.schedule import NoiseSchedule
-from hybrid.qldm.vae import ConvVAE
+from qldm.hybrid.config import QLDMConfig
+from qldm.hybrid.qldm.bottleneck import QuantumBottleneck
+from qldm.hybrid.qldm.denoiser import LatentDenoiser
+from qldm.hybrid.qldm.sampler import DDIMSampler, DDPMSampler, make_sampler
+from qldm.hybrid.qldm.schedule import NoiseSchedule
+from qldm.hybrid.qldm.vae import ConvVAE
 
 
 @dataclass(frozen=True)

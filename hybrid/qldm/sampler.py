@@ -1,6 +1,6 @@
 """Reverse-process samplers: ancestral DDPM and few-step DDIM.
 
-A sampler holds a :class:`~hybrid.qldm.schedule.NoiseSchedule`; the noise-prediction network
+A sampler holds a :class:`qldm.hybrid.qldm.schedule.NoiseSchedule`; the noise-prediction network
 ``eps_theta(x_t, t)`` is passed to :meth:`sample`, so schedule, network and sampler stay
 separate objects. All randomness comes from the ``generator`` argument: the same seed gives
 the same samples.
@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 import torch
 
-from hybrid.config import ConfigError
-from hybrid.qldm.schedule import NoiseSchedule
+from qldm.hybrid.config import ConfigError
+from qldm.hybrid.qldm.schedule import NoiseSchedule
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``eps_theta(x_t (B, ...), t (B,) long) -> (B, ...)``."""

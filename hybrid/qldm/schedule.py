@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from hybrid.config import ConfigError
+from qldm.hybrid.config import ConfigError
 
 BetaFn = Callable[[int], torch.Tensor]
 

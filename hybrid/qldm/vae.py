@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybrid.config import ConfigError
+from qldm.hybrid.config import ConfigError
 
 
 class ConvVAE(nn.Module):

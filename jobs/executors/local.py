@@ -2,7 +2,7 @@
 
 Workers are *spawned* (not forked), so they inherit neither the server's database connections
 nor its torch thread pool; each uses one numerics thread (there is a worker per core) and
-builds its own :class:`jobs.store.JobStore` from the URL it is given. The workers are started
+builds its own :class:`qldm.jobs.store.JobStore` from the URL it is given. The workers are started
 and warmed up (modules imported) at construction, so the first job does not pay for it.
 
 A call travels straight from the submitting thread into the worker's pipe, and one reader
@@ -12,7 +12,7 @@ millisecond per job and another for a 0.5 MB result). A worker runs its calls on
 in the order sent.
 
 When a worker dies (killed, out of memory), its reader sees the pipe close and fails the calls
-sent to it with :class:`jobs.executors.WorkerLostError` (the dispatcher retries the job);
+sent to it with :class:`qldm.jobs.executors.WorkerLostError` (the dispatcher retries the job);
 the other workers run on. The next call for that slot starts a fresh worker.
 """
 
@@ -32,16 +32,16 @@ from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from jobs.executors import WorkerLostError
+from qldm.jobs.executors.base import WorkerLostError
 
 if TYPE_CHECKING:
     from multiprocessing.context import SpawnContext, SpawnProcess
 
-    from jobs.model import JobRequest, JobResult
+    from qldm.jobs.model import JobRequest, JobResult
 
 __all__ = ["DEFAULT_PRELOAD", "LocalExecutor"]
 
-DEFAULT_PRELOAD: tuple[str, ...] = ("jobs.store", "jobs.runner:warm_up")
+DEFAULT_PRELOAD: tuple[str, ...] = ("qldm.jobs.store", "qldm.jobs.runner:warm_up")
 """What each worker loads when it starts: modules to import, or ``module:function`` to call
 (missing ones are skipped). ``jobs.runner:warm_up`` runs a tiny exact job."""
 
@@ -59,7 +59,7 @@ def _fast_exit() -> None:
 
 
 def _init_worker(preload: Sequence[str], parent: int) -> None:
-    from jobs.runner import limit_threads
+    from qldm.jobs.runner import limit_threads
 
     atexit.register(_fast_exit)  # registered first among ours, run last: after their hooks
     _exit_with_parent(parent)
@@ -224,7 +224,7 @@ class LocalExecutor:
         warm: bool = True,
     ) -> None:
         if max_workers is not None and max_workers < 1:
-            from circuits._errors import InvalidSpecError
+            from qldm.errors import InvalidSpecError
 
             raise InvalidSpecError(f"must be >= 1, got {max_workers}", field="max_workers")
         self._slots = max_workers or os.cpu_count() or 1
@@ -296,8 +296,8 @@ class LocalExecutor:
         request: JobRequest | None = None,
         runtime_job_id: str | None = None,
     ) -> Future[JobResult]:
-        """Run the stored job in a worker (see :func:`jobs.runner.run_stored_job`)."""
-        from jobs.runner import run_stored_job
+        """Run the stored job in a worker (see :func:`qldm.jobs.runner.run_stored_job`)."""
+        from qldm.jobs.runner import run_stored_job
 
         return self.submit(run_stored_job, store_url, job_id, attempt, request, runtime_job_id)
 

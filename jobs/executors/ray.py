@@ -3,12 +3,12 @@
 A job that fits in one chunk runs as one Ray task that gets its request (or reads it from the
 store when the dispatcher does not hold it) and reports progress to the store (like a local
 worker). A larger job is split by samples
-(:func:`jobs.runner.chunk_bounds`); each chunk is a Ray task that gets its request directly,
+(:func:`qldm.jobs.runner.chunk_bounds`); each chunk is a Ray task that gets its request directly,
 so one job can use many workers. A driver thread here waits for the chunks, records progress,
 stops the remaining chunks when the job is cancelled, and gathers the result in order.
 
 Ray's own task retries are off (``max_retries=0``): a worker that dies surfaces as
-:class:`jobs.executors.WorkerLostError` and the dispatcher's bounded retries apply.
+:class:`qldm.jobs.executors.WorkerLostError` and the dispatcher's bounded retries apply.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from jobs.errors import JobCancelled
-from jobs.executors import WorkerLostError
-from jobs.runner import (
+from qldm.errors import JobCancelled
+from qldm.jobs.executors.base import WorkerLostError
+from qldm.jobs.runner import (
     JobFailure,
     _stale,
     _worker_store,
@@ -31,7 +31,7 @@ from jobs.runner import (
 )
 
 if TYPE_CHECKING:
-    from jobs.model import JobRequest, JobResult
+    from qldm.jobs.model import JobRequest, JobResult
 
 __all__ = ["RayExecutor"]
 

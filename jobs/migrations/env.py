@@ -1,6 +1,6 @@
 """Alembic environment for qldm's job store.
 
-Migrations run programmatically (:func:`jobs.db.run_migrations`), which passes an open
+Migrations run programmatically (:func:`qldm.jobs.db.run_migrations`), which passes an open
 connection in ``config.attributes["connection"]``; there is no ``alembic.ini``. Running
 ``alembic`` from the command line is supported too, with ``-x url=<database url>``.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from jobs.db import VERSION_TABLE, make_engine, metadata
+from qldm.jobs.db import VERSION_TABLE, make_engine, metadata
 
 config = context.config
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from qiskit.quantum_info import Statevector
 
-from circuits import InvalidSpecError, PQCSpec, compile_spec
-from circuits.program import Channel, Gate, Param
-from circuits.qiskit_builder import build
-from circuits.shifts import FOUR_TERM, TWO_TERM, shift_rule
+from qldm.circuits import InvalidSpecError, PQCSpec, compile_spec
+from qldm.circuits.program import Channel, Gate, Param
+from qldm.circuits.qiskit_builder import build
+from qldm.circuits.shifts import FOUR_TERM, TWO_TERM, shift_rule
 
 
 def test_brickwork_layer_is_ry_rz_then_even_then_odd_cnots() -> None:
@@ -131,3 +131,24 @@ def test_shift_rules_are_exact_on_their_generators() -> None:
     h = lambda a: math.cos(a / 2)  # noqa: E731
     assert sum(c * h(t + s) for s, c in FOUR_TERM) == pytest.approx(-0.5 * math.sin(t / 2))
     assert sum(c * h(t + s) for s, c in TWO_TERM) != pytest.approx(-0.5 * math.sin(t / 2))
+
+
+@pytest.mark.parametrize(
+    ("ansatz", "sizes"),
+    [
+        ("ry_rz_brickwork", (1, 2, 3, 5)),
+        ("basic_entangler", (1, 2, 3, 6)),
+        ("hqconv", (4, 8, 12)),
+        ("fqconv", (8, 12)),
+        ("mps", (2, 3, 7)),
+    ],
+)
+def test_the_specs_weight_count_is_the_programs_gate_count(
+    ansatz: str, sizes: tuple[int, ...]
+) -> None:
+    for n in sizes:
+        spec = PQCSpec(n_qubits=n, layers=3, ansatz=ansatz)
+        program = compile_spec(spec)
+        weighted = [g for g in program.gates if g.param is not None and g.param.source == "weight"]
+        assert len(weighted) == spec.n_weights == program.n_weights
+        assert spec.n_weights == 3 * spec.weights_per_layer

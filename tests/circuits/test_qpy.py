@@ -13,9 +13,9 @@ from qiskit import QuantumCircuit, qpy
 from qiskit.circuit import Parameter, ParameterVector
 from qiskit.quantum_info import Operator, SparsePauliOp
 
-from circuits._errors import InvalidSpecError
-from circuits.qpy import MAX_QPY_CHARS, QpyCircuit
-from circuits.spec import MAX_QUBITS
+from qldm.circuits.qpy import MAX_QPY_CHARS, QpyCircuit
+from qldm.circuits.spec import MAX_QUBITS
+from qldm.errors import InvalidSpecError
 
 
 def _encode(*circuits: QuantumCircuit) -> str:

@@ -7,7 +7,7 @@ import json
 import pytest
 from qiskit.quantum_info import SparsePauliOp
 
-from circuits import MAX_QUBITS, InvalidSpecError, PQCSpec
+from qldm.circuits import MAX_QUBITS, InvalidSpecError, PQCSpec
 
 REFERENCE = {
     "n_qubits": 6,

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from circuits import PQCSpec
-from circuits._errors import InvalidSpecError
-from client import QuantumLayer
-from client._autograd import LocalEvaluator
-from jobs.errors import UnknownBackendError
+from qldm.circuits import PQCSpec
+from qldm.client import QuantumLayer
+from qldm.client._autograd import LocalEvaluator
+from qldm.errors import InvalidSpecError, UnknownBackendError
 
 ONE_QUBIT = {
     "n_qubits": 1,

@@ -13,8 +13,8 @@ from qiskit.circuit import ParameterVector
 from qiskit.quantum_info import SparsePauliOp
 from qiskit_aer.primitives import EstimatorV2 as AerEstimatorV2
 
-from client.remote_estimator import RemoteEstimatorV2
-from service.embedded import EmbeddedServer
+from qldm.client.remote_estimator import RemoteEstimatorV2
+from qldm.service.embedded import EmbeddedServer
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from typing import ClassVar
 import httpx
 import pytest
 
-from client._transport import KeepAliveTransport
-from client.service_client import _plain_http_without_proxy
-from service.embedded import free_loopback_port
+from qldm.client._transport import KeepAliveTransport
+from qldm.client.service_client import _plain_http_without_proxy
+from qldm.service.embedded import free_loopback_port
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

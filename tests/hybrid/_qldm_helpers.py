@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from hybrid.config import QLDMConfig, load_config
+from qldm.hybrid.config import QLDMConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "qldm_tiny.yaml"
@@ -24,7 +24,7 @@ def tiny_config(**overrides: Any) -> QLDMConfig:
 @lru_cache(maxsize=1)
 def digits(n: int = 256) -> torch.Tensor:
     """The first ``n`` images of sklearn's 8x8 digits (train split): ``(n, 1, 8, 8)``."""
-    from hybrid.data import load_dataset
+    from qldm.hybrid.data import load_dataset
 
     return load_dataset("digits", split="train", subset=n, seed=0).images.float()
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from hybrid.data import (
+from qldm.hybrid.data import (
     DATASETS,
     DatasetError,
     DatasetNotFoundError,

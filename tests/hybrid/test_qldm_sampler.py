@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hybrid.config import ConfigError
-from hybrid.qldm.denoiser import LatentDenoiser, SinusoidalEmbedding
-from hybrid.qldm.sampler import DDIMSampler, DDPMSampler, make_sampler
-from hybrid.qldm.schedule import NoiseSchedule
+from qldm.hybrid.config import ConfigError
+from qldm.hybrid.qldm.denoiser import LatentDenoiser, SinusoidalEmbedding
+from qldm.hybrid.qldm.sampler import DDIMSampler, DDPMSampler, make_sampler
+from qldm.hybrid.qldm.schedule import NoiseSchedule
 from tests.hybrid._qldm_helpers import one_thread
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from hybrid.config import ConfigError
-from hybrid.qldm.schedule import NoiseSchedule, schedule_names
+from qldm.hybrid.config import ConfigError
+from qldm.hybrid.qldm.schedule import NoiseSchedule, schedule_names
 
 
 def test_registered_names() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from hybrid.config import ConfigError
-from hybrid.train import Trainer, load_model, read_checkpoint
+from qldm.hybrid.config import ConfigError
+from qldm.hybrid.train import Trainer, load_model, read_checkpoint
 from tests.hybrid._qldm_helpers import digits, one_thread, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -95,7 +95,7 @@ def test_time_limit_stops_and_checkpoints(tmp_path: Path) -> None:
 
 
 def test_cli_train_sample_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from hybrid import cli
+    from qldm.hybrid import cli
 
     cfg_path = tmp_path / "tiny.json"
     cfg = tiny_config(out_dir=str(tmp_path / "run"), **{"train.steps": 6})

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.model import JobRequest
-from jobs.store import JobStore, default_database_url
+from qldm.jobs.model import JobRequest
+from qldm.jobs.store import JobStore, default_database_url
 
 PG_ADMIN_URL = os.environ.get("QLDM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -8,13 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from circuits import PQCSpec
-from circuits._errors import InvalidSpecError
-from jobs.backends import get_backend
-from jobs.backends._shift import combine_levels, plan_shifts
-from jobs.backends.aer import AerBackend
-from jobs.backends.base import Evaluation, Workload
-from jobs.errors import BackendError, BackendLimitError
+from qldm.backends import get_backend
+from qldm.backends._shift import combine_levels, plan_shifts
+from qldm.backends.aer import AerBackend
+from qldm.backends.base import Evaluation, Workload
+from qldm.circuits import PQCSpec
+from qldm.errors import BackendError, BackendLimitError, InvalidSpecError
 
 
 def _jac(ev: Evaluation) -> tuple[np.ndarray, np.ndarray]:

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from circuits import PQCSpec
-from jobs.backends import get_backend
-from jobs.backends.aer_device import AerDeviceBackend
-from jobs.backends.base import Workload
-from jobs.backends.exact import ExactBackend
-from jobs.errors import InvalidSpecError, UnknownBackendError
+from qldm.backends import get_backend
+from qldm.backends.aer_device import AerDeviceBackend
+from qldm.backends.base import Workload
+from qldm.backends.exact import ExactBackend
+from qldm.circuits import PQCSpec
+from qldm.errors import InvalidSpecError, UnknownBackendError
 
 
 def test_routing_and_unknown_device(tmp_path: Path) -> None:

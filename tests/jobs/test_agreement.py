@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from circuits import PQCSpec
-from circuits.spec import ANSATZE, CHANNEL_KINDS, ENCODINGS
-from jobs.backends.aer import AerBackend
-from jobs.backends.base import Evaluation, Workload
+from qldm.backends.aer import AerBackend
+from qldm.backends.base import Evaluation, Workload
+from qldm.circuits import PQCSpec
+from qldm.circuits.spec import ANSATZE, CHANNEL_KINDS, ENCODINGS
 
 VALUE_TOL = 1e-6
 JACOBIAN_TOL = 1e-5
@@ -149,7 +149,7 @@ def aer() -> AerBackend:
 
 @pytest.fixture(scope="module")
 def exact() -> Any:
-    from jobs.backends.exact import ExactBackend
+    from qldm.backends.exact import ExactBackend
 
     return ExactBackend()
 
@@ -202,7 +202,7 @@ def test_exact_statevector_engine_agrees(case: Case, aer: AerBackend) -> None:
     """The exact backend's second engine (statevector, for noiseless specs), forced."""
     import torch
 
-    from jobs.backends.exact import expectation
+    from qldm.backends.exact import expectation
 
     x = torch.tensor(case.inputs, dtype=torch.float64)
     w = torch.tensor(case.weights, dtype=torch.float64)

@@ -8,12 +8,11 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 from qiskit.quantum_info import Statevector
 
-from circuits import PQCSpec
-from circuits._errors import InvalidSpecError
-from circuits.qiskit_builder import build
-from circuits.qpy import QpyCircuit
-from jobs.backends.counts import MAX_SHOTS, sample_counts
-from jobs.errors import BackendLimitError
+from qldm.backends.counts import MAX_SHOTS, sample_counts
+from qldm.circuits import PQCSpec
+from qldm.circuits.qiskit_builder import build
+from qldm.circuits.qpy import QpyCircuit
+from qldm.errors import BackendLimitError, InvalidSpecError
 
 
 def _ry_spec(**channel: object) -> PQCSpec:
@@ -158,8 +157,8 @@ def test_qpy_circuit_counts() -> None:
 
 
 def test_runner_gathers_counts_level_major() -> None:
-    from jobs.model import JobRequest
-    from jobs.runner import execute
+    from qldm.jobs.model import JobRequest
+    from qldm.jobs.runner import execute
 
     spec = _ry_spec(kind="bit_flip", strength=0.0)
     request = JobRequest.parse(

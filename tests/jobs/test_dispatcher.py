@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from jobs import db
-from jobs.backends.exact import ExactBackend
-from jobs.dispatcher import Dispatcher
-from jobs.executors.local import LocalExecutor
-from jobs.model import Job, JobRequest, JobStatus
-from jobs.runner import chunk_bounds, execute
-from jobs.store import JobStore
+from qldm.backends.exact import ExactBackend
+from qldm.jobs import db
+from qldm.jobs.dispatcher import Dispatcher
+from qldm.jobs.executors.local import LocalExecutor
+from qldm.jobs.model import Job, JobRequest, JobStatus
+from qldm.jobs.runner import chunk_bounds, execute
+from qldm.jobs.store import JobStore
 from tests.jobs.conftest import ry_request
 
 NOISY_SPEC = {
@@ -269,7 +269,7 @@ def test_execute_in_process_gathers_chunks_like_one_call() -> None:
     assert res.d_weights is not None and ref.d_weights is not None
     np.testing.assert_allclose(res.d_inputs, ref.d_inputs, atol=1e-12)
     np.testing.assert_allclose(res.d_weights, ref.d_weights, atol=1e-12)
-    from jobs.errors import JobCancelled
+    from qldm.errors import JobCancelled
 
     with pytest.raises(JobCancelled):
         execute(req, should_cancel=lambda: len(seen) > 4, progress=seen.append)
@@ -382,7 +382,7 @@ def test_one_dead_worker_costs_only_its_own_job_an_attempt(
 
 
 def test_an_in_memory_database_is_refused(executor: LocalExecutor) -> None:
-    from circuits._errors import InvalidSpecError
+    from qldm.errors import InvalidSpecError
 
     with pytest.raises(InvalidSpecError) as err:
         Dispatcher(JobStore("sqlite://"), executor)

@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from circuits import PQCSpec, compile_spec
-from circuits._errors import InvalidSpecError
-from circuits.program import AmplitudeEncoding, Channel, Gate
-from jobs.backends import get_backend
-from jobs.backends.base import Workload
-from jobs.backends.exact import ExactBackend, expectation
-from jobs.errors import BackendLimitError
+from qldm.backends import get_backend
+from qldm.backends.base import Workload
+from qldm.backends.exact import ExactBackend, expectation
+from qldm.circuits import PQCSpec, compile_spec
+from qldm.circuits.program import AmplitudeEncoding, Channel, Gate
+from qldm.errors import BackendLimitError, InvalidSpecError
 
 # ---------------------------------------------------------------------------- numpy reference
 
@@ -584,7 +583,7 @@ def test_cuda_matches_cpu() -> None:
 @pytest.mark.parametrize("ansatz", ["ry_rz_brickwork", "hqconv"])
 def test_jacobian_one_weight_at_a_time_path(ansatz: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # large circuits spawn derivative rows one weight at a time; force that path on a small one
-    import jobs.backends.exact as exact
+    import qldm.backends.exact as exact
 
     spec = make_spec(
         n_qubits=4,
@@ -605,7 +604,7 @@ def test_jacobian_one_weight_at_a_time_path(ansatz: str, monkeypatch: pytest.Mon
 
 
 def test_large_batches_are_split(monkeypatch: pytest.MonkeyPatch) -> None:
-    import jobs.backends.exact as exact
+    import qldm.backends.exact as exact
 
     monkeypatch.setattr(exact, "_batch_chunk", lambda spec, engine: 2)
     spec = make_spec(

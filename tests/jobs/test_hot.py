@@ -22,10 +22,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from jobs._hot import HotWriter
-from jobs.db import make_engine
-from jobs.model import JobStatus
-from jobs.store import JobStore
+from qldm.jobs._hot import HotWriter
+from qldm.jobs.db import make_engine
+from qldm.jobs.model import JobStatus
+from qldm.jobs.store import JobStore
 from tests.jobs.conftest import PG_ADMIN_URL, ry_request
 
 _meta = MetaData()

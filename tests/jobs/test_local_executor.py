@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from jobs.executors import WorkerLostError
-from jobs.executors.local import LocalExecutor
-from jobs.runner import JobFailure
+from qldm.jobs.executors import WorkerLostError
+from qldm.jobs.executors.local import LocalExecutor
+from qldm.jobs.runner import JobFailure
 
 
 def _square(x: int) -> int:

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from circuits import PQCSpec
-from circuits._errors import InvalidSpecError
-from jobs import db
-from jobs._m3_store import KEEP_PER_KEY
-from jobs.backends.base import Workload
-from jobs.backends.exact import ExactBackend
-from jobs.backends.runtime import RuntimeBackend
-from jobs.model import JobOptions
-from jobs.store import JobStore
-from mitigation.m3 import CalibrationCache, CalibrationStorage, ReadoutCalibration
+from qldm.backends.base import Workload
+from qldm.backends.exact import ExactBackend
+from qldm.backends.runtime import RuntimeBackend
+from qldm.circuits import PQCSpec
+from qldm.errors import InvalidSpecError
+from qldm.jobs import db
+from qldm.jobs._m3_store import KEEP_PER_KEY
+from qldm.jobs.model import JobOptions
+from qldm.jobs.store import JobStore
+from qldm.mitigation.m3 import CalibrationCache, CalibrationStorage, ReadoutCalibration
 from tests.jobs.conftest import ry_request
 
 

@@ -8,10 +8,10 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from circuits._errors import InvalidSpecError
-from jobs.model import TERMINAL, JobRequest, JobStatus
-from jobs.runner import chunk_bounds, chunk_seed, default_chunk_size, execute
-from jobs.store import JobStore
+from qldm.errors import InvalidSpecError
+from qldm.jobs.model import TERMINAL, JobRequest, JobStatus
+from qldm.jobs.runner import chunk_bounds, chunk_seed, default_chunk_size, execute
+from qldm.jobs.store import JobStore
 from tests.jobs.conftest import ry_request
 
 BASE = {
@@ -82,7 +82,7 @@ def _qpy_body() -> dict[str, object]:
     from qiskit import QuantumCircuit
     from qiskit.circuit import Parameter
 
-    from circuits.qpy import QpyCircuit
+    from qldm.circuits.qpy import QpyCircuit
 
     x, w = Parameter("x"), Parameter("w")
     qc = QuantumCircuit(1)
@@ -175,7 +175,7 @@ class _RuntimeLikeBackend:
         resume_runtime_job_id: str | None = None,
         options: object = None,
     ) -> object:
-        from jobs.backends.base import Evaluation, Workload
+        from qldm.backends.base import Evaluation, Workload
 
         assert isinstance(work, Workload)
         self.calls.append({"resume": resume_runtime_job_id, "options": options})
@@ -191,8 +191,8 @@ class _RuntimeLikeBackend:
 def test_a_runtime_job_id_is_stored_before_the_wait_and_resumed_after_a_crash(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import jobs.runner as runner_module
-    from jobs.runner import JobFailure, run_stored_job
+    import qldm.jobs.runner as runner_module
+    from qldm.jobs.runner import JobFailure, run_stored_job
 
     backend = _RuntimeLikeBackend()
     monkeypatch.setattr(runner_module, "_backend", lambda name: backend)

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from jobs import npz
+from qldm.jobs import npz
 
 RNG = np.random.default_rng(0)
 ARRAYS: dict[str, np.ndarray] = {

@@ -14,10 +14,9 @@ from qiskit.circuit.library import PauliEvolutionGate
 from qiskit.quantum_info import SparsePauliOp, Statevector
 from qiskit_aer.primitives import EstimatorV2
 
-from circuits._errors import InvalidSpecError
-from circuits.qpy import QpyCircuit
-from jobs.backends.qpy_aer import MAX_SHOTS, evaluate_qpy, gradient_form
-from jobs.errors import BackendLimitError
+from qldm.backends.qpy_aer import MAX_SHOTS, evaluate_qpy, gradient_form
+from qldm.circuits.qpy import QpyCircuit
+from qldm.errors import BackendLimitError, InvalidSpecError
 
 
 def _reference(
@@ -298,8 +297,8 @@ def test_job_errors_name_their_field(
 
 def test_job_runner_evaluates_a_qpy_request() -> None:
     """The path a job takes: JSON request -> runner -> evaluate_qpy."""
-    from jobs.model import JobRequest
-    from jobs.runner import execute
+    from qldm.jobs.model import JobRequest
+    from qldm.jobs.runner import execute
 
     t, s = Parameter("t"), Parameter("s")
     qc = QuantumCircuit(1)
@@ -326,7 +325,7 @@ def test_job_runner_evaluates_a_qpy_request() -> None:
 
 def test_aer_binds_every_parameterized_gate_it_is_left_with() -> None:
     """Aer's broadcast binding of each rotation kept in AER_BASIS equals Statevector's."""
-    from jobs.backends.qpy_aer import AER_BASIS, SHIFT_RULES
+    from qldm.backends.qpy_aer import AER_BASIS, SHIFT_RULES
 
     p = Parameter("p")
     kept = [g for g in AER_BASIS if g in SHIFT_RULES]
@@ -363,10 +362,10 @@ def test_aer_binds_every_parameterized_gate_it_is_left_with() -> None:
 def test_a_spec_circuit_sent_as_qpy_agrees_with_the_aer_backend(body: dict[str, object]) -> None:
     """The builder's circuit (channels as Aer noise instructions) through QPY and this module
     gives what the ``aer`` backend's own shift plan gives for the spec."""
-    from circuits import PQCSpec
-    from circuits.qiskit_builder import build
-    from jobs.backends import get_backend
-    from jobs.backends.base import Workload
+    from qldm.backends import get_backend
+    from qldm.backends.base import Workload
+    from qldm.circuits import PQCSpec
+    from qldm.circuits.qiskit_builder import build
 
     spec = PQCSpec.parse(body)
     built = build(spec)

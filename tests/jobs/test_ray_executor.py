@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from jobs.dispatcher import Dispatcher
-from jobs.model import Job, JobRequest, JobStatus
-from jobs.runner import chunk_bounds
-from jobs.store import JobStore
+from qldm.jobs.dispatcher import Dispatcher
+from qldm.jobs.model import Job, JobRequest, JobStatus
+from qldm.jobs.runner import chunk_bounds
+from qldm.jobs.store import JobStore
 from tests.jobs.conftest import ry_request
 
 pytestmark = pytest.mark.ray
@@ -22,7 +22,7 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def ray_executor() -> Iterator[object]:
-    from jobs.executors.ray import RayExecutor
+    from qldm.jobs.executors.ray import RayExecutor
 
     # One local Ray for the module (reused if another test module already started one).
     ex = RayExecutor(num_cpus=2, init_kwargs={"include_dashboard": False})
@@ -42,7 +42,7 @@ def _wait_terminal(store: JobStore, job: Job, timeout: float = 120.0) -> Job:
 def test_ray_runs_a_chunked_job_as_several_tasks_and_gathers_in_order(
     sqlite_url: str, ray_executor: object
 ) -> None:
-    from jobs.executors.ray import RayExecutor
+    from qldm.jobs.executors.ray import RayExecutor
 
     assert isinstance(ray_executor, RayExecutor)
     store = JobStore(sqlite_url)
@@ -77,7 +77,7 @@ def test_ray_runs_a_chunked_job_as_several_tasks_and_gathers_in_order(
 
 def test_ray_chunks_run_on_several_workers(ray_executor: object) -> None:
     """One job can use several workers: chunk tasks land on more than one process."""
-    from jobs.executors.ray import RayExecutor
+    from qldm.jobs.executors.ray import RayExecutor
 
     assert isinstance(ray_executor, RayExecutor)
     futures = [ray_executor.submit(_pid_after, 0.3) for _ in range(4)]
@@ -88,14 +88,14 @@ def test_ray_chunks_run_on_several_workers(ray_executor: object) -> None:
 def test_ray_task_failure_is_a_job_failure_with_its_code(
     sqlite_url: str, ray_executor: object
 ) -> None:
-    from jobs.executors.ray import RayExecutor
+    from qldm.jobs.executors.ray import RayExecutor
 
     assert isinstance(ray_executor, RayExecutor)
     store = JobStore(sqlite_url)
     store.migrate()
     # The exact backend refuses noisy circuits beyond its density-matrix limit: the error is
     # raised inside the Ray chunk tasks and must come back with its code.
-    from jobs.backends.exact import MAX_DENSITY_QUBITS
+    from qldm.backends.exact import MAX_DENSITY_QUBITS
 
     n = MAX_DENSITY_QUBITS + 1
     req = JobRequest.parse(

@@ -13,7 +13,7 @@ import pytest
 from qiskit_ibm_runtime import SamplerV2
 from qiskit_ibm_runtime.exceptions import IBMRuntimeError
 
-from jobs.backends._sessions import (
+from qldm.backends._sessions import (
     LOCAL_PREFIX,
     RunSession,
     close_run_session,
@@ -21,11 +21,11 @@ from jobs.backends._sessions import (
     open_sessions,
     session_for,
 )
-from jobs.backends.runtime import fake_device
-from jobs.errors import BackendError, RunClosedError
-from jobs.model import JobRequest, JobResult, RunStatus
-from jobs.runner import JobFailure, execute, run_stored_job
-from jobs.store import JobStore
+from qldm.backends.runtime import fake_device
+from qldm.errors import BackendError, RunClosedError
+from qldm.jobs.model import JobRequest, JobResult, RunStatus
+from qldm.jobs.runner import JobFailure, execute, run_stored_job
+from qldm.jobs.store import JobStore
 
 
 @pytest.fixture(autouse=True)
@@ -179,8 +179,8 @@ def test_a_run_without_a_store_keeps_one_session_per_process() -> None:
     reason="no IBM Quantum token configured (QLDM_IBM_TOKEN); ibm: runs need a real account",
 )
 def test_ibm_run_session_is_one_runtime_session(tmp_path: Any) -> None:  # pragma: no cover
-    from jobs.backends.base import Workload
-    from jobs.backends.runtime import RuntimeBackend
+    from qldm.backends.base import Workload
+    from qldm.backends.runtime import RuntimeBackend
 
     device = os.environ.get("QLDM_IBM_DEVICE", "ibm_brisbane")
     backend = RuntimeBackend(f"ibm:{device}", data_dir=tmp_path, mitigate_readout=False)

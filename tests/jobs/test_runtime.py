@@ -11,14 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from circuits import PQCSpec
-from jobs.backends import get_backend
-from jobs.backends.base import Workload
-from jobs.backends.exact import ExactBackend
-from jobs.backends.runtime import RuntimeBackend
-from jobs.errors import BackendError, InvalidSpecError, UnknownBackendError
-from jobs.model import JobOptions
-from mitigation._errors import NoiseFloorError
+from qldm.backends import get_backend
+from qldm.backends.base import Workload
+from qldm.backends.exact import ExactBackend
+from qldm.backends.runtime import RuntimeBackend
+from qldm.circuits import PQCSpec
+from qldm.errors import BackendError, InvalidSpecError, NoiseFloorError, UnknownBackendError
+from qldm.jobs.model import JobOptions
 
 
 class _Calls:
@@ -185,8 +184,8 @@ def test_target_below_the_floor_is_refused(tmp_path: Path) -> None:
 def test_job_options_reach_the_runtime_backend_through_the_runner(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jobs.model import JobRequest
-    from jobs.runner import execute
+    from qldm.jobs.model import JobRequest
+    from qldm.jobs.runner import execute
 
     monkeypatch.setenv("QLDM_DATA_DIR", str(tmp_path))
     body = {
@@ -220,7 +219,7 @@ def test_ibm_device_runs_one_submission(tmp_path: Path) -> None:  # pragma: no c
 def test_resilience_options_reach_the_runtime_estimator() -> None:
     from qiskit_ibm_runtime import EstimatorV2
 
-    from jobs.backends.runtime import ResilienceOptions, fake_device
+    from qldm.backends.runtime import ResilienceOptions, fake_device
 
     estimator = EstimatorV2(mode=fake_device("manila"))  # options only; nothing is run
     ResilienceOptions(
@@ -241,8 +240,8 @@ def test_resilience_options_reach_the_runtime_estimator() -> None:
 def test_choose_layout_is_the_best_connected_chain() -> None:
     import itertools
 
-    from circuits.transpile import choose_layout
-    from jobs.backends.runtime import fake_device
+    from qldm.backends.runtime import fake_device
+    from qldm.circuits.transpile import choose_layout
 
     backend = fake_device("quito")  # T-shaped 5-qubit device
     target = backend.target
@@ -268,8 +267,8 @@ def test_choose_layout_is_the_best_connected_chain() -> None:
 
 
 def test_large_device_transpiles_once_avoiding_unphysical_qubits() -> None:
-    from circuits.transpile import cache_info, transpile_spec
-    from jobs.backends.runtime import fake_device
+    from qldm.backends.runtime import fake_device
+    from qldm.circuits.transpile import cache_info, transpile_spec
 
     backend = fake_device("brisbane")  # 127 qubits; qubits 102 and 119 report T2 > 2 T1
     spec = _spec("amplitude_damping", 0.1, n=3, layers=2)
@@ -286,8 +285,8 @@ def test_large_device_transpiles_once_avoiding_unphysical_qubits() -> None:
 def test_job_runner_checkpoints_and_resumes_a_fake_job(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: _Calls
 ) -> None:
-    from jobs.model import JobRequest
-    from jobs.runner import execute
+    from qldm.jobs.model import JobRequest
+    from qldm.jobs.runner import execute
 
     monkeypatch.setenv("QLDM_DATA_DIR", str(tmp_path))  # the server's data dir
     request = JobRequest.parse(

@@ -12,20 +12,20 @@ import numpy as np
 import pytest
 import torch
 
-from bench.reference import REFERENCE_SPEC
-from circuits import PQCSpec
-from jobs.backends._shift import plan_shifts
-from jobs.backends._spsa import (
+from qldm.backends._shift import plan_shifts
+from qldm.backends._spsa import (
     EquidistantRule,
     choose_directions,
     spsa_rule,
     spsa_selection,
 )
-from jobs.backends.base import Workload
-from jobs.backends.exact import ExactBackend, expectation
-from jobs.backends.runtime import RuntimeBackend
-from jobs.errors import InvalidSpecError
-from jobs.model import JobOptions, JobRequest
+from qldm.backends.base import Workload
+from qldm.backends.exact import ExactBackend, expectation
+from qldm.backends.runtime import RuntimeBackend
+from qldm.bench.reference import REFERENCE_SPEC
+from qldm.circuits import PQCSpec
+from qldm.errors import InvalidSpecError
+from qldm.jobs.model import JobOptions, JobRequest
 
 NOISY_2Q = PQCSpec.parse(
     {"n_qubits": 2, "layers": 1, "channel": {"kind": "amplitude_damping", "strength": 0.1}}

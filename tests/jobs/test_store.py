@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from circuits._errors import InvalidSpecError
-from jobs import db
-from jobs.errors import (
+from qldm.errors import (
     IdempotencyConflictError,
+    InvalidSpecError,
     JobNotFinishedError,
     JobNotFoundError,
     RunClosedError,
     RunNotFoundError,
 )
-from jobs.model import JobRequest, JobResult, JobStatus, RunStatus
-from jobs.store import JobStore
+from qldm.jobs import db
+from qldm.jobs.model import JobRequest, JobResult, JobStatus, RunStatus
+from qldm.jobs.store import JobStore
 from tests.jobs.conftest import ry_request
 
 
@@ -165,7 +165,7 @@ def test_tenant_isolation(store: JobStore) -> None:
     job, _ = store.submit(tenant="alice", request=ry_request([0.1], 0.2))
     with pytest.raises(JobNotFoundError) as err:
         store.get(tenant="mallory", job_id=job.id)
-    assert err.value.code == "not_found"
+    assert err.value.code == "job_not_found"
     with pytest.raises(JobNotFoundError):
         store.cancel(tenant="mallory", job_id=job.id)
     with pytest.raises(JobNotFoundError):

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from circuits import PQCSpec
-from jobs.backends._shift import combine_levels, plan_shifts
-from jobs.backends._subset import choose_subsets
-from jobs.backends.base import Workload
-from jobs.backends.exact import ExactBackend
-from jobs.backends.runtime import RuntimeBackend
-from jobs.errors import InvalidSpecError
+from qldm.backends._shift import combine_levels, plan_shifts
+from qldm.backends._subset import choose_subsets
+from qldm.backends.base import Workload
+from qldm.backends.exact import ExactBackend
+from qldm.backends.runtime import RuntimeBackend
+from qldm.circuits import PQCSpec
+from qldm.errors import InvalidSpecError
 
 SPEC = PQCSpec.parse({"n_qubits": 2, "layers": 1})
 X = np.array([[0.3, -1.1], [2.0, 0.7]])

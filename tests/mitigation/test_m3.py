@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from circuits import PQCSpec
-from jobs.backends.base import Workload
-from jobs.backends.exact import ExactBackend
-from jobs.backends.runtime import RuntimeBackend, fake_device
-from mitigation._errors import MitigationError
-from mitigation.m3 import CalibrationCache, raw_expectations, z_expectations
+from qldm.backends.base import Workload
+from qldm.backends.exact import ExactBackend
+from qldm.backends.runtime import RuntimeBackend, fake_device
+from qldm.circuits import PQCSpec
+from qldm.errors import MitigationError
+from qldm.mitigation.m3 import CalibrationCache, raw_expectations, z_expectations
 
 
 def test_raw_expectations_of_known_counts() -> None:

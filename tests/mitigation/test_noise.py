@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from qiskit_aer import AerSimulator
 
-from circuits import PQCSpec
-from circuits.qiskit_builder import build
-from circuits.transpile import hardware_circuit, transpile_spec
-from mitigation._errors import NoiseFloorError
-from mitigation.noise import (
+from qldm.circuits import PQCSpec
+from qldm.circuits.qiskit_builder import build
+from qldm.circuits.transpile import hardware_circuit, transpile_spec
+from qldm.errors import NoiseFloorError
+from qldm.mitigation.noise import (
     compose,
     device_floor,
     dilation_angle,

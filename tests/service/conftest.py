@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from service.embedded import EmbeddedServer
-from service.server import create_key
-from service.settings import Settings
+from qldm.service.embedded import EmbeddedServer
+from qldm.service.server import create_key
+from qldm.service.settings import Settings
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 

@@ -7,9 +7,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from circuits import PQCSpec
-from jobs.backends import get_backend
-from jobs.backends.base import Evaluation, Workload
+from qldm.backends import get_backend
+from qldm.backends.base import Evaluation, Workload
+from qldm.circuits import PQCSpec
 
 HTTP = httpx.Client(timeout=60.0)
 """A plain HTTP client for the tests that look at raw responses."""

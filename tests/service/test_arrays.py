@@ -9,13 +9,12 @@ import zipfile
 import numpy as np
 import pytest
 
-from client.service_client import pack as client_pack
-from client.service_client import unpack as client_unpack
-from jobs.model import JobResult
-from jobs.store import pack_result
-from service.arrays import (
-    ArrayDecodeError,
-    BodyTooLargeError,
+from qldm.client.service_client import pack as client_pack
+from qldm.client.service_client import unpack as client_unpack
+from qldm.errors import PayloadTooLargeError, RequestValidationError
+from qldm.jobs.model import JobResult
+from qldm.jobs.store import pack_result
+from qldm.service.arrays import (
     first_non_finite,
     pack,
     unpack,
@@ -68,12 +67,12 @@ def test_none_arrays_are_left_out() -> None:
 
 
 def test_refuses_garbage_and_pickles_and_missing_json() -> None:
-    with pytest.raises(ArrayDecodeError) as info:
+    with pytest.raises(RequestValidationError) as info:
         unpack(b"not a zip")
     assert info.value.field == "body"
     buffer = io.BytesIO()
     np.savez(buffer, inputs=np.ones((2, 2)))
-    with pytest.raises(ArrayDecodeError, match="no 'json' entry"):
+    with pytest.raises(RequestValidationError, match="no 'json' entry"):
         unpack(buffer.getvalue())
     buffer = io.BytesIO()
     np.savez(
@@ -82,12 +81,12 @@ def test_refuses_garbage_and_pickles_and_missing_json() -> None:
         json=np.frombuffer(b"{}", np.uint8),
         inputs=np.array([{"a": 1}], dtype=object),
     )
-    with pytest.raises(ArrayDecodeError) as info:
+    with pytest.raises(RequestValidationError) as info:
         unpack(buffer.getvalue())
     assert info.value.field == "inputs"
     buffer = io.BytesIO()
     np.savez(buffer, json=np.frombuffer(b'{"inputs": [[1]]}', np.uint8), inputs=np.ones((1, 1)))
-    with pytest.raises(ArrayDecodeError) as info:
+    with pytest.raises(RequestValidationError) as info:
         unpack(buffer.getvalue())
     assert info.value.field == "inputs"
 
@@ -99,7 +98,7 @@ def test_refuses_archives_that_unpack_beyond_the_limit() -> None:
         archive.writestr("inputs.npy", b"\0" * 5_000_000)  # deflates to a few kB
     body = buffer.getvalue()
     assert len(body) < 100_000
-    with pytest.raises(BodyTooLargeError):
+    with pytest.raises(PayloadTooLargeError):
         unpack(body, max_bytes=1_000_000)
 
 

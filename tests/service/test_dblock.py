@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.dblock import DatabaseInUseError, hold_sqlite, release
+from qldm.service.dblock import DatabaseInUseError, hold_sqlite, release
 from tests.service.conftest import Databases, Server
 
 

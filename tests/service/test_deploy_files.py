@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from service.settings import Settings
+from qldm.service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 FIELDS = {f"QLDM_{name.upper()}" for name in Settings.model_fields}
@@ -34,5 +34,6 @@ def test_dockerfile_sets_only_known_settings_and_serves() -> None:
     names = set(re.findall(r"\b(QLDM_[A-Z_]+)=", text))
     assert names and names <= FIELDS, names - FIELDS
     assert "qldm serve" in text
-    for package in ("circuits", "mitigation", "jobs", "service", "client", "hybrid", "bench"):
+    packages = ("qldm", "circuits", "mitigation", "backends", "jobs", "service", "client")
+    for package in (*packages, "hybrid", "bench"):
         assert f"COPY {package} ./{package}" in text

@@ -12,8 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from client.service_client import AuthenticationError, ServiceClient
-from jobs.errors import BackendLimitError, InvalidSpecError, JobNotFoundError
+from qldm.client.service_client import ServiceClient
+from qldm.errors import BackendLimitError, InvalidSpecError, JobNotFoundError, UnauthorizedError
 from tests.service.conftest import Deployment
 from tests.service.helpers import HTTP, TINY, tiny_request
 
@@ -259,11 +259,11 @@ def test_other_errors(deployment: Deployment, unchanged: None) -> None:
         "validation_error",
         "status",
     )
-    _assert_error(HTTP.get(f"{url}/{'0' * 32}", headers=headers), 404, "not_found", "job_id")
+    _assert_error(HTTP.get(f"{url}/{'0' * 32}", headers=headers), 404, "job_not_found", "job_id")
     _assert_error(
         HTTP.get(f"{deployment.url}/v1/runs/{'0' * 32}", headers=headers),
         404,
-        "not_found",
+        "run_not_found",
         "run_id",
     )
     _assert_error(HTTP.get(f"{deployment.url}/v2/nothing", headers=headers), 404, "not_found", None)
@@ -309,7 +309,7 @@ def test_requests_without_a_valid_key_get_401(deployment: Deployment) -> None:
     assert ok.status_code == 200
     with (
         ServiceClient(deployment.url, api_key="qldm_nope") as client,
-        pytest.raises(AuthenticationError),
+        pytest.raises(UnauthorizedError),
     ):
         client.list_jobs()
     assert HTTP.get(f"{deployment.url}/healthz").status_code == 200
@@ -321,7 +321,7 @@ def test_tenants_see_only_their_own_jobs(deployment: Deployment) -> None:
     mine = HTTP.post(f"{deployment.url}/v1/jobs", json=tiny_request(3), headers=bob).json()
     base = f"{deployment.url}/v1/jobs/{job['id']}"
     for method, url in [("GET", base), ("GET", f"{base}/result"), ("DELETE", base)]:
-        _assert_error(HTTP.request(method, url, headers=bob), 404, "not_found", "job_id")
+        _assert_error(HTTP.request(method, url, headers=bob), 404, "job_not_found", "job_id")
     ids = [
         j["id"]
         for j in HTTP.get(f"{deployment.url}/v1/jobs", params={"limit": 1000}, headers=bob).json()[

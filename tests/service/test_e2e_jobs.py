@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from client.service_client import NPZ, ServiceClient
-from client.service_client import unpack as client_unpack
-from jobs.errors import JobCancelled, JobNotFinishedError, RunClosedError
+from qldm.client.service_client import NPZ, ServiceClient
+from qldm.client.service_client import unpack as client_unpack
+from qldm.errors import JobCancelled, JobNotFinishedError, RunClosedError
 from tests.service.conftest import Deployment
 from tests.service.helpers import HTTP, TINY, reference, slow_request, tiny_request
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client.service_client import ServiceClient
-from jobs.model import JobStatus
-from jobs.store import JobStore
-from service.server import create_key
+from qldm.client.service_client import ServiceClient
+from qldm.jobs.model import JobStatus
+from qldm.jobs.store import JobStore
+from qldm.service.server import create_key
 from tests.service.conftest import Databases, Server
 from tests.service.helpers import HTTP, reference, tiny_request
 

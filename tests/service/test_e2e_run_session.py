@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from client.service_client import ServiceClient
-from jobs.errors import RunClosedError
+from qldm.client.service_client import ServiceClient
+from qldm.errors import RunClosedError
 from tests.service.conftest import Deployment
 
 

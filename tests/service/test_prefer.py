@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.prefer import PreferenceError, preferred_wait
+from qldm.service.prefer import PreferenceError, preferred_wait
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import Settings, UnsafeSettingsError, get_settings
+from qldm.service.settings import Settings, UnsafeSettingsError, get_settings
 
 
 def test_env_prefix_and_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_unknown_settings_are_errors() -> None:
 
 
 def test_serve_refuses_to_start_unsafely(tmp_path: Path) -> None:
-    from service.server import serve
+    from qldm.service.server import serve
 
     settings = Settings(auth="off", data_dir=tmp_path)
     with pytest.raises(SystemExit, match="auth off"):
@@ -66,8 +66,8 @@ def test_serve_refuses_to_start_unsafely(tmp_path: Path) -> None:
 
 
 def test_keys_create_uses_the_server_database(tmp_path: Path) -> None:
-    from jobs.store import JobStore
-    from service.server import create_key
+    from qldm.jobs.store import JobStore
+    from qldm.service.server import create_key
 
     settings = Settings(data_dir=tmp_path)
     key = create_key("alice", settings=settings)
@@ -82,8 +82,8 @@ def test_keys_create_uses_the_server_database(tmp_path: Path) -> None:
 def test_cli_keys_create_prints_a_key_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from jobs.store import JobStore
-    from service.cli import app
+    from qldm.cli import app
+    from qldm.jobs.store import JobStore
 
     monkeypatch.setenv("QLDM_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("QLDM_DATABASE_URL", raising=False)

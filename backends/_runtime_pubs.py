@@ -1,13 +1,13 @@
 """What one runtime submission binds, and how its results become per-level values.
 
-Preprocessing, before the one primitive ``run`` of a workload (:mod:`jobs.backends.runtime`):
+Preprocessing, before the one primitive ``run`` of a workload (:mod:`qldm.backends.runtime`):
 
-- :func:`choose_rows`: for a subset (``gradient_budget``, :mod:`jobs.backends._subset`) or
-  SPSA (``spsa_directions``, :mod:`jobs.backends._spsa`) Jacobian, which rows of the full
+- :func:`choose_rows`: for a subset (``gradient_budget``, :mod:`qldm.backends._subset`) or
+  SPSA (``spsa_directions``, :mod:`qldm.backends._spsa`) Jacobian, which rows of the full
   shift plan run, drawn with a seed taken from the workload's fingerprint (so a resumed job
   draws the same rows); :func:`gradient_meta` describes the choice in the metadata;
 - :func:`level_slots`: per noise level, the device's floor subtracted from the requested
-  strengths (:mod:`mitigation.noise`) and the ``(R, slots)`` values of ``R`` random
+  strengths (:mod:`qldm.mitigation.noise`) and the ``(R, slots)`` values of ``R`` random
   Pauli-insertion instances;
 - :func:`build_pub`: one PUB per level, bindings ``(R, S)`` for ``SamplerV2`` (the circuit
   measured by :func:`measured_circuit`) or ``(R, S, 1)`` against observables ``(1, 1, O)`` for
@@ -23,17 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from circuits import PQCSpec
-from circuits.transpile import IsaCircuit
-from jobs.backends._runtime_results import fingerprint
-from jobs.backends._shift import ShiftPlan
-from jobs.backends._spsa import SpsaSelection, choose_directions
-from jobs.backends._subset import SubsetSelection, choose_subsets
-from jobs.backends.base import Workload
-from jobs.errors import BackendError
-from mitigation._errors import MitigationError
-from mitigation.m3 import ReadoutCalibration, z_expectations
-from mitigation.noise import device_floor, injected_strengths, slot_bindings
+from qldm.backends._runtime_results import fingerprint
+from qldm.backends._shift import ShiftPlan
+from qldm.backends._spsa import SpsaSelection, choose_directions
+from qldm.backends._subset import SubsetSelection, choose_subsets
+from qldm.backends.base import Workload
+from qldm.circuits import PQCSpec
+from qldm.circuits.transpile import IsaCircuit
+from qldm.errors import BackendError, MitigationError
+from qldm.mitigation.m3 import ReadoutCalibration, z_expectations
+from qldm.mitigation.noise import device_floor, injected_strengths, slot_bindings
 
 
 def choose_rows(

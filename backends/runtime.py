@@ -13,27 +13,27 @@ Both names take the same path; only where the backend comes from differs:
 
 One workload (a training step: forward values, every parameter-shift term, every noise level):
 
-1. outside any session: :func:`circuits.transpile.transpile_spec` gives the cached ISA circuit
-   (noise realized as parameter slots, :mod:`mitigation.noise`), the device's noise floor is
+1. outside any session: :func:`qldm.circuits.transpile.transpile_spec` gives the cached ISA circuit
+   (noise realized as parameter slots, :mod:`qldm.mitigation.noise`), the device's noise floor is
    estimated and the injected remainder computed for every level, and the shift plan
-   (:mod:`jobs.backends._shift`) lays out the ``S`` parameter sets (fewer for subset or SPSA
-   Jacobians); :mod:`jobs.backends._runtime_pubs` turns them into PUBs;
+   (:mod:`qldm.backends._shift`) lays out the ``S`` parameter sets (fewer for subset or SPSA
+   Jacobians); :mod:`qldm.backends._runtime_pubs` turns them into PUBs;
 2. ONE primitive ``run`` with one PUB per noise level: the ISA circuit with bindings of shape
    ``(R, S)`` (``R`` random Pauli-insertion instances, shots split across them), inside the
-   job's run's ``Session`` (:mod:`jobs.backends._sessions`: the run's first runtime job opens
+   job's run's ``Session`` (:mod:`qldm.backends._sessions`: the run's first runtime job opens
    it, later ones re-open it) or, for a job without a run, a fresh ``Batch``. With
    ``mitigate_readout`` and diagonal (I/Z) observables it is ``SamplerV2`` + M3
-   (:mod:`mitigation.m3`: a calibration per device and qubits, reused until it is older than
+   (:mod:`qldm.mitigation.m3`: a calibration per device and qubits, reused until it is older than
    ``m3_max_age_s``, kept in the job store inside the server and in
    ``<data_dir>/m3/`` standalone, measured outside the step's submission); otherwise
    ``EstimatorV2`` (with the runtime's own ``resilience`` options on ``ibm:``);
 3. the runtime job id goes to ``checkpoint`` right after submission; the result is averaged
-   over instances (M3 applied to the sampler's counts, :mod:`jobs.backends._runtime_pubs`) and
+   over instances (M3 applied to the sampler's counts, :mod:`qldm.backends._runtime_pubs`) and
    combined into values and Jacobians.
 
 Re-attaching after a restart (``resume_runtime_job_id``): every finished result is written to
 a small cache, ``<data_dir>/runtime_results/<job id>.npz`` (per-level values, raw and
-mitigated, plus a fingerprint of the workload; :mod:`jobs.backends._runtime_results`). A
+mitigated, plus a fingerprint of the workload; :mod:`qldm.backends._runtime_results`). A
 resumed run reads that file when it exists (no submission). Otherwise ``ibm:`` fetches the job
 with ``service.job(id)`` and waits for it.
 A local-testing-mode job lives in the process that submitted it, so when that process died
@@ -44,12 +44,12 @@ This module holds :class:`RuntimeBackend` (options, the steps above, submission 
 Batch, M3 calibration, re-attaching). The parts it composes live next to it and are
 re-exported here where other code imports them:
 
-- :mod:`jobs.backends._runtime_devices`: :func:`fake_device`, :func:`ibm_service`,
+- :mod:`qldm.backends._runtime_devices`: :func:`fake_device`, :func:`ibm_service`,
   :func:`default_data_dir`;
-- :mod:`jobs.backends._runtime_options`: :class:`ResilienceOptions` and its validation;
-- :mod:`jobs.backends._runtime_pubs`: subset/SPSA row choice, noise slots per level, PUBs and
+- :mod:`qldm.backends._runtime_options`: :class:`ResilienceOptions` and its validation;
+- :mod:`qldm.backends._runtime_pubs`: subset/SPSA row choice, noise slots per level, PUBs and
   the averaging (with M3) of their results;
-- :mod:`jobs.backends._runtime_results`: the workload fingerprint and the result cache.
+- :mod:`qldm.backends._runtime_results`: the workload fingerprint and the result cache.
 """
 
 from __future__ import annotations
@@ -63,24 +63,23 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from circuits._errors import InvalidSpecError
-from circuits.transpile import IsaCircuit, cache_info, transpile_spec
-from jobs.backends._runtime_devices import default_data_dir, fake_device, ibm_service
-from jobs.backends._runtime_options import ResilienceOptions, resilience_options
-from jobs.backends._runtime_pubs import (
+from qldm.backends._runtime_devices import default_data_dir, fake_device, ibm_service
+from qldm.backends._runtime_options import ResilienceOptions, resilience_options
+from qldm.backends._runtime_pubs import (
     average_results,
     build_pub,
     choose_rows,
     gradient_meta,
     level_slots,
 )
-from jobs.backends._runtime_results import ResultCache, fingerprint
-from jobs.backends._sessions import ExecutionMode, RunSession
-from jobs.backends._shift import combine_levels, plan_shifts
-from jobs.backends._spsa import check_directions, spsa_rule
-from jobs.backends.base import Evaluation, Workload
-from jobs.errors import BackendError, UnknownBackendError
-from mitigation.m3 import (
+from qldm.backends._runtime_results import ResultCache, fingerprint
+from qldm.backends._sessions import ExecutionMode, RunSession
+from qldm.backends._shift import combine_levels, plan_shifts
+from qldm.backends._spsa import check_directions, spsa_rule
+from qldm.backends.base import Evaluation, Workload
+from qldm.circuits.transpile import IsaCircuit, cache_info, transpile_spec
+from qldm.errors import BackendError, InvalidSpecError, UnknownBackendError
+from qldm.mitigation.m3 import (
     DEFAULT_MAX_AGE_S,
     CalibrationCache,
     CalibrationStorage,
@@ -120,9 +119,9 @@ class RuntimeBackend:
         allow_noise_floor: accept the device floor where a requested strength is below it.
         gradient_budget: shot-frugal Jacobians: shift only this many of the ``C`` inputs and
             weights per sample, drawn at random in antithetic pairs and weighted ``C / m``
-            (unbiased, :mod:`jobs.backends._subset`); ``None`` shifts all of them.
+            (unbiased, :mod:`qldm.backends._subset`); ``None`` shifts all of them.
         spsa_directions: unbiased SPSA Jacobians: ``n`` random directions per sample, two
-            parameter sets each (:mod:`jobs.backends._spsa`); not together with
+            parameter sets each (:mod:`qldm.backends._spsa`); not together with
             ``gradient_budget``.
         token, channel, instance: IBM Quantum credentials (``ibm:``), from the server.
         data_dir: where finished runtime results are cached, and M3 calibrations when

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.backends.base import Backend, Evaluation, Task, Workload
-from jobs.errors import UnknownBackendError
+from qldm.backends.base import Backend, Evaluation, Task, Workload
+from qldm.errors import UnknownBackendError
 
 __all__ = ["Backend", "Evaluation", "Task", "Workload", "get_backend"]
 
@@ -23,19 +23,19 @@ def get_backend(name: str, **options: Any) -> Backend:
     """
     kind, _, device = name.partition(":")
     if name == "exact":
-        from jobs.backends.exact import ExactBackend
+        from qldm.backends.exact import ExactBackend
 
         return ExactBackend(**options)
     if name == "aer":
-        from jobs.backends.aer import AerBackend
+        from qldm.backends.aer import AerBackend
 
         return AerBackend(**options)
     if kind == "aer" and device:
-        from jobs.backends.aer_device import AerDeviceBackend
+        from qldm.backends.aer_device import AerDeviceBackend
 
         return AerDeviceBackend(device, **options)
     if kind in ("fake", "ibm") and device:
-        from jobs.backends.runtime import RuntimeBackend
+        from qldm.backends.runtime import RuntimeBackend
 
         return RuntimeBackend(name, **options)
     raise UnknownBackendError(

@@ -2,8 +2,8 @@
 
 ``AerSimulator.from_backend(fake)`` copies the device's ``Target`` (coupling map, gate set,
 durations, errors, T1/T2) and builds its noise model from them. Everything else is the
-runtime path of :class:`jobs.backends.runtime.RuntimeBackend`: the same cached ISA circuit
-(:func:`circuits.transpile.transpile_spec`, chosen qubits, parameterized noise slots),
+runtime path of :class:`qldm.backends.runtime.RuntimeBackend`: the same cached ISA circuit
+(:func:`qldm.circuits.transpile.transpile_spec`, chosen qubits, parameterized noise slots),
 calibrated noise subtraction, M3 readout mitigation and one primitive ``run`` per workload.
 The difference is where it runs: Qiskit's ``BackendSamplerV2``/``BackendEstimatorV2`` on the
 simulator directly, with no runtime ``Batch``/``Session`` and no runtime job (the primitive
@@ -17,8 +17,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from jobs.backends._sessions import ExecutionMode
-from jobs.backends.runtime import RuntimeBackend, fake_device
+from qldm.backends._sessions import ExecutionMode
+from qldm.backends.runtime import RuntimeBackend, fake_device
 
 
 class AerDeviceBackend(RuntimeBackend):
@@ -26,7 +26,7 @@ class AerDeviceBackend(RuntimeBackend):
 
     Args:
         device: the fake device whose noise model and target to use.
-        **options: as :class:`jobs.backends.runtime.RuntimeBackend` (``resilience`` is an
+        **options: as :class:`qldm.backends.runtime.RuntimeBackend` (``resilience`` is an
             ``ibm:``-only option and is refused).
     """
 

@@ -1,7 +1,7 @@
 """A run's IBM Runtime ``Session``: opened by its first runtime job, re-opened by later ones.
 
 A run (``POST /v1/runs``) holds one Session. The first job of the run on a ``fake:``/``ibm:``
-backend opens it and records its id on the run (:meth:`jobs.store.JobStore.adopt_run_session`,
+backend opens it and records its id on the run (:meth:`qldm.jobs.store.JobStore.adopt_run_session`,
 a compare-and-set, so two workers starting the run's first jobs at once agree on one id);
 later jobs of the run run in the same Session:
 
@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from jobs.errors import BackendError, InvalidSpecError
+from qldm.errors import BackendError, InvalidSpecError
 
 __all__ = [
     "LOCAL_PREFIX",
@@ -215,7 +215,7 @@ def close_run_session(
     from qiskit_ibm_runtime import Session
 
     if service is None:
-        from jobs.backends.runtime import ibm_service
+        from qldm.backends._runtime_devices import ibm_service
 
         service = ibm_service(**(credentials or {}))
     try:

@@ -1,6 +1,6 @@
 """The ``exact`` backend: a batched torch simulator, exact to float precision, CPU or GPU.
 
-Two engines walk the same :func:`circuits.program.compile_spec` program:
+Two engines walk the same :func:`qldm.circuits.program.compile_spec` program:
 
 **Heisenberg (density) engine** — any spec up to 10 qubits. Data enters only through the
 encoding, so the observables are evolved backwards once through the noisy ansatz::
@@ -9,7 +9,7 @@ encoding, so the observables are evolved backwards once through the noisy ansatz
 
 with ``Phi_k`` the ansatz channel at noise level ``k``. Operators live in the Pauli basis
 (``A = sum_s a_s P_s``, real ``a`` of shape ``(K, O, 4**n)``) where every gate and channel is a
-real local Pauli transfer matrix (see :mod:`jobs.backends._torch_ops`); the encoded pure states
+real local Pauli transfer matrix (see :mod:`qldm.backends._torch_ops`); the encoded pure states
 become ``r_b[s] = <psi_b|P_s|psi_b>``, a Kronecker product of Bloch vectors for the angle
 encodings, so ``values = a @ r^T`` and the circuit's cost does not grow with the batch.
 Consecutive one-qubit ops on a qubit (rotations and the channel after a layer) fuse into one
@@ -51,13 +51,12 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from circuits import PQCSpec, compile_spec
-from circuits._errors import InvalidSpecError
-from circuits.program import AnsatzOp, Channel, Gate
-from circuits.spec import check_noise_level
-from jobs.backends import _torch_ops as ops
-from jobs.backends.base import Evaluation, Workload
-from jobs.errors import BackendLimitError
+from qldm.backends import _torch_ops as ops
+from qldm.backends.base import Evaluation, Workload
+from qldm.circuits import PQCSpec, compile_spec
+from qldm.circuits.program import AnsatzOp, Channel, Gate
+from qldm.circuits.spec import check_noise_level
+from qldm.errors import BackendLimitError, InvalidSpecError
 
 __all__ = ["MAX_DENSITY_QUBITS", "ExactBackend", "expectation"]
 

@@ -34,7 +34,7 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
 ) -> None:
     """Start the job server on the embedded defaults (SQLite, local executor)."""
-    from service.server import serve as _serve
+    from qldm.service.server import serve as _serve
 
     _serve(host=host, port=port)
 
@@ -44,7 +44,7 @@ def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")],
 ) -> None:
     """Create an API key for TENANT and print it once."""
-    from service.server import create_key
+    from qldm.service.server import create_key
 
     typer.echo(create_key(tenant))
 
@@ -55,7 +55,7 @@ def demo(
     minutes: Annotated[float, typer.Option(help="Training budget in minutes.")] = 3.0,
 ) -> None:
     """Train the bit-flip QLDM on the shipped MNIST digits through an embedded server."""
-    from service.demo import run_demo
+    from qldm.service.demo import run_demo
 
     run_demo(out=out, minutes=minutes)
 
@@ -67,7 +67,7 @@ def train(
     api_key: Annotated[str | None, typer.Option(envvar="QLDM_API_KEY")] = None,
 ) -> None:
     """Train a seed model from CONFIG (resumes from the last checkpoint)."""
-    from hybrid.cli import train as _train
+    from qldm.hybrid.cli import train as _train
 
     _train(config, url=url, api_key=api_key)
 
@@ -79,7 +79,7 @@ def sample(
     out: Annotated[Path | None, typer.Option(help="PNG grid to write.")] = None,
 ) -> None:
     """Sample images from a trained model."""
-    from hybrid.cli import sample as _sample
+    from qldm.hybrid.cli import sample as _sample
 
     _sample(checkpoint, n=n, out=out)
 
@@ -90,7 +90,7 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="Folder for metrics and figures.")] = None,
 ) -> None:
     """Evaluate a trained model: metrics JSON, sample and reconstruction grids, loss curve."""
-    from hybrid.cli import evaluate as _evaluate
+    from qldm.hybrid.cli import evaluate as _evaluate
 
     _evaluate(checkpoint, out=out)
 
@@ -101,7 +101,7 @@ def bench_engines(
     repeats: Annotated[int, typer.Option(help="Timed repetitions per engine.")] = 3,
 ) -> None:
     """Exact vs Aer vs qiskit-machine-learning vs PennyLane on the reference work."""
-    from bench.engines import main
+    from qldm.bench.engines import main
 
     main(batch=batch, repeats=repeats)
 
@@ -109,7 +109,7 @@ def bench_engines(
 @bench_app.command("service")
 def bench_service() -> None:
     """Latency and throughput of the server against the same call in-process."""
-    from bench.service import main
+    from qldm.bench.service import main
 
     main()
 
@@ -117,7 +117,7 @@ def bench_service() -> None:
 @bench_app.command("hardware")
 def bench_hardware() -> None:
     """Runtime submissions and time per training step on fake IBM devices."""
-    from bench.hardware_path import main
+    from qldm.bench.hardware_path import main
 
     main()
 

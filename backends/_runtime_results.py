@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.backends.base import Workload
-from jobs.errors import BackendError
+from qldm.backends.base import Workload
+from qldm.errors import BackendError
 
 
 def fingerprint(

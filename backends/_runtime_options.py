@@ -4,7 +4,7 @@
 ``resilience``; :func:`resilience_options` validates a request's dict into one and refuses it
 on devices that are not ``ibm:`` (simulated devices use M3, ``mitigate_readout``, instead).
 
-Re-exported by :mod:`jobs.backends.runtime`.
+Re-exported by :mod:`qldm.backends.runtime`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from circuits._errors import InvalidSpecError
+from qldm.errors import InvalidSpecError
 
 
 class ResilienceOptions(BaseModel):

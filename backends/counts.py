@@ -26,13 +26,12 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 from qiskit.circuit.library import StatePreparation
 
-from circuits import PQCSpec
-from circuits._errors import InvalidSpecError
-from circuits.qiskit_builder import build
-from circuits.qpy import QpyCircuit
-from jobs.backends.base import Workload
-from jobs.backends.qpy_aer import MAX_SHOTS, aer_ready, check_shots, is_unitary, validate_qpy_job
-from jobs.errors import BackendError, BackendLimitError
+from qldm.backends.base import Workload
+from qldm.backends.qpy_aer import MAX_SHOTS, aer_ready, check_shots, is_unitary, validate_qpy_job
+from qldm.circuits import PQCSpec
+from qldm.circuits.qiskit_builder import build
+from qldm.circuits.qpy import QpyCircuit
+from qldm.errors import BackendError, BackendLimitError, InvalidSpecError
 
 __all__ = ["MAX_SHOTS", "sample_counts"]
 

@@ -1,6 +1,6 @@
 """Shot-frugal gradients: shift only a random subset of the parameters, unbiasedly.
 
-The full parameter-shift plan (:mod:`jobs.backends._shift`) evaluates every shift term of every
+The full parameter-shift plan (:mod:`qldm.backends._shift`) evaluates every shift term of every
 input and weight for every sample: ``S = B (1 + T)`` rows. With a budget of ``m`` of the ``C``
 columns (inputs and weights) per sample, each sample's rows keep the forward value and the
 shift terms of ``m`` columns drawn uniformly without replacement; the kept terms are weighted
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from circuits._errors import InvalidSpecError
-from jobs.backends._shift import ShiftPlan
+from qldm.backends._shift import ShiftPlan
+from qldm.errors import InvalidSpecError
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from circuits import PQCSpec
-from circuits._errors import InvalidSpecError
-from circuits.spec import check_noise_level
+from qldm.circuits import PQCSpec
+from qldm.circuits.spec import check_noise_level
+from qldm.errors import InvalidSpecError
 
 Task = Literal["expectation", "jacobian"]
 
@@ -114,7 +114,7 @@ class Backend(Protocol):
     name: str
 
     def run(self, work: Workload) -> Evaluation:
-        """Evaluate ``work``; raises :class:`jobs.errors.BackendLimitError` when it cannot."""
+        """Evaluate ``work``; raises :class:`qldm.errors.BackendLimitError` when it cannot."""
         ...
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from service.embedded import EmbeddedServer
+from qldm.service.embedded import EmbeddedServer
 
 __all__ = ["run_demo"]
 
@@ -33,7 +33,7 @@ def run_demo(*, out: Path, minutes: float, workers: int | None = None) -> None:
         raise ValueError(f"minutes must be positive, got {minutes}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    from hybrid.demo import run
+    from qldm.hybrid.demo import run
 
     with EmbeddedServer(out / "server", workers=workers) as server:
         log.info("qldm demo: server at %s (log: %s)", server.url, server.log_path)

@@ -1,12 +1,12 @@
 """Unbiased SPSA Jacobians: two circuits per random direction, whatever the number of columns.
 
-The full parameter-shift plan (:mod:`jobs.backends._shift`) runs ``1 + T`` parameter sets per
+The full parameter-shift plan (:mod:`qldm.backends._shift`) runs ``1 + T`` parameter sets per
 sample (``T`` = 2 per rx/ry/rz/p column, 4 per crx/crz column). SPSA runs ``1 + 2 n``: the
 forward value and, for each of ``n`` random directions, two points on the line through the
 sample's parameters.
 
 The maths, for one sample with parameters ``theta`` (``C`` columns: inputs then weights, in
-:meth:`circuits.qiskit_builder.QiskitCircuit.parameter_order` order) and one direction
+:meth:`qldm.circuits.qiskit_builder.QiskitCircuit.parameter_order` order) and one direction
 ``D in {-1, +1}^C`` (Rademacher):
 
 1. ``g(t) = f(theta + t D)``. Every column drives one gate; a column with scale ``a`` on a gate
@@ -50,11 +50,10 @@ from fractions import Fraction
 
 import numpy as np
 
-from circuits import PQCSpec
-from circuits._errors import InvalidSpecError
-from circuits.program import compile_spec
-from jobs.backends._shift import ShiftPlan, ShiftResult
-from jobs.errors import BackendError
+from qldm.backends._shift import ShiftPlan, ShiftResult
+from qldm.circuits import PQCSpec
+from qldm.circuits.program import compile_spec
+from qldm.errors import BackendError, InvalidSpecError
 
 MAX_DIRECTIONS = 1000
 """Most directions per sample a job may ask for (each costs two parameter sets per sample)."""

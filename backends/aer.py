@@ -1,9 +1,9 @@
 """The ``aer`` backend: Qiskit Aer's ``EstimatorV2``, one ``run`` per workload.
 
 Every parameter set a workload needs (forward values and every parameter-shift term, see
-:mod:`jobs.backends._shift`) travels in ONE ``EstimatorV2.run`` call, through PUB parameter
+:mod:`qldm.backends._shift`) travels in ONE ``EstimatorV2.run`` call, through PUB parameter
 broadcasting: one PUB per (circuit, noise level), since the channel strength is baked into the
-circuit (Aer ``QuantumError`` instructions placed by :func:`circuits.qiskit_builder.build`).
+circuit (Aer ``QuantumError`` instructions placed by :func:`qldm.circuits.qiskit_builder.build`).
 A PUB is ``(circuit, observables (1, O), parameter values (S, 1, C))``, broadcast to ``(S, O)``.
 For angle-type encodings that is K PUBs (K noise levels) of ``B (1 + T)`` parameter sets each;
 for the ``amplitude`` encoding every sample and every input-perturbed state is its own circuit.
@@ -46,12 +46,11 @@ from qiskit.circuit import CircuitInstruction, QuantumCircuit
 from qiskit.circuit.library import StatePreparation
 from qiskit.primitives.containers.bindings_array import BindingsArray
 
-from circuits import PQCSpec
-from circuits._errors import InvalidSpecError
-from circuits.qiskit_builder import QiskitCircuit, build
-from jobs.backends._shift import ShiftPlan, combine_levels, plan_shifts
-from jobs.backends.base import Evaluation, Workload
-from jobs.errors import BackendError, BackendLimitError
+from qldm.backends._shift import ShiftPlan, combine_levels, plan_shifts
+from qldm.backends.base import Evaluation, Workload
+from qldm.circuits import PQCSpec
+from qldm.circuits.qiskit_builder import QiskitCircuit, build
+from qldm.errors import BackendError, BackendLimitError, InvalidSpecError
 
 MAX_BOUND_AMPLITUDES = 2**25
 """Most state amplitudes an ``amplitude``-encoded workload may bind into its circuits (one

@@ -20,10 +20,10 @@ Sketch of a backend::
 
 Angle-type encodings (``angle_ry``, ``angle_rx``, ``dense_angle``, ``phase``, ``basis``): there
 is one circuit, and its parameters are ``[x_0..x_{I-1}, w_0..w_{P-1}]``
-(:meth:`circuits.qiskit_builder.QiskitCircuit.parameter_order`). For sample ``b`` the rows are
+(:meth:`qldm.circuits.qiskit_builder.QiskitCircuit.parameter_order`). For sample ``b`` the rows are
 ``[x_b, w]`` followed by one row per shift term: every input and every weight drives exactly
-one gate (:mod:`circuits.program`), whose rule (:func:`circuits.shifts.shift_rule`) gives
-``df/dt = sum_j c_j f(t + s_j)``. A :class:`circuits.program.Param` with ``scale`` ``a``
+one gate (:mod:`qldm.circuits.program`), whose rule (:func:`qldm.circuits.shifts.shift_rule`) gives
+``df/dt = sum_j c_j f(t + s_j)``. A :class:`qldm.circuits.program.Param` with ``scale`` ``a``
 (``angle = a * value``; ``basis`` uses ``RX(pi x)``) shifts the value by ``s_j / a`` and the
 derivative by the value is ``a * sum_j c_j f(...)``. So ``S = B (1 + T)`` rows,
 ``T = sum over inputs and weights of the rule's terms`` (2 for rx/ry/rz/p, 4 for crx/crz).
@@ -46,10 +46,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from circuits import PQCSpec
-from circuits.program import AmplitudeEncoding, Gate, compile_spec
-from circuits.shifts import shift_rule
-from jobs.errors import BackendError
+from qldm.circuits import PQCSpec
+from qldm.circuits.program import AmplitudeEncoding, Gate, compile_spec
+from qldm.circuits.shifts import shift_rule
+from qldm.errors import BackendError
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class CircuitGroup:
         amplitudes: for the ``amplitude`` encoding, the real state ``(2^n,)`` (normalised) the
             circuit prepares; ``None`` for every other encoding (one circuit for all groups).
         parameter_sets: ``(S, C)`` values, columns in
-            :meth:`circuits.qiskit_builder.QiskitCircuit.parameter_order` (inputs then weights;
+            :meth:`qldm.circuits.qiskit_builder.QiskitCircuit.parameter_order` (inputs then weights;
             weights only for ``amplitude``).
     """
 
@@ -186,7 +186,7 @@ def combine_levels(
 
     Returns:
         ``values (K, B, O)``, ``d_inputs (K, B, O, I)`` and ``d_weights (K, B, O, P)`` (both
-        ``None`` unless the plan has a Jacobian), ready for :class:`jobs.backends.base.Evaluation`.
+        ``None`` unless the plan has a Jacobian), ready for :class:`qldm.backends.base.Evaluation`.
 
     Raises:
         BackendError: the number of value arrays does not match.
@@ -211,7 +211,7 @@ def plan_shifts(
 
     Args:
         spec: the circuit.
-        inputs: ``(B, I)`` samples (validated, e.g. by :meth:`jobs.backends.base.Workload.build`).
+        inputs: ``(B, I)`` samples (validated, e.g. by :meth:`qldm.backends.base.Workload.build`).
         weights: ``(P,)``.
         jacobian: also plan the shift terms of both Jacobians.
 

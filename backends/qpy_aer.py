@@ -1,13 +1,13 @@
 """QPY circuits on Aer: expectation values and parameter-shift Jacobians in one ``run``.
 
-A :class:`circuits.qpy.QpyCircuit` is any parameterized Qiskit circuit, so the shift rules of
-:mod:`circuits.program` (one gate per parameter) do not apply as they are. The circuit is
+A :class:`qldm.circuits.qpy.QpyCircuit` is any parameterized Qiskit circuit, so the shift rules of
+:mod:`qldm.circuits.program` (one gate per parameter) do not apply as they are. The circuit is
 first rewritten into its *gradient form* (cached per circuit):
 
 1. Translate it, with Qiskit's basis translator (``optimization_level=0`` style: nothing is
    merged or cancelled), into :data:`SHIFT_BASIS`: the Pauli rotations with a known shift rule
    (``rx ry rz p cp rxx ryy rzz rzx``: two terms; ``crx cry crz``: four terms, see
-   :mod:`circuits.shifts`) plus fixed gates and Aer's noise instructions. ``u``, ``r``,
+   :mod:`qldm.circuits.shifts`) plus fixed gates and Aer's noise instructions. ``u``, ``r``,
    ``PauliEvolutionGate`` and the like become rotations whose angles are expressions of the
    original parameters (``u(t, s, l)`` gives ``rz(s + 3 pi)``, ``rz(t + pi)``, ...). A gate
    runs as Qiskit's translator defines it, exactly as ``transpile`` would run it: a
@@ -61,11 +61,10 @@ from qiskit.primitives.containers.bindings_array import BindingsArray
 from qiskit.quantum_info import SparsePauliOp
 from qiskit.transpiler.preset_passmanagers.common import generate_translation_passmanager
 
-from circuits._errors import InvalidSpecError
-from circuits.qpy import QpyCircuit
-from circuits.shifts import FOUR_TERM, TWO_TERM, ShiftRule
-from jobs.backends.base import Evaluation, _as_matrix, _as_vector
-from jobs.errors import BackendError, BackendLimitError
+from qldm.backends.base import Evaluation, _as_matrix, _as_vector
+from qldm.circuits.qpy import QpyCircuit
+from qldm.circuits.shifts import FOUR_TERM, TWO_TERM, ShiftRule
+from qldm.errors import BackendError, BackendLimitError, InvalidSpecError
 
 Task = Literal["expectation", "jacobian"]
 

@@ -26,8 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from circuits._errors import InvalidSpecError
-from circuits.spec import PQCSpec
+from qldm.circuits.spec import PQCSpec
+from qldm.errors import InvalidSpecError
 
 # ---------------------------------------------------------------------------- constants
 

@@ -7,7 +7,7 @@
 - :func:`default_data_dir`: where cached runtime results and M3 calibration files live when the
   backend gets no ``data_dir``.
 
-Re-exported by :mod:`jobs.backends.runtime`, which is where other code imports them from.
+Re-exported by :mod:`qldm.backends.runtime`, which is where other code imports them from.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jobs.errors import BackendError, UnknownBackendError
+from qldm.errors import BackendError, UnknownBackendError
 
 
 @lru_cache(maxsize=1)
