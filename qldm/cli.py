@@ -107,11 +107,23 @@ def bench_engines(
 
 
 @bench_app.command("service")
-def bench_service() -> None:
+def bench_service(
+    against: Annotated[
+        str | None,
+        typer.Option(help="Another qldm tree's python: both trees side by side, job by job."),
+    ] = None,
+    jobs: Annotated[int | None, typer.Option(help="Timed reference jobs (per tree).")] = None,
+    postgres: Annotated[
+        str, typer.Option(help="PostgreSQL server for the jobs/s table ('' for SQLite only).")
+    ] = "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+) -> None:
     """Latency and throughput of the server against the same call in-process."""
-    from qldm.bench.service import main
+    from qldm.bench.service import main, side_by_side
 
-    main()
+    if against:
+        side_by_side(against, jobs=jobs or 150, postgres=postgres or None)
+    else:
+        main(jobs=jobs or 48, postgres=postgres or None)
 
 
 @bench_app.command("hardware")
