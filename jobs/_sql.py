@@ -13,7 +13,6 @@ from sqlalchemy.engine import Connection, Engine
 
 from qldm.errors import InvalidSpecError
 from qldm.jobs import db, npz
-from qldm.jobs._hot import HotWriter
 
 __all__ = ["SqlBase", "json_default", "new_id", "now", "pack", "require", "unpack", "utc"]
 
@@ -82,7 +81,6 @@ class SqlBase:
         self._writer: Engine = (
             self._engine.execution_options(sqlite_immediate=True) if self._sqlite else self._engine
         )
-        self._hot = HotWriter(self._engine)  # the per-job writes (see jobs._hot)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -113,8 +111,7 @@ class SqlBase:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
-        """Close every pooled connection, and the per-job writer's own."""
-        self._hot.close()
+        """Close every pooled connection."""
         self._engine.dispose()
 
     @contextmanager

@@ -17,7 +17,6 @@ their arrays; results likewise.
 from __future__ import annotations
 
 import builtins
-import functools
 import json
 from collections.abc import Sequence
 from datetime import timedelta
@@ -34,11 +33,9 @@ from qldm.errors import (
     JobNotFinishedError,
     JobNotFoundError,
     RunClosedError,
-    RunNotFoundError,
 )
 from qldm.jobs import db
 from qldm.jobs._api_keys import API_KEY_PREFIX, ApiKeyStore
-from qldm.jobs._hot import HotWriter
 from qldm.jobs._m3_store import M3CalibrationStore
 from qldm.jobs._runs import RunStore
 from qldm.jobs._sql import json_default, new_id, pack, require, unpack, utc
@@ -126,17 +123,14 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
         }
         # Insert first: a repeated key is rare, and the unique (tenant, key) constraint finds
         # it (also when two submits with one key race); only then is the earlier job read.
-        hot = self._statements
         try:
-            with self._hot.transaction() as cur:
+            with self._write() as conn:
                 if request.run_id is not None:
-                    run = cur.first(hot.run_status, {"b_id": request.run_id, "b_tenant": tenant})
-                    if run is None:
-                        raise RunNotFoundError(f"no run {request.run_id!r}", field="run_id")
-                    if run[0] != RunStatus.OPEN.value:
+                    run = self._run_row(conn, tenant, request.run_id)
+                    if run.status != RunStatus.OPEN.value:
                         raise RunClosedError(f"run {request.run_id} is closed", field="run_id")
                 now = utcnow()
-                start = start_as is not None and cur.first(hot.any_queued, {}) is None
+                start = start_as is not None and conn.execute(_ANY_QUEUED).first() is None
                 values.update(
                     status=(JobStatus.RUNNING if start else JobStatus.QUEUED).value,
                     worker=start_as if start else None,
@@ -145,7 +139,7 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
                     created_at=now,
                     attempts=1 if start else 0,
                 )
-                cur.execute(hot.insert_job, values)
+                conn.execute(_INSERT_JOB, values)
         except (IntegrityError, RunClosedError):
             existing = None
             if idempotency_key is not None:
@@ -154,11 +148,6 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
                 raise
             return existing, False  # the same request again (a retry): the same job
         return self._job(_InsertedRow(values)), True
-
-    @functools.cached_property
-    def _statements(self) -> _HotStatements:
-        """The per-job statements, compiled for this database on first use."""
-        return _HotStatements(self._hot)
 
     def _job(self, row: Row[Any] | _InsertedRow) -> Job:
         return _job_from_row(row, self.max_attempts)
@@ -428,22 +417,17 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
         meta = json.dumps(result.metadata, default=json_default)
         if blob is None:
             blob = pack_result(result)
-        hot = self._statements
-        now = utcnow()
+        where = _COMPLETE if attempt is None else _COMPLETE_ATTEMPT
         try:
-            with self._hot.transaction() as cur:
-                if attempt is None:
-                    done = cur.execute(hot.complete, {"b_id": job_id, "b_now": now})
-                else:
-                    done = cur.execute(
-                        hot.complete_attempt, {"b_id": job_id, "b_attempt": attempt, "b_now": now}
-                    )
-                if done != 1:
+            with self._write() as conn:
+                now = utcnow()
+                done = conn.execute(where, {"b_id": job_id, "b_attempt": attempt, "b_now": now})
+                if done.rowcount != 1:
                     raise _NotApplied  # rolls the transaction back
                 # no result row can exist yet: only this transaction, which ends the job's
                 # running state, writes one (a second would violate the primary key)
-                cur.execute(
-                    hot.insert_result,
+                conn.execute(
+                    _INSERT_RESULT,
                     {
                         "job_id": job_id,
                         "arrays": blob,
@@ -655,7 +639,8 @@ def pack_result(result: JobResult) -> bytes:
     )
 
 
-# submit() and complete() run once per job on its path: their statements are built once
+# submit() and complete() run once per job: their statements are built once (and SQLAlchemy
+# caches their compiled form)
 _COMPLETE_VALUES = {
     "status": JobStatus.SUCCEEDED.value,
     "finished_at": bindparam("b_now"),
@@ -669,47 +654,9 @@ _COMPLETE = (
     .values(**_COMPLETE_VALUES)
 )
 _COMPLETE_ATTEMPT = _COMPLETE.where(db.jobs.c.attempts == bindparam("b_attempt"))
-_SUBMIT_COLUMNS = (
-    "id",
-    "tenant",
-    "task",
-    "backend",
-    "run_id",
-    "idempotency_key",
-    "request_hash",
-    "request_json",
-    "request_arrays",
-    "max_attempts",
-    "progress",
-    "cancel_requested",
-    "status",
-    "worker",
-    "started_at",
-    "heartbeat_at",
-    "created_at",
-    "attempts",
-)
-
-
-class _HotStatements:
-    """submit()'s and complete()'s statements, compiled once per store (jobs._hot)."""
-
-    def __init__(self, writer: HotWriter) -> None:
-        jobs, results, runs = db.jobs, db.job_results, db.runs
-        self.insert_job = writer.statement(
-            insert(jobs).values({c: bindparam(c) for c in _SUBMIT_COLUMNS})
-        )
-        self.any_queued = writer.statement(
-            select(jobs.c.id).where(jobs.c.status == JobStatus.QUEUED.value).limit(1)
-        )
-        self.run_status = writer.statement(
-            select(runs.c.status).where(
-                runs.c.id == bindparam("b_id"), runs.c.tenant == bindparam("b_tenant")
-            )
-        )
-        self.complete = writer.statement(_COMPLETE)
-        self.complete_attempt = writer.statement(_COMPLETE_ATTEMPT)
-        self.insert_result = writer.statement(insert(results))
+_INSERT_JOB = insert(db.jobs)
+_INSERT_RESULT = insert(db.job_results)
+_ANY_QUEUED = select(db.jobs.c.id).where(db.jobs.c.status == JobStatus.QUEUED.value).limit(1)
 
 
 class _InsertedRow:

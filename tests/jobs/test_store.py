@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -22,7 +24,7 @@ from qldm.errors import (
 from qldm.jobs import db
 from qldm.jobs.model import JobRequest, JobResult, JobStatus, RunStatus
 from qldm.jobs.store import JobStore
-from tests.jobs.conftest import ry_request
+from tests.jobs.conftest import PG_ADMIN_URL, ry_request
 
 
 def _result(b: int = 2) -> JobResult:
@@ -209,6 +211,68 @@ def test_idempotent_submits_racing_create_one_job(store: JobStore) -> None:
         t.join()
     assert len(out) == 6 and len(set(out)) == 1
     assert store.list(tenant="a")[1] == 1
+
+
+@pytest.mark.postgres
+def test_postgresql_submits_and_completes_are_not_serialized(pg_url: str) -> None:
+    """Each submit and complete has its own pooled connection and transaction: one that waits
+    for a lock another replica holds does not hold up this replica's other clients."""
+    store, replica = JobStore(pg_url), JobStore(pg_url)
+    store.migrate()
+    pool = ThreadPoolExecutor(4)
+    try:
+        a, _ = store.submit(tenant="t", request=ry_request([0.1], 0.2), start_as="w")
+        b, _ = store.submit(tenant="t", request=ry_request([0.2], 0.2), start_as="w")
+        assert a.status is b.status is JobStatus.RUNNING
+        with replica.engine.connect() as held:
+            # the replica's uncommitted insert of a job with the key "held", and a row lock
+            # on job a: a submit with that key and a complete of a wait for them
+            held.begin()
+            row = dict(held.execute(sa.select(db.jobs).where(db.jobs.c.id == a.id)).one()._mapping)
+            held.execute(
+                sa.insert(db.jobs).values({**row, "id": "f" * 32, "idempotency_key": "held"})
+            )
+            held.execute(sa.select(db.jobs.c.id).where(db.jobs.c.id == a.id).with_for_update())
+            keyed = pool.submit(
+                store.submit, tenant="t", request=ry_request([0.3], 0.2), idempotency_key="held"
+            )
+            completing = pool.submit(store.complete, a.id, _result(1))
+            time.sleep(0.5)
+            assert not keyed.done() and not completing.done()  # both wait for the replica
+            other, created = pool.submit(
+                store.submit, tenant="t", request=ry_request([0.4], 0.2)
+            ).result(timeout=10)
+            assert created and other.status is JobStatus.QUEUED
+            assert pool.submit(store.complete, b.id, _result(1)).result(timeout=10)
+            assert not keyed.done() and not completing.done()
+            held.rollback()
+        job, created = keyed.result(timeout=10)  # the replica's insert was rolled back
+        assert created and job.idempotency_key == "held"
+        assert completing.result(timeout=10)
+        assert store.get(tenant="t", job_id=a.id).status is JobStatus.SUCCEEDED
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        replica.close()
+        store.close()
+
+
+@pytest.mark.postgres
+def test_postgresql_connections_lost_under_the_store_are_replaced(pg_url: str) -> None:
+    store = JobStore(pg_url)
+    store.migrate()
+    try:
+        first, _ = store.submit(tenant="t", request=ry_request([0.1], 0.2))
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:  # cut the store off
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (pg_url.rsplit("/", 1)[1],),
+            )
+        again, created = store.submit(tenant="t", request=ry_request([0.5], 0.2))
+        assert created and again.status is JobStatus.QUEUED
+        assert {j.id for j in store.list(tenant="t")[0]} == {first.id, again.id}
+    finally:
+        store.close()
 
 
 # ---------------------------------------------------------------------- claim / complete
