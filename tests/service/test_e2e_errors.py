@@ -267,6 +267,11 @@ def test_other_errors(deployment: Deployment, unchanged: None) -> None:
         "run_id",
     )
     _assert_error(HTTP.get(f"{deployment.url}/v2/nothing", headers=headers), 404, "not_found", None)
+    too_long = HTTP.post(
+        url, json=tiny_request(5), headers={**headers, "Idempotency-Key": "k" * 256}
+    )
+    _assert_error(too_long, 422, "validation_error", "idempotency-key")
+    assert too_long.json()["error"]["message"] == "String should have at most 255 characters"
     for prefer in ("wait=soon", "wait=-1", "wait=nan", "wait=inf", "wait"):
         _assert_error(
             HTTP.post(url, json=tiny_request(5), headers={**headers, "Prefer": prefer}),
