@@ -2,23 +2,60 @@
 
 - :func:`fake_device`: a fake backend of ``qiskit_ibm_runtime.fake_provider`` by short name
   (``fake:manila`` or ``fake:fake_manila``: ``FakeManilaV2``).
-- :func:`ibm_service`: a ``QiskitRuntimeService`` from the server's settings or environment
-  (``QLDM_IBM_TOKEN``, ``QLDM_IBM_CHANNEL``, ``QLDM_IBM_INSTANCE``), never from a request.
-- :func:`default_data_dir`: where cached runtime results and M3 calibration files live when the
-  backend gets no ``data_dir``.
+- :func:`ibm_service`: a ``QiskitRuntimeService`` for the credentials it is given (the server
+  passes its settings' ``QLDM_IBM_*``), never from a request nor from the environment.
+- :class:`RuntimeConfig`: what the server's settings give every runtime backend its workers
+  build: the data folder (cached runtime results, M3 calibration files) and the IBM credentials.
 
 Re-exported by :mod:`qldm.backends.runtime`, which is where other code imports them from.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from qldm.errors import BackendError, UnknownBackendError
+
+RUNTIME_KINDS = ("fake", "ibm", "aer")
+"""Name prefixes (``<kind>:<device>``) of the backends built on the runtime path."""
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """The server-side options of the runtime backends (``fake:``, ``ibm:``, ``aer:<device>``).
+
+    The server builds one from its settings and hands it to its executor, whose workers pass it
+    to every runtime backend they build; it never comes from a request. It is hashable (workers
+    keep one backend per name and config).
+
+    Attributes:
+        data_dir: where finished runtime results and M3 calibration files are kept.
+        token: IBM Quantum token (``ibm:``); left out of ``repr``.
+        channel: IBM Quantum channel (``None``: ``ibm_quantum_platform``).
+        instance: IBM Quantum instance (CRN or hub/group/project); left out of ``repr``.
+    """
+
+    data_dir: Path
+    token: str | None = field(default=None, repr=False)
+    channel: str | None = None
+    instance: str | None = field(default=None, repr=False)
+
+    def options_for(self, name: str) -> dict[str, Any]:
+        """The keyword options for ``get_backend(name, ...)``: these settings for a runtime
+        backend (``fake:``, ``ibm:``, ``aer:<device>``), nothing for the others."""
+        kind, _, device = name.partition(":")
+        if kind not in RUNTIME_KINDS or not device:
+            return {}
+        return {
+            "data_dir": self.data_dir,
+            "token": self.token,
+            "channel": self.channel,
+            "instance": self.instance,
+        }
 
 
 @lru_cache(maxsize=1)
@@ -49,31 +86,26 @@ def fake_device(device: str) -> Any:
         return classes[name]()
 
 
-def default_data_dir() -> Path:
-    """``$QLDM_DATA_DIR``, else ``$XDG_DATA_HOME/qldm`` (the server's default data dir)."""
-    if os.environ.get("QLDM_DATA_DIR"):
-        return Path(os.environ["QLDM_DATA_DIR"])
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "qldm"
-
-
 def ibm_service(
     token: str | None = None, channel: str | None = None, instance: str | None = None
 ) -> Any:
-    """A ``QiskitRuntimeService`` for these credentials, else the server's environment's
-    (``QLDM_IBM_TOKEN``, ``QLDM_IBM_CHANNEL``, ``QLDM_IBM_INSTANCE``).
+    """A ``QiskitRuntimeService`` for these credentials.
+
+    Args:
+        token: IBM Quantum token (required; the server passes ``QLDM_IBM_TOKEN``).
+        channel: IBM Quantum channel (``None``: ``ibm_quantum_platform``).
+        instance: IBM Quantum instance.
 
     Raises:
         BackendError: no token, or the service refused the credentials.
     """
-    token = token or os.environ.get("QLDM_IBM_TOKEN")
-    channel = channel or os.environ.get("QLDM_IBM_CHANNEL") or "ibm_quantum_platform"
-    instance = instance or os.environ.get("QLDM_IBM_INSTANCE")
     if not token:
         raise BackendError(
-            "ibm: backends need IBM Quantum credentials in the server's settings "
-            "(QLDM_IBM_TOKEN, QLDM_IBM_CHANNEL, QLDM_IBM_INSTANCE)"
+            "ibm: backends need IBM Quantum credentials: a server takes them from its settings "
+            "(QLDM_IBM_TOKEN, QLDM_IBM_CHANNEL, QLDM_IBM_INSTANCE); in-process, pass token= "
+            "(and channel=, instance=) to the backend"
         )
+    channel = channel or "ibm_quantum_platform"
     from qiskit_ibm_runtime import QiskitRuntimeService
 
     try:

@@ -200,7 +200,7 @@ def close_run_session(
         run_id: the run.
         session_id: the id the run holds (``None`` or a ``local:`` marker: nothing remote).
         service: a ``QiskitRuntimeService`` that can see the Session; ``None``: one built from
-            ``credentials`` (``token``, ``channel``, ``instance``) or the server's environment.
+            ``credentials`` (``token``, ``channel``, ``instance``: the server's settings).
         credentials: see ``service``.
 
     Returns:

@@ -7,9 +7,9 @@ Both names take the same path; only where the backend comes from differs:
   fake backend is the ``backend`` of a ``Batch``/``Session`` and the primitives run it on Aer
   with the device's noise model, in this process.
 - ``ibm:<device>`` is ``QiskitRuntimeService(channel=, token=, instance=).backend(device)``.
-  The credentials come from the constructor (the server's settings) or, when the constructor
-  gets none, from the server's environment (``QLDM_IBM_TOKEN``, ``QLDM_IBM_CHANNEL``,
-  ``QLDM_IBM_INSTANCE``); never from a request.
+  The credentials come from the constructor only: a server passes its settings'
+  (``QLDM_IBM_TOKEN``, ``QLDM_IBM_CHANNEL``, ``QLDM_IBM_INSTANCE``) through
+  :class:`RuntimeConfig`; never from a request.
 
 One workload (a training step: forward values, every parameter-shift term, every noise level):
 
@@ -45,7 +45,7 @@ Batch, M3 calibration, re-attaching). The parts it composes live next to it and 
 re-exported here where other code imports them:
 
 - :mod:`qldm.backends._runtime_devices`: :func:`fake_device`, :func:`ibm_service`,
-  :func:`default_data_dir`;
+  :class:`RuntimeConfig`;
 - :mod:`qldm.backends._runtime_options`: :class:`ResilienceOptions` and its validation;
 - :mod:`qldm.backends._runtime_pubs`: subset/SPSA row choice, noise slots per level, PUBs and
   the averaging (with M3) of their results;
@@ -63,7 +63,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from qldm.backends._runtime_devices import default_data_dir, fake_device, ibm_service
+from qldm.backends._runtime_devices import RuntimeConfig, fake_device, ibm_service
 from qldm.backends._runtime_options import ResilienceOptions, resilience_options
 from qldm.backends._runtime_pubs import (
     average_results,
@@ -85,12 +85,13 @@ from qldm.mitigation.m3 import (
     CalibrationStorage,
     ReadoutCalibration,
 )
+from qldm.paths import default_data_dir
 
 __all__ = [
     "DEFAULT_SHOTS",
     "ResilienceOptions",
     "RuntimeBackend",
-    "default_data_dir",
+    "RuntimeConfig",
     "fake_device",
     "ibm_service",
 ]
@@ -125,7 +126,7 @@ class RuntimeBackend:
             ``gradient_budget``.
         token, channel, instance: IBM Quantum credentials (``ibm:``), from the server.
         data_dir: where finished runtime results are cached, and M3 calibrations when
-            :meth:`run` gets no ``m3_store``.
+            :meth:`run` gets no ``m3_store`` (default: :func:`qldm.paths.default_data_dir`).
 
     Raises:
         UnknownBackendError: bad name or unknown device (``field="backend"``).

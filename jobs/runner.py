@@ -29,6 +29,7 @@ from qldm.jobs.model import JobRequest, JobResult, RunStatus
 
 if TYPE_CHECKING:
     from qldm.backends.base import Backend
+    from qldm.backends.runtime import RuntimeConfig
     from qldm.jobs.store import JobStore
 
 __all__ = [
@@ -114,6 +115,7 @@ def execute(
     resume_runtime_job_id: str | None = None,
     run_session: RunSession | None = None,
     m3_store: Any = None,
+    runtime_config: RuntimeConfig | None = None,
 ) -> JobResult:
     """Run a job to its result, chunk by chunk.
 
@@ -130,6 +132,8 @@ def execute(
             it a job with a ``run_id`` gets a :class:`RunSession` with no store behind it.
         m3_store: where runtime backends keep M3 calibrations (the job store); ``None``: their
             file cache.
+        runtime_config: the server's data folder and IBM credentials for runtime backends
+            (``fake:``, ``ibm:``, ``aer:<device>``); ``None``: the backends' own defaults.
 
     Returns:
         The gathered result: ``values (K, B, O)``, Jacobians ``(K, B, O, I)`` and
@@ -156,6 +160,7 @@ def execute(
                 resume_runtime_job_id=resume_runtime_job_id,
                 run_session=run_session,
                 m3_store=m3_store,
+                runtime_config=runtime_config,
             )
         )
         if progress is not None:
@@ -170,6 +175,7 @@ def execute_chunk(
     resume_runtime_job_id: str | None = None,
     run_session: RunSession | None = None,
     m3_store: Any = None,
+    runtime_config: RuntimeConfig | None = None,
 ) -> JobResult:
     """Run one chunk (all its samples, all noise levels) in one backend call.
 
@@ -190,7 +196,7 @@ def execute_chunk(
     if request.is_qpy:
         fn = _extension("qldm.backends.qpy_aer", "evaluate_qpy", "QPY circuits")
         return _as_result(_call_flexibly(fn, request, hooks), n_levels=request.n_levels)
-    backend = _backend(request.backend)
+    backend = _backend(request.backend, runtime_config)
     work = request.workload()
     # Per-job facts a backend may want (the IBM runtime backend: options, run/session).
     extras = {**hooks, "options": request.options, "run_id": request.run_id}
@@ -263,11 +269,11 @@ def chunk_seed(seed: int | None, index: int) -> int | None:
 
 
 @lru_cache(maxsize=16)
-def _backend(name: str) -> Backend:
-    """One backend instance per name and process (their caches survive between jobs)."""
+def _backend(name: str, config: RuntimeConfig | None = None) -> Backend:
+    """One backend instance per name, config and process (their caches survive between jobs)."""
     from qldm.backends import get_backend
 
-    return get_backend(name)
+    return get_backend(name, **(config.options_for(name) if config is not None else {}))
 
 
 def _accepted(fn: Callable[..., Any], hooks: dict[str, Any]) -> dict[str, Any]:
@@ -379,6 +385,7 @@ def run_stored_job(
     attempt: int | None = None,
     request: JobRequest | None = None,
     runtime_job_id: str | None = None,
+    runtime_config: RuntimeConfig | None = None,
 ) -> JobResult:
     """Run a stored job in a worker: execute its request with the store's hooks.
 
@@ -387,7 +394,8 @@ def run_stored_job(
     store. Progress and runtime job ids are written to the store as they come; the job stops
     between chunks once a cancel was requested (or it no longer runs in this attempt). A job
     of a run on a runtime backend runs in the run's Session (a closed run's job is refused,
-    see :func:`_in_run`); runtime backends keep their M3 calibrations in the store.
+    see :func:`_in_run`); runtime backends keep their M3 calibrations in the store and get the
+    server's ``runtime_config`` (data folder, IBM credentials) from the executor.
 
     Raises:
         JobCancelled: the job was cancelled.
@@ -408,6 +416,7 @@ def run_stored_job(
             resume_runtime_job_id=runtime_job_id,
             run_session=run_session,
             m3_store=store,
+            runtime_config=runtime_config,
         )
     except JobCancelled:
         raise

@@ -41,6 +41,7 @@ from qldm.jobs._runs import RunStore
 from qldm.jobs._sql import json_default, new_id, pack, require, unpack, utc
 from qldm.jobs._sql import now as utcnow
 from qldm.jobs.model import Job, JobRequest, JobResult, JobStatus, RunStatus
+from qldm.paths import sqlite_url
 
 __all__ = ["API_KEY_PREFIX", "JobStore", "default_database_url", "pack_result"]
 
@@ -48,10 +49,11 @@ _ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 
 def default_database_url(data_dir: Path) -> str:
-    """The embedded default: a SQLite file ``qldm.db`` in ``data_dir`` (created if needed)."""
+    """The embedded default: the SQLite file :data:`qldm.paths.DATABASE_FILE` in ``data_dir``
+    (the folder is created if needed)."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(data_dir / 'qldm.db').resolve()}"
+    return sqlite_url(data_dir)
 
 
 class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):

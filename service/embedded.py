@@ -26,6 +26,8 @@ from typing import IO
 
 import httpx
 
+from qldm.paths import sqlite_url
+
 __all__ = ["EmbeddedServer", "free_loopback_port"]
 
 
@@ -40,9 +42,11 @@ class EmbeddedServer:
     """A server subprocess bound to 127.0.0.1 (auth off unless ``env`` turns it on).
 
     Args:
-        data_dir: its data directory (SQLite database and ``server.log``).
+        data_dir: its data folder (``QLDM_DATA_DIR``: the SQLite database, runtime results,
+            ``server.log``).
         database_url: the database to serve (default: ``qldm.sqlite3`` in ``data_dir``).
         workers: local executor processes.
+        log_level: the server's log level (``QLDM_LOG_LEVEL``).
         env: further ``QLDM_*`` settings (they win over the defaults above).
         ready_timeout: seconds to wait for ``/readyz``.
         grace: seconds between SIGTERM and SIGKILL when stopping.
@@ -54,16 +58,16 @@ class EmbeddedServer:
         *,
         database_url: str | None = None,
         workers: int | None = None,
+        log_level: str = "warning",
         env: dict[str, str] | None = None,
         ready_timeout: float = 120.0,
         grace: float = 15.0,
     ) -> None:
         self.data_dir = Path(data_dir)
-        self.database_url = database_url or (
-            f"sqlite:///{(self.data_dir / 'qldm.sqlite3').resolve()}"
-        )
+        self.database_url = database_url or sqlite_url(self.data_dir)
         self.port = 0
         self.workers = workers
+        self.log_level = log_level
         self.extra_env = dict(env or {})
         self.ready_timeout = ready_timeout
         self.grace = grace
@@ -88,7 +92,8 @@ class EmbeddedServer:
         """
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_loopback_port()
-        # the caller's QLDM_* settings do not leak in: the server gets exactly ours
+        # the child's environment: ours (PATH, HOME, ...) without our QLDM_* settings, which
+        # must not leak in; the server gets exactly the settings below
         env = {k: v for k, v in os.environ.items() if not k.startswith("QLDM_")}
         env.update(
             {
@@ -96,7 +101,7 @@ class EmbeddedServer:
                 "QLDM_DATABASE_URL": self.database_url,
                 "QLDM_EXECUTOR": "local",
                 "QLDM_AUTH": "off",
-                "QLDM_LOG_LEVEL": os.environ.get("QLDM_LOG_LEVEL", "warning"),
+                "QLDM_LOG_LEVEL": self.log_level,
                 "PYTHONUNBUFFERED": "1",
             }
         )

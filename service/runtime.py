@@ -159,9 +159,12 @@ class Runtime:
         from qldm.jobs.executors import make_executor
 
         settings = self.settings
-        if settings.executor == "ray":
-            return make_executor("ray", max_workers=settings.workers, address=settings.ray_address)
-        return make_executor("local", max_workers=settings.workers)
+        return make_executor(
+            settings.executor,
+            max_workers=settings.workers,
+            address=settings.ray_address,
+            runtime_config=settings.runtime_config(),
+        )
 
     def _checkpoints(self) -> None:
         """Fold SQLite's write-ahead log into the database every second, off the job path

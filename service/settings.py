@@ -1,9 +1,13 @@
-"""The server's settings: one typed ``pydantic-settings`` class read from ``QLDM_*`` variables.
+"""The settings: one typed ``pydantic-settings`` class read from ``QLDM_*`` variables.
 
 Every setting has an environment variable named ``QLDM_`` + its upper-case name
-(``QLDM_DATABASE_URL``, ``QLDM_EXECUTOR``, ...). :func:`get_settings` reads them once;
+(``QLDM_DATABASE_URL``, ``QLDM_EXECUTOR``, ...). This is the one place qldm reads them: the
+edges (``qldm serve``, ``qldm keys``, ``qldm train``/``evaluate``/``demo``) call
+:func:`get_settings` once and pass the values down; nothing below reads the environment.
 ``service.app.create_app(settings)`` takes them as an argument (tests pass their own) and its
-routes get them through a dependency on the app, never from an import-time global.
+routes get them through a dependency on the app, never from an import-time global. The
+server's workers get the data folder and the IBM credentials as a
+:class:`qldm.backends.runtime.RuntimeConfig` (:meth:`Settings.runtime_config`) with each job.
 
 Defaults are safe for a laptop: SQLite in the data directory, a local process pool, auth on
 whenever the server binds beyond loopback. :meth:`Settings.check_safe` refuses the unsafe
@@ -13,17 +17,20 @@ combinations at start-up.
 from __future__ import annotations
 
 import ipaddress
-import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from qldm.errors import QldmError
+from qldm.paths import default_data_dir, sqlite_url
 
-__all__ = ["Settings", "UnsafeSettingsError", "default_data_dir", "get_settings"]
+if TYPE_CHECKING:
+    from qldm.backends.runtime import RuntimeConfig
+
+__all__ = ["Settings", "UnsafeSettingsError", "get_settings"]
 
 
 class UnsafeSettingsError(QldmError, ValueError):
@@ -32,19 +39,16 @@ class UnsafeSettingsError(QldmError, ValueError):
     code = "unsafe_settings"
 
 
-def default_data_dir() -> Path:
-    """``$XDG_DATA_HOME/qldm``, or ``~/.local/share/qldm`` when ``XDG_DATA_HOME`` is unset."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "qldm"
-
-
 class Settings(BaseSettings):
     """Server settings.
 
     Attributes:
         host: address the server binds (``qldm serve --host`` sets it).
         port: TCP port.
-        data_dir: folder for the SQLite database and other state.
+        data_dir: the data folder: the SQLite database, cached runtime results, M3
+            calibrations, data sets and the metrics' classifier (default
+            :func:`qldm.paths.default_data_dir`: ``$XDG_DATA_HOME/qldm``, else
+            ``~/.local/share/qldm``).
         database_url: SQLAlchemy URL; ``None`` means SQLite at ``data_dir/qldm.sqlite3``.
         executor: ``local`` (a process pool in the server) or ``ray`` (a Ray cluster).
         ray_address: Ray address for ``executor="ray"``; ``None`` starts a local Ray instance.
@@ -82,6 +86,11 @@ class Settings(BaseSettings):
     ibm_instance: SecretStr | None = None
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
     @field_validator("ibm_token", "ibm_channel", "ibm_instance", "ray_address", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -93,7 +102,7 @@ class Settings(BaseSettings):
         """``database_url``, or SQLite in ``data_dir`` when it is unset."""
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir.expanduser() / 'qldm.sqlite3').as_posix()}"
+        return sqlite_url(self.data_dir)
 
     @property
     def loopback_only(self) -> bool:
@@ -134,6 +143,13 @@ class Settings(BaseSettings):
             if value is not None:
                 out[name.removeprefix("ibm_")] = value.get_secret_value()
         return out
+
+    def runtime_config(self) -> RuntimeConfig:
+        """What the server's workers give the runtime backends they build: the data folder and
+        the IBM credentials (plain strings, left out of its ``repr``)."""
+        from qldm.backends.runtime import RuntimeConfig
+
+        return RuntimeConfig(data_dir=self.data_dir, **self.ibm_options())
 
 
 def is_loopback(host: str) -> bool:

@@ -27,7 +27,10 @@ ALLOWED: dict[str, set[str]] = {
     "hybrid": {"circuits", "client"},
     "bench": {"circuits", "mitigation", "backends", "jobs", "service", "client"},
 }
-"""Which qldm packages each package may import (besides ``qldm.errors``, which all may)."""
+"""Which qldm packages each package may import (besides the leaf root modules, which all may)."""
+
+LEAF_ROOT_MODULES = {"qldm.errors", "qldm.paths"}
+"""Root modules that import nothing of qldm: the errors and the default data folder."""
 
 THIRD_PARTY_BANNED: dict[str, set[str]] = {
     "circuits": {"torch", "sqlalchemy", "httpx", "fastapi"},
@@ -91,12 +94,12 @@ def test_no_import_runs_up_the_layers(layer: str) -> None:
         if _layer(module) != layer:
             continue
         for name in names:
-            if not name.startswith("qldm.") or name == "qldm.errors":
+            if not name.startswith("qldm.") or name in LEAF_ROOT_MODULES:
                 continue
             target = _layer(name)
             if target != layer and target not in ALLOWED[layer]:
                 wrong.append(f"{module} imports {name}")
-            if name == "qldm" or (target == "qldm" and name != "qldm.errors"):
+            if name == "qldm" or (target == "qldm" and name not in LEAF_ROOT_MODULES):
                 wrong.append(f"{module} imports the root {name}")
         banned = {n for n in names if n.split(".")[0] in THIRD_PARTY_BANNED.get(layer, set())}
         wrong.extend(f"{module} imports {name}" for name in sorted(banned))
@@ -110,8 +113,9 @@ def test_only_the_root_wires_service_hybrid_and_bench_together() -> None:
             assert _layer(module) == "qldm", module
 
 
-def test_the_errors_module_imports_nothing_of_qldm() -> None:
-    assert not {n for n in IMPORTS["qldm.errors"] if n.startswith("qldm")}
+@pytest.mark.parametrize("module", sorted(LEAF_ROOT_MODULES))
+def test_the_leaf_root_modules_import_nothing_of_qldm(module: str) -> None:
+    assert not {n for n in IMPORTS[module] if n.startswith("qldm")}
 
 
 def test_no_two_modules_of_a_package_import_each_other() -> None:

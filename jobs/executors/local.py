@@ -37,6 +37,7 @@ from qldm.jobs.executors.base import WorkerLostError
 if TYPE_CHECKING:
     from multiprocessing.context import SpawnContext, SpawnProcess
 
+    from qldm.backends.runtime import RuntimeConfig
     from qldm.jobs.model import JobRequest, JobResult
 
 __all__ = ["DEFAULT_PRELOAD", "LocalExecutor"]
@@ -211,6 +212,8 @@ class LocalExecutor:
         max_workers: processes (default: the number of cores).
         preload: what every worker loads at start (see :data:`DEFAULT_PRELOAD`).
         warm: start every worker now and wait until each has loaded ``preload``.
+        runtime_config: the server's data folder and IBM credentials, passed with every job to
+            the runtime backends its worker builds (workers read no settings themselves).
 
     Raises:
         InvalidSpecError: ``max_workers`` < 1.
@@ -222,6 +225,7 @@ class LocalExecutor:
         *,
         preload: Sequence[str] = DEFAULT_PRELOAD,
         warm: bool = True,
+        runtime_config: RuntimeConfig | None = None,
     ) -> None:
         if max_workers is not None and max_workers < 1:
             from qldm.errors import InvalidSpecError
@@ -229,6 +233,7 @@ class LocalExecutor:
             raise InvalidSpecError(f"must be >= 1, got {max_workers}", field="max_workers")
         self._slots = max_workers or os.cpu_count() or 1
         self._preload = tuple(preload)
+        self.runtime_config = runtime_config
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._workers = [self._new_worker(i) for i in range(self._slots)]
@@ -299,7 +304,15 @@ class LocalExecutor:
         """Run the stored job in a worker (see :func:`qldm.jobs.runner.run_stored_job`)."""
         from qldm.jobs.runner import run_stored_job
 
-        return self.submit(run_stored_job, store_url, job_id, attempt, request, runtime_job_id)
+        return self.submit(
+            run_stored_job,
+            store_url,
+            job_id,
+            attempt,
+            request,
+            runtime_job_id,
+            self.runtime_config,
+        )
 
     def worker_pids(self) -> list[int]:
         """The pids of the live worker processes."""

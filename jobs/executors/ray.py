@@ -31,6 +31,7 @@ from qldm.jobs.runner import (
 )
 
 if TYPE_CHECKING:
+    from qldm.backends.runtime import RuntimeConfig
     from qldm.jobs.model import JobRequest, JobResult
 
 __all__ = ["RayExecutor"]
@@ -47,6 +48,9 @@ class RayExecutor:
         num_cpus: CPUs of a local instance (default: all cores); ignored with ``address``.
         slots: jobs driven at once (default: the cluster's CPUs).
         init_kwargs: further ``ray.init`` arguments.
+        runtime_config: the server's data folder and IBM credentials, passed with every job to
+            the runtime backends its task builds (Ray workers, possibly on other machines, read
+            no settings of the server).
     """
 
     def __init__(
@@ -56,8 +60,11 @@ class RayExecutor:
         num_cpus: int | None = None,
         slots: int | None = None,
         init_kwargs: dict[str, Any] | None = None,
+        runtime_config: RuntimeConfig | None = None,
     ) -> None:
         import ray
+
+        self.runtime_config = runtime_config
 
         self._ray = ray
         self._owns_ray = False
@@ -116,7 +123,9 @@ class RayExecutor:
             request = store.request(job_id)
         bounds = chunk_bounds(request)
         if len(bounds) == 1:
-            task = self._job_task.remote(store_url, job_id, attempt, request, runtime_job_id)
+            task = self._job_task.remote(
+                store_url, job_id, attempt, request, runtime_job_id, self.runtime_config
+            )
             return self._get(task)  # type: ignore[no-any-return,unused-ignore]
         refs = [
             self._chunk_task.remote(request.with_samples(a, b, seed=chunk_seed(request.seed, i)))

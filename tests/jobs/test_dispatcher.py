@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,7 +85,9 @@ def test_dispatcher_runs_real_jobs_that_match_the_backend(
         (_noisy_request(2, 10, noise_levels=[0.2], options={"chunk_size": 3}), "direct"),
     ]
     dispatcher = Dispatcher(store, executor, poll_interval=0.02)
+    assert not dispatcher.alive and not dispatcher.reserve()  # no loop yet: no direct start
     dispatcher.start()
+    assert dispatcher.alive
     try:
         submitted = [
             (store.submit(tenant="t", request=req)[0], req, how) for req, how in jobs_and_requests
@@ -120,6 +123,7 @@ def test_dispatcher_runs_real_jobs_that_match_the_backend(
     finally:
         dispatcher.stop()
         store.close()
+    assert not dispatcher.alive
     assert len(chunk_bounds(jobs_and_requests[3][0])) == 4
 
 
@@ -424,3 +428,45 @@ def _alive(pid: int) -> bool:
             return fh.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_workers_take_the_data_folder_from_the_executor_not_the_environment(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runtime job keeps its result file in the data folder the server gave its executor;
+    the workers (spawned with this environment) read no QLDM_DATA_DIR."""
+    from qldm.backends.runtime import RuntimeConfig
+
+    monkeypatch.setenv("QLDM_DATA_DIR", str(tmp_path / "not-read"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "default"))  # the default folder's base
+    data_dir = tmp_path / "server-data"
+    store = JobStore(sqlite_url)
+    store.migrate()
+    ex = LocalExecutor(1, warm=False, runtime_config=RuntimeConfig(data_dir=data_dir))
+    dispatcher = Dispatcher(store, ex, poll_interval=0.02)
+    dispatcher.start()
+    try:
+        request = JobRequest.parse(
+            {
+                "circuit": {"n_qubits": 1, "layers": 1},
+                "backend": "fake:manila",
+                "inputs": [[0.3]],
+                "weights": [0.0, 0.0],
+                "shots": 2000,
+                "seed": 1,
+            }
+        )
+        job, _ = store.submit(tenant="t", request=request)
+        dispatcher.wake()
+        done = _wait_terminal(store, job, timeout=300)
+        assert done.status is JobStatus.SUCCEEDED, done
+        values = store.result(tenant="t", job_id=job.id).values
+        assert values is not None and abs(values[0, 0, 0] - math.cos(0.3)) < 0.15
+    finally:
+        dispatcher.stop()
+        ex.shutdown()
+        store.close()
+    assert [p.name for p in (data_dir / "runtime_results").iterdir()] == [
+        f"{done.runtime_job_id}.npz"
+    ]
+    assert not (tmp_path / "not-read").exists() and not (tmp_path / "default").exists()

@@ -30,7 +30,8 @@ from qldm.jobs.store import JobStore
 
 @pytest.fixture(autouse=True)
 def _data_dir(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("QLDM_DATA_DIR", str(tmp_path))  # the server's data dir
+    # the backends' default data folder (M3 files, runtime results) goes to the test's folder
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     yield
     for run_id, _device in open_sessions():  # leave no Session to the next test
         drop_run_sessions(run_id)
@@ -183,7 +184,14 @@ def test_ibm_run_session_is_one_runtime_session(tmp_path: Any) -> None:  # pragm
     from qldm.backends.runtime import RuntimeBackend
 
     device = os.environ.get("QLDM_IBM_DEVICE", "ibm_brisbane")
-    backend = RuntimeBackend(f"ibm:{device}", data_dir=tmp_path, mitigate_readout=False)
+    backend = RuntimeBackend(
+        f"ibm:{device}",
+        data_dir=tmp_path,
+        mitigate_readout=False,
+        token=os.environ["QLDM_IBM_TOKEN"],
+        channel=os.environ.get("QLDM_IBM_CHANNEL"),
+        instance=os.environ.get("QLDM_IBM_INSTANCE"),
+    )
     held: list[str] = []
 
     def adopt(candidate: str) -> str:

@@ -181,13 +181,12 @@ def test_target_below_the_floor_is_refused(tmp_path: Path) -> None:
     assert ev.metadata["noise"]["injected"] == [[[0.0], [0.0]]]
 
 
-def test_job_options_reach_the_runtime_backend_through_the_runner(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_job_options_reach_the_runtime_backend_through_the_runner(tmp_path: Path) -> None:
+    from qldm.backends.runtime import RuntimeConfig
     from qldm.jobs.model import JobRequest
     from qldm.jobs.runner import execute
 
-    monkeypatch.setenv("QLDM_DATA_DIR", str(tmp_path))
+    config = RuntimeConfig(data_dir=tmp_path)  # what the server's executor passes
     body = {
         "circuit": {"n_qubits": 1, "layers": 1, "channel": {"kind": "bit_flip", "strength": 1e-5}},
         "task": "expectation",
@@ -198,8 +197,10 @@ def test_job_options_reach_the_runtime_backend_through_the_runner(
         "seed": 3,
     }
     with pytest.raises(NoiseFloorError):
-        execute(JobRequest.parse(body))
-    result = execute(JobRequest.parse({**body, "options": {"allow_noise_floor": True}}))
+        execute(JobRequest.parse(body), runtime_config=config)
+    result = execute(
+        JobRequest.parse({**body, "options": {"allow_noise_floor": True}}), runtime_config=config
+    )
     assert result.metadata["noise"]["injected"][0][0] == [0.0]
 
 
@@ -209,7 +210,13 @@ def test_job_options_reach_the_runtime_backend_through_the_runner(
 )
 def test_ibm_device_runs_one_submission(tmp_path: Path) -> None:  # pragma: no cover
     device = os.environ.get("QLDM_IBM_DEVICE", "ibm_brisbane")
-    backend = RuntimeBackend(f"ibm:{device}", data_dir=tmp_path)
+    backend = RuntimeBackend(
+        f"ibm:{device}",
+        data_dir=tmp_path,
+        token=os.environ["QLDM_IBM_TOKEN"],
+        channel=os.environ.get("QLDM_IBM_CHANNEL"),
+        instance=os.environ.get("QLDM_IBM_INSTANCE"),
+    )
     spec = PQCSpec.parse({"n_qubits": 1, "layers": 1})
     ev = backend.run(Workload.build(spec, [[0.0]], [0.0, 0.0], shots=1000))
     assert ev.metadata["submissions"] == 1
@@ -282,13 +289,12 @@ def test_large_device_transpiles_once_avoiding_unphysical_qubits() -> None:
     assert cache_info()["hits"] == hits + 1
 
 
-def test_job_runner_checkpoints_and_resumes_a_fake_job(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: _Calls
-) -> None:
+def test_job_runner_checkpoints_and_resumes_a_fake_job(tmp_path: Path, calls: _Calls) -> None:
+    from qldm.backends.runtime import RuntimeConfig
     from qldm.jobs.model import JobRequest
     from qldm.jobs.runner import execute
 
-    monkeypatch.setenv("QLDM_DATA_DIR", str(tmp_path))  # the server's data dir
+    config = RuntimeConfig(data_dir=tmp_path)  # the server's data dir, as its executor passes it
     request = JobRequest.parse(
         {
             "circuit": {
@@ -306,9 +312,9 @@ def test_job_runner_checkpoints_and_resumes_a_fake_job(
         }
     )
     ids: list[str] = []
-    first = execute(request, checkpoint=ids.append)
+    first = execute(request, checkpoint=ids.append, runtime_config=config)
     assert len(ids) == 1 and first.metadata["submissions"] == 1 and calls.sampler == 1
-    again = execute(request, resume_runtime_job_id=ids[0])
+    again = execute(request, resume_runtime_job_id=ids[0], runtime_config=config)
     assert calls.sampler == 1 and again.metadata["resumed"] is True
     np.testing.assert_array_equal(again.values, first.values)
     assert (tmp_path / "runtime_results" / f"{ids[0]}.npz").exists()

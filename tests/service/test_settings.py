@@ -79,27 +79,62 @@ def test_keys_create_uses_the_server_database(tmp_path: Path) -> None:
         store.close()
 
 
-def test_cli_keys_create_prints_a_key_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from typer.testing import CliRunner
+def test_one_default_data_folder_and_one_database_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without QLDM_DATA_DIR: ``$XDG_DATA_HOME/qldm`` everywhere, ``qldm.sqlite3`` in it."""
+    from qldm.jobs.store import default_database_url
+    from qldm.paths import DATABASE_FILE, default_data_dir, sqlite_url
+    from qldm.service.embedded import EmbeddedServer
 
-    from qldm.cli import app
-    from qldm.jobs.store import JobStore
-
-    monkeypatch.setenv("QLDM_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("QLDM_DATA_DIR", raising=False)
     monkeypatch.delenv("QLDM_DATABASE_URL", raising=False)
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(app, ["keys", "create", "--tenant", "bob"])
-    finally:
-        get_settings.cache_clear()
-    assert result.exit_code == 0, result.output
-    key = result.output.strip()
-    assert key.startswith("qldm_") and len(result.output.splitlines()) == 1
-    store = JobStore(f"sqlite:///{tmp_path}/qldm.sqlite3")
-    try:
-        assert store.authenticate(key) == "bob"
-    finally:
-        store.close()
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert default_data_dir() == tmp_path / "qldm"
+    settings = Settings()
+    assert settings.data_dir == tmp_path / "qldm"
+    assert DATABASE_FILE == "qldm.sqlite3"
+    url = f"sqlite:///{tmp_path}/qldm/qldm.sqlite3"
+    assert settings.resolved_database_url == url == sqlite_url(settings.data_dir)
+    assert EmbeddedServer(settings.data_dir).database_url == url
+    assert default_database_url(settings.data_dir) == url
+    assert settings.runtime_config().data_dir == tmp_path / "qldm"
+
+
+def test_data_dir_expands_the_home_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QLDM_DATA_DIR", "~/qldm-state")
+    assert Settings().data_dir == Path.home() / "qldm-state"
+
+
+def test_runtime_config_carries_the_data_folder_and_the_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the server's workers hand every runtime backend (they read no environment)."""
+    monkeypatch.setenv("QLDM_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("QLDM_IBM_TOKEN", "secret-token")
+    monkeypatch.setenv("QLDM_IBM_INSTANCE", "hub/group/project")
+    config = Settings().runtime_config()
+    assert config.data_dir == tmp_path
+    assert (config.token, config.channel, config.instance) == (
+        "secret-token",
+        None,
+        "hub/group/project",
+    )
+    assert "secret-token" not in repr(config) and "hub/group" not in repr(config)
+    assert config.options_for("fake:manila")["data_dir"] == tmp_path
+    assert config.options_for("ibm:ibm_brisbane")["token"] == "secret-token"
+    assert config.options_for("aer:manila")["data_dir"] == tmp_path
+    assert config.options_for("exact") == config.options_for("aer") == {}
+    hash(config)  # workers keep one backend per (name, config)
+
+
+def test_ibm_service_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qldm.backends.runtime import ibm_service
+    from qldm.errors import BackendError
+
+    monkeypatch.setenv("QLDM_IBM_TOKEN", "secret-token")
+    with pytest.raises(BackendError, match="QLDM_IBM_TOKEN"):
+        ibm_service()
 
 
 def test_empty_ibm_credentials_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
