@@ -121,8 +121,8 @@ def test_noise_shrinks_the_qfim() -> None:
     for kind in KINDS:
         noisy = PQCSpec(n_qubits=2, layers=2, channel={"kind": kind, "strength": 0.2})
         f_noisy = qfim(noisy, x, w)
-        # monotonicity (Theorem 3): F_noisy <= F_clean... only for a channel applied after the
-        # whole circuit; with channels between layers the trace still shrinks here
+        # Theorem 3's monotonicity covers a channel after the whole circuit; with channels
+        # between the layers this checks the trace and positivity only
         assert np.trace(f_noisy) < np.trace(f_clean), kind
         assert np.linalg.eigvalsh(f_noisy).min() > -1e-9
 
