@@ -1,21 +1,35 @@
-"""What ``qldm train``, ``qldm sample`` and ``qldm evaluate`` run (see :mod:`qldm.service.cli`).
+"""What ``qldm train``, ``qldm sample`` and ``qldm evaluate`` run (see :mod:`qldm.cli`).
 
 Each function builds from a config or a checkpoint, then runs; all the work lives in
-:mod:`qldm.hybrid.train`, :mod:`qldm.hybrid.qldm` and :mod:`qldm.hybrid.report`.
+:mod:`qldm.hybrid.train`, :mod:`qldm.hybrid.qldm` and :mod:`qldm.hybrid.report`. The CLI passes
+its settings' data folder (``data_dir``): data sets are looked for in ``data_dir/datasets`` when
+the config names no ``data.root``, and the metrics' classifier is cached in
+``data_dir/feature_net``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
 from qldm.hybrid.config import QLDMConfig, load_config
 
+if TYPE_CHECKING:
+    from qldm.hybrid.metrics import FeatureNet
 
-def load_images(config: QLDMConfig, *, split: Literal["train", "test"]) -> torch.Tensor:
-    """The config's data set split as ``(N, C, H, W)`` float32 in [0, 1]."""
+
+def load_images(
+    config: QLDMConfig, *, split: Literal["train", "test"], data_dir: Path
+) -> torch.Tensor:
+    """The config's data set split as ``(N, C, H, W)`` float32 in [0, 1].
+
+    Args:
+        config: the run's config; its ``data.root``, when set, wins over ``data_dir``.
+        split: ``train`` or ``test``.
+        data_dir: the data folder; file-based sets are read from ``data_dir/datasets``.
+    """
     from qldm.hybrid.data import load_dataset
 
     d = config.data
@@ -24,7 +38,7 @@ def load_images(config: QLDMConfig, *, split: Literal["train", "test"]) -> torch
         d.dataset,
         split=split,
         subset=subset,
-        root=Path(d.root) if d.root else None,
+        root=Path(d.root) if d.root else Path(data_dir) / "datasets",
         download=d.download,
         image_size=d.image_size,
         seed=config.seed,
@@ -32,12 +46,19 @@ def load_images(config: QLDMConfig, *, split: Literal["train", "test"]) -> torch
     return ds.images.float()
 
 
-def train(config: Path, *, url: str | None, api_key: str | None) -> None:
+def feature_net(data_dir: Path) -> FeatureNet:
+    """The metrics' digit classifier, cached in ``data_dir/feature_net`` (trained on first use)."""
+    from qldm.hybrid.metrics import get_feature_net
+
+    return get_feature_net(cache_dir=Path(data_dir) / "feature_net")
+
+
+def train(config: Path, *, url: str | None, api_key: str | None, data_dir: Path) -> None:
     """Train (or resume) the run described by CONFIG; print where the checkpoint went."""
     from qldm.hybrid.train import Trainer
 
     cfg = load_config(config)
-    images = load_images(cfg, split="train")
+    images = load_images(cfg, split="train", data_dir=data_dir)
     trainer = Trainer(cfg, images=images, url=url, api_key=api_key)
     result = trainer.run()
     last = result.history[-1] if result.history else {}
@@ -60,15 +81,15 @@ def sample(checkpoint: Path, *, n: int, out: Path | None) -> None:
     print(f"{n} samples -> {path}")
 
 
-def evaluate(checkpoint: Path, *, out: Path | None) -> None:
+def evaluate(checkpoint: Path, *, out: Path | None, data_dir: Path) -> None:
     """Write metrics JSON, sample and reconstruction grids, loss curve and index.html."""
     from qldm.hybrid.qldm.evaluate import evaluate_model
     from qldm.hybrid.train import load_model
 
     model, ckpt = load_model(checkpoint)
-    test = load_images(model.config, split="test")
+    test = load_images(model.config, split="test", data_dir=data_dir)
     folder = out or Path(checkpoint).parent / "eval"
-    metrics = evaluate_model(model, ckpt, test_images=test, out=folder)
+    metrics = evaluate_model(model, ckpt, test_images=test, out=folder, net=feature_net(data_dir))
     keys = (
         "ssim_reconstruction",
         "classifier_frechet_distance",

@@ -1,6 +1,6 @@
 """The ``qldm demo`` model run: the bit-flip QLDM trained on MNIST digits through a server.
 
-:func:`run` is called by :func:`qldm.service.demo.run_demo` once its embedded server is up. Every
+:func:`run` is called by :func:`qldm.demo.run_demo` once its embedded server is up. Every
 PQC evaluation (each training step's forward and Jacobian, the reconstructions of the
 evaluation) is a job on that server, through ``QuantumLayer(url=...)``. The report folder gets
 ``samples.png``, ``reconstructions.png``, ``loss.png``, ``metrics.json`` and ``index.html``.
@@ -47,7 +47,9 @@ def demo_config(out: Path) -> QLDMConfig:
     return parse_config(data)
 
 
-def run(*, url: str, api_key: str | None, out: Path, minutes: float) -> dict[str, Any]:
+def run(
+    *, url: str, api_key: str | None, out: Path, minutes: float, data_dir: Path
+) -> dict[str, Any]:
     """Train the bit-flip QLDM through the server at ``url``, evaluate it, write the report.
 
     Args:
@@ -55,6 +57,7 @@ def run(*, url: str, api_key: str | None, out: Path, minutes: float) -> dict[str
         api_key: its API key (``None`` when auth is off).
         out: report folder.
         minutes: total budget (training gets ~55% of it), > 0.
+        data_dir: the data folder, where the metrics' classifier is cached (``feature_net/``).
 
     Returns:
         The metrics dict (also in ``out/metrics.json``), with ``report`` (the index.html path).
@@ -66,7 +69,7 @@ def run(*, url: str, api_key: str | None, out: Path, minutes: float) -> dict[str
         raise ValueError(f"minutes must be positive, got {minutes}")
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from qldm.hybrid.cli import load_images
+    from qldm.hybrid.cli import feature_net, load_images
     from qldm.hybrid.qldm.evaluate import evaluate_model
     from qldm.hybrid.train import Trainer
 
@@ -78,8 +81,8 @@ def run(*, url: str, api_key: str | None, out: Path, minutes: float) -> dict[str
     stale = cfg.output_dir / "last.pt"
     if stale.exists():
         stale.unlink()
-    train_images = load_images(cfg, split="train")
-    test_images = load_images(cfg, split="test")
+    train_images = load_images(cfg, split="train", data_dir=data_dir)
+    test_images = load_images(cfg, split="test", data_dir=data_dir)
     budget = max(5.0, minutes * 60 * TRAIN_SHARE - (time.perf_counter() - began))
 
     with Progress(
@@ -119,6 +122,7 @@ def run(*, url: str, api_key: str | None, out: Path, minutes: float) -> dict[str
             test_images=test_images,
             out=out,
             title="qldm demo: bit-flip QLDM trained through the qldm server",
+            net=feature_net(data_dir),
         )
         progress.update(etask, completed=1)
     metrics["server_url"] = url

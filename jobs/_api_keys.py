@@ -6,8 +6,10 @@ import builtins
 import hashlib
 import hmac
 import secrets
+from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from qldm.jobs import db
@@ -81,16 +83,13 @@ class ApiKeyStore(SqlBase):
             query = query.where(db.api_keys.c.tenant == tenant)
         with self._read() as conn:
             rows = conn.execute(query).all()
-        return [
-            ApiKey(
-                id=r.id,
-                tenant=r.tenant,
-                prefix=r.prefix,
-                created_at=utc(r.created_at),  # type: ignore[arg-type]
-                revoked_at=utc(r.revoked_at),
-            )
-            for r in rows
-        ]
+        return [_api_key(r) for r in rows]
+
+    def api_key(self, key_id: str) -> ApiKey | None:
+        """The stored key with this id (prefix and dates only), or ``None``."""
+        with self._read() as conn:
+            row = conn.execute(select(db.api_keys).where(db.api_keys.c.id == key_id)).first()
+        return None if row is None else _api_key(row)
 
     def revoke_api_key(self, key_id: str) -> bool:
         """Revoke a key by its id; returns whether it was active."""
@@ -101,6 +100,16 @@ class ApiKeyStore(SqlBase):
                 .values(revoked_at=now())
             )
         return res.rowcount == 1
+
+
+def _api_key(row: Row[Any]) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        tenant=row.tenant,
+        prefix=row.prefix,
+        created_at=utc(row.created_at),  # type: ignore[arg-type]
+        revoked_at=utc(row.revoked_at),
+    )
 
 
 def _hash_key(key: str) -> str:

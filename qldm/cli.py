@@ -2,15 +2,22 @@
 
 This module is the composition root: it is the one place that wires the server, the seed
 models and the benchmarks together, so each command imports its implementation lazily (the
-CLI starts fast and ``qldm --help`` needs neither torch nor Qiskit).
+CLI starts fast and ``qldm --help`` needs neither torch nor Qiskit). It is also an edge: each
+command that needs them reads the ``QLDM_*`` settings once (:func:`_settings`) and passes their
+values down.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from qldm.service.settings import Settings
 
 app = typer.Typer(
     name="qldm",
@@ -21,32 +28,129 @@ app = typer.Typer(
 bench_app = typer.Typer(
     help="Benchmarks: print tables with ratios against peers.", no_args_is_help=True
 )
-keys_app = typer.Typer(help="API keys (one tenant per key; stored hashed).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys (one tenant per key; stored hashed) in the database `qldm serve` uses "
+    "(QLDM_DATABASE_URL, else qldm.sqlite3 in QLDM_DATA_DIR).",
+    no_args_is_help=True,
+)
 app.add_typer(bench_app, name="bench")
 app.add_typer(keys_app, name="keys")
+
+
+def _settings() -> Settings:
+    """The ``QLDM_*`` settings, read once for this command (exits with the reason when one is
+    invalid)."""
+    from pydantic import ValidationError
+
+    from qldm.service.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        typer.echo(f"qldm: invalid QLDM_* settings: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
 def serve(
     host: Annotated[
-        str, typer.Option(help="Address to bind; auth is on beyond loopback.")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+        str | None,
+        typer.Option(
+            help="Address to bind (default: QLDM_HOST, else 127.0.0.1); auth is on "
+            "beyond loopback.",
+            show_default=False,
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="TCP port (default: QLDM_PORT, else 8000).", show_default=False),
+    ] = None,
 ) -> None:
-    """Start the job server on the embedded defaults (SQLite, local executor)."""
+    """Start the job server (SQLite in the data folder and a local process pool by default).
+
+    The data folder is QLDM_DATA_DIR (default $XDG_DATA_HOME/qldm, else ~/.local/share/qldm):
+    it holds the SQLite database qldm.sqlite3 (unless QLDM_DATABASE_URL names another
+    database), finished runtime results and M3 calibrations.
+
+    \b
+    Settings: QLDM_* environment variables, read once at start (docs/deploy.md):
+      QLDM_HOST, QLDM_PORT       address and port (--host and --port win)
+      QLDM_DATA_DIR              the data folder
+      QLDM_DATABASE_URL          SQLAlchemy URL (PostgreSQL for several replicas)
+      QLDM_EXECUTOR              local (process pool) or ray
+      QLDM_RAY_ADDRESS           Ray cluster address, with QLDM_EXECUTOR=ray
+      QLDM_WORKERS               worker processes (2)
+      QLDM_AUTH                  auto (on beyond loopback), on or off
+      QLDM_MAX_BODY_BYTES        largest request body (32 MiB)
+      QLDM_MAX_BATCH             most samples per job (4096)
+      QLDM_MAX_SHOTS             most shots per circuit (1000000)
+      QLDM_MAX_WAIT_S            longest wait the server holds, seconds (60)
+      QLDM_IDEMPOTENCY           honour Idempotency-Key (true)
+      QLDM_IBM_TOKEN             IBM Quantum token for ibm: backends (a secret)
+      QLDM_IBM_CHANNEL           IBM Quantum channel (ibm_quantum_platform)
+      QLDM_IBM_INSTANCE          IBM Quantum instance
+      QLDM_LOG_LEVEL             log level (info)
+    """
     from qldm.service.server import serve as _serve
 
-    _serve(host=host, port=port)
+    _serve(settings=_settings(), host=host, port=port)
 
 
 @keys_app.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")],
 ) -> None:
-    """Create an API key for TENANT and print it once."""
-    from qldm.service.server import create_key
+    """Create an API key for TENANT and print it once (only its hash is stored)."""
+    from qldm.service.server import auth_note, create_key
 
-    typer.echo(create_key(tenant))
+    settings = _settings()
+    typer.echo(create_key(tenant, settings=settings))
+    note = auth_note(settings)
+    if note is not None:
+        typer.echo(f"note: {note}", err=True)
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+) -> None:
+    """List the API keys: id, tenant, prefix, created, revoked (never the key itself)."""
+    from qldm.service.server import list_keys
+
+    keys = list_keys(settings=_settings(), tenant=tenant)
+    if not keys:
+        typer.echo("no API keys" + (f" for tenant {tenant!r}" if tenant else ""))
+        return
+    rows = [("ID", "TENANT", "PREFIX", "CREATED", "REVOKED")]
+    for key in keys:
+        revoked = _when(key.revoked_at) if key.revoked_at is not None else "-"
+        rows.append((key.id, key.tenant, f"{key.prefix}...", _when(key.created_at), revoked))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id, from `qldm keys list`.")],
+) -> None:
+    """Revoke the API key KEY_ID: servers refuse it from their next look-up (seconds)."""
+    from qldm.service.server import ApiKeyNotFoundError, revoke_key
+
+    try:
+        key, revoked = revoke_key(key_id, settings=_settings())
+    except ApiKeyNotFoundError as exc:
+        typer.echo(f"qldm keys revoke: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    if revoked:
+        typer.echo(f"revoked key {key.id} of tenant {key.tenant!r} ({key.prefix}...)")
+    else:
+        when = _when(key.revoked_at) if key.revoked_at is not None else "an earlier time"
+        typer.echo(f"key {key.id} of tenant {key.tenant!r} was already revoked at {when}")
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @app.command()
@@ -54,10 +158,14 @@ def demo(
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("reports/demo"),
     minutes: Annotated[float, typer.Option(help="Training budget in minutes.")] = 3.0,
 ) -> None:
-    """Train the bit-flip QLDM on the shipped MNIST digits through an embedded server."""
-    from qldm.service.demo import run_demo
+    """Train the bit-flip QLDM on the shipped MNIST digits through an embedded server.
 
-    run_demo(out=out, minutes=minutes)
+    The server's database and log go to OUT/server; the metrics' classifier is cached in the
+    data folder (QLDM_DATA_DIR).
+    """
+    from qldm.demo import run_demo
+
+    run_demo(out=out, minutes=minutes, data_dir=_settings().data_dir)
 
 
 @app.command()
@@ -66,10 +174,13 @@ def train(
     url: Annotated[str | None, typer.Option(help="Train through this qldm server.")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="QLDM_API_KEY")] = None,
 ) -> None:
-    """Train a seed model from CONFIG (resumes from the last checkpoint)."""
+    """Train a seed model from CONFIG (resumes from the last checkpoint).
+
+    Data sets the config gives no data.root for are read from QLDM_DATA_DIR/datasets.
+    """
     from qldm.hybrid.cli import train as _train
 
-    _train(config, url=url, api_key=api_key)
+    _train(config, url=url, api_key=api_key, data_dir=_settings().data_dir)
 
 
 @app.command()
@@ -89,10 +200,13 @@ def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by `qldm train`.")],
     out: Annotated[Path | None, typer.Option(help="Folder for metrics and figures.")] = None,
 ) -> None:
-    """Evaluate a trained model: metrics JSON, sample and reconstruction grids, loss curve."""
+    """Evaluate a trained model: metrics JSON, sample and reconstruction grids, loss curve.
+
+    The metrics' classifier is cached in QLDM_DATA_DIR/feature_net.
+    """
     from qldm.hybrid.cli import evaluate as _evaluate
 
-    _evaluate(checkpoint, out=out)
+    _evaluate(checkpoint, out=out, data_dir=_settings().data_dir)
 
 
 @bench_app.command("engines")

@@ -2,7 +2,8 @@
 
 The server runs as a subprocess on a free loopback port (SQLite in ``out/server``, the local
 executor, auth off), the training talks to it over HTTP exactly as a remote client would, and
-the server is stopped when the demo ends, fails or is interrupted.
+the server is stopped when the demo ends, fails or is interrupted. The metrics' classifier is
+cached in the settings' data folder, so only the first demo on a machine trains it.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ __all__ = ["run_demo"]
 log = logging.getLogger("qldm.demo")
 
 
-def run_demo(*, out: Path, minutes: float, workers: int | None = None) -> None:
+def run_demo(*, out: Path, minutes: float, data_dir: Path, workers: int | None = None) -> None:
     """Start an embedded server, train the demo model through it, stop the server.
 
     Args:
         out: report folder (the server's database and log go to ``out/server``).
         minutes: training budget.
+        data_dir: the data folder (``qldm demo`` passes its settings'): the metrics'
+            classifier is cached in ``data_dir/feature_net``.
         workers: the server's worker processes (default: the server's default).
 
     Raises:
@@ -38,4 +41,4 @@ def run_demo(*, out: Path, minutes: float, workers: int | None = None) -> None:
     with EmbeddedServer(out / "server", workers=workers) as server:
         log.info("qldm demo: server at %s (log: %s)", server.url, server.log_path)
         print(f"qldm demo: embedded server at {server.url}; report in {out}")
-        run(url=server.url, api_key=None, out=out, minutes=minutes)
+        run(url=server.url, api_key=None, out=out, minutes=minutes, data_dir=data_dir)

@@ -1,25 +1,48 @@
-"""What ``qldm serve`` and ``qldm keys create`` run.
+"""What ``qldm serve`` and ``qldm keys create|list|revoke`` run.
 
-Both read the same :class:`qldm.service.settings.Settings` (``QLDM_*`` variables), so a key created
-with ``qldm keys create`` lives in the database ``qldm serve`` uses.
+All of them take the same :class:`qldm.service.settings.Settings` (``QLDM_*`` variables, read
+once by the CLI), so a key created, listed or revoked with ``qldm keys`` lives in the database
+``qldm serve`` uses.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from qldm.service.settings import Settings, UnsafeSettingsError, get_settings
+from qldm.errors import QldmError
+from qldm.service.settings import Settings, UnsafeSettingsError
 
-__all__ = ["create_key", "serve"]
+if TYPE_CHECKING:
+    from qldm.jobs.model import ApiKey
+    from qldm.jobs.store import JobStore
+
+__all__ = [
+    "ApiKeyNotFoundError",
+    "auth_note",
+    "create_key",
+    "list_keys",
+    "revoke_key",
+    "serve",
+]
 
 
-def serve(*, host: str, port: int, settings: Settings | None = None) -> None:
+class ApiKeyNotFoundError(QldmError, LookupError):
+    """No API key has this id in the server's database."""
+
+    code = "api_key_not_found"
+
+
+def serve(*, settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """Run the server in the foreground until SIGINT/SIGTERM.
 
     Args:
-        host: address to bind (auth is on beyond loopback unless ``QLDM_AUTH`` says else).
-        port: TCP port.
-        settings: the settings; ``None`` reads them from the environment.
+        settings: the settings.
+        host: address to bind (``None``: ``settings.host``; auth is on beyond loopback unless
+            ``QLDM_AUTH`` says else).
+        port: TCP port (``None``: ``settings.port``).
 
     Raises:
         SystemExit: the settings are unsafe, or another server holds the SQLite database (the
@@ -30,8 +53,8 @@ def serve(*, host: str, port: int, settings: Settings | None = None) -> None:
     from qldm.service.app import create_app
     from qldm.service.dblock import DatabaseInUseError, hold_sqlite, release
 
-    base = settings or get_settings()
-    settings = base.model_copy(update={"host": host, "port": port})
+    update = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    settings = settings.model_copy(update=update)
     try:
         app = create_app(settings)
         # fail fast, before binding the port, when another server holds the SQLite file (the
@@ -44,32 +67,93 @@ def serve(*, host: str, port: int, settings: Settings | None = None) -> None:
     )
     uvicorn.run(
         app,
-        host=host,
-        port=port,
+        host=settings.host,
+        port=settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
         server_header=False,
     )
 
 
-def create_key(tenant: str, *, settings: Settings | None = None) -> str:
-    """Create an API key for ``tenant`` in the server's database and return it.
-
-    Args:
-        tenant: the tenant the key authenticates as.
-        settings: the settings; ``None`` reads them from the environment.
-
-    Returns:
-        The key (``qldm_...``); only its hash is stored, so it cannot be shown again.
-    """
+@contextmanager
+def _store(settings: Settings) -> Iterator[JobStore]:
+    """The server's database, migrated, closed on leaving."""
     from qldm.jobs.store import JobStore
 
-    settings = settings or get_settings()
     if settings.database_url is None:
         settings.data_dir.expanduser().mkdir(parents=True, exist_ok=True)
     store = JobStore(settings.resolved_database_url)
     try:
         store.migrate()
-        return store.create_api_key(tenant=tenant)
+        yield store
     finally:
         store.close()
+
+
+def create_key(tenant: str, *, settings: Settings) -> str:
+    """Create an API key for ``tenant`` in the server's database and return it.
+
+    Args:
+        tenant: the tenant the key authenticates as.
+        settings: the settings (their database).
+
+    Returns:
+        The key (``qldm_...``); only its hash is stored, so it cannot be shown again.
+    """
+    with _store(settings) as store:
+        return store.create_api_key(tenant=tenant)
+
+
+def list_keys(*, settings: Settings, tenant: str | None = None) -> list[ApiKey]:
+    """The API keys in the server's database, oldest first: ids, tenants, prefixes and dates
+    (the keys themselves are not stored).
+
+    Args:
+        settings: the settings (their database).
+        tenant: only this tenant's keys.
+    """
+    with _store(settings) as store:
+        return store.list_api_keys(tenant=tenant)
+
+
+def revoke_key(key_id: str, *, settings: Settings) -> tuple[ApiKey, bool]:
+    """Revoke the API key ``key_id`` in the server's database.
+
+    A running server refuses the key from its next look-up of it (servers remember a key's
+    tenant for a few seconds).
+
+    Args:
+        key_id: the key's id (``qldm keys list``).
+        settings: the settings (their database).
+
+    Returns:
+        The key as stored afterwards, and whether this call revoked it (``False``: it was
+        revoked already).
+
+    Raises:
+        ApiKeyNotFoundError: no key has this id (``field="key_id"``).
+    """
+    with _store(settings) as store:
+        revoked = store.revoke_api_key(key_id)
+        key = store.api_key(key_id)
+    if key is None:
+        raise ApiKeyNotFoundError(
+            f"no API key with id {key_id!r} in this database (`qldm keys list` shows the ids)",
+            field="key_id",
+        )
+    return key, revoked
+
+
+def auth_note(settings: Settings) -> str | None:
+    """Why a server with these settings would ignore API keys, or ``None`` when auth is on."""
+    if settings.auth_enabled:
+        return None
+    if settings.auth == "off":
+        why = "QLDM_AUTH=off"
+    else:
+        why = f"QLDM_AUTH=auto and QLDM_HOST={settings.host} is a loopback address"
+    return (
+        f"auth is off for these settings ({why}): a server run with them accepts every "
+        "request without a key and ignores keys until auth is on (QLDM_AUTH=on, or auto with "
+        "`qldm serve --host` beyond loopback)"
+    )

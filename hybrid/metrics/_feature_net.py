@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qldm.hybrid.metrics._errors import MetricError
+from qldm.paths import default_data_dir
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +34,9 @@ _LR = 2e-3
 
 
 def default_cache_dir() -> Path:
-    """``$QLDM_DATA_DIR/feature_net`` if ``QLDM_DATA_DIR`` is set, else ``~/.cache/qldm/...``."""
-    base = os.environ.get("QLDM_DATA_DIR")
-    return (Path(base) if base else Path.home() / ".cache" / "qldm") / "feature_net"
+    """Where the trained classifier is cached when no ``cache_dir`` is given: ``feature_net/``
+    in :func:`qldm.paths.default_data_dir` (the CLI passes its settings' data folder's)."""
+    return default_data_dir() / "feature_net"
 
 
 class FeatureNet(nn.Module):

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from qldm.hybrid import report
 from qldm.hybrid.qldm.model import QLDM
+
+if TYPE_CHECKING:
+    from qldm.hybrid.metrics import FeatureNet
 
 
 def sample_generator(seed: int) -> torch.Generator:
@@ -36,6 +39,7 @@ def evaluate_model(
     n_samples: int | None = None,
     n_recon: int | None = None,
     title: str | None = None,
+    net: FeatureNet | None = None,
 ) -> dict[str, Any]:
     """Measure a trained model and write the report folder.
 
@@ -48,6 +52,8 @@ def evaluate_model(
         n_samples: generated images (default: the config's ``eval.n_samples``).
         n_recon: reconstructed test images (default: ``eval.n_recon``).
         title: page title.
+        net: the metrics' digit classifier (default
+            :func:`qldm.hybrid.metrics.get_feature_net`, cached in the default data folder).
 
     Returns:
         The metrics dict (also in ``metrics.json``).
@@ -73,7 +79,7 @@ def evaluate_model(
     # something (subsets of all rows would all be the same).
     kid_size = max(2, min(real.shape[0], fake.shape[0]) // 2)
     measured = metrics_report(
-        real, fake, recon=recon, originals=originals, kid_subset_size=kid_size
+        real, fake, recon=recon, originals=originals, net=net, kid_subset_size=kid_size
     )
 
     history = ckpt.get("history", [])

@@ -19,6 +19,7 @@ from qldm.hybrid.data import (
     DatasetError,
     DatasetNotFoundError,
     ImageDataset,
+    default_data_root,
     load_dataset,
 )
 
@@ -81,14 +82,18 @@ def test_mnist_idx_round_trip_in_torchvision_layout(tmp_path: Path, gz: bool) ->
     assert torch.equal(test.labels, torch.from_numpy(test_y).long())
 
 
-def test_default_root_is_under_qldm_data_dir(
+def test_default_root_is_under_the_default_data_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """No ``root``: ``datasets/`` in :func:`qldm.paths.default_data_dir`, the one default
+    (``QLDM_DATA_DIR`` is the server's setting; the library never reads it)."""
     images, labels = _digit_images(2, 7)
-    raw = tmp_path / "datasets" / "MNIST" / "raw"
+    raw = tmp_path / "qldm" / "datasets" / "MNIST" / "raw"
     _write_idx(raw / "t10k-images-idx3-ubyte", images, gz=False)
     _write_idx(raw / "t10k-labels-idx1-ubyte", labels, gz=False)
-    monkeypatch.setenv("QLDM_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.setenv("QLDM_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert default_data_root() == tmp_path / "qldm" / "datasets"
     data = load_dataset("mnist", split="test")
     assert data.labels.tolist() == labels.tolist()
 

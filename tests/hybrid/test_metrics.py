@@ -245,15 +245,16 @@ def test_feature_net_is_accurate_and_cached(net: FeatureNet, feature_cache: Path
     _feature_net._MEMO[files[0]] = net  # keep the session's instance memoised
 
 
-def test_default_cache_dir_follows_qldm_data_dir(
+def test_default_cache_dir_is_in_the_default_data_folder(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from qldm.hybrid.metrics import default_cache_dir
 
-    monkeypatch.setenv("QLDM_DATA_DIR", str(tmp_path))
-    assert default_cache_dir() == tmp_path / "feature_net"
-    monkeypatch.delenv("QLDM_DATA_DIR")
-    assert default_cache_dir() == Path.home() / ".cache" / "qldm" / "feature_net"
+    monkeypatch.setenv("QLDM_DATA_DIR", str(tmp_path / "elsewhere"))  # the server's; not read
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "qldm" / "feature_net"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert default_cache_dir() == Path.home() / ".local" / "share" / "qldm" / "feature_net"
 
 
 def test_feature_net_resizes_grayscale_and_rejects_colour(net: FeatureNet) -> None:
