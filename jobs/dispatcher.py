@@ -228,12 +228,8 @@ class Dispatcher:
 
     @property
     def alive(self) -> bool:
-        """Whether the loop thread runs."""
+        """Whether the loop thread runs (the server's ``/readyz`` checks it)."""
         return self._thread is not None and self._thread.is_alive()
-
-    def is_alive(self) -> bool:
-        """Whether the loop thread runs (for health checks)."""
-        return self.alive
 
     # ------------------------------------------------------------------ loop
 

@@ -154,12 +154,6 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
     def _job(self, row: Row[Any] | _InsertedRow) -> Job:
         return _job_from_row(row, self.max_attempts)
 
-    def _job_row(self, conn: Connection, job_id: str) -> Row[Any]:
-        row = conn.execute(select(db.jobs).where(db.jobs.c.id == job_id)).first()
-        if row is None:
-            raise JobNotFoundError(f"no job {job_id!r}", field="job_id")
-        return row
-
     def _by_idempotency_key(self, tenant: str, key: str, fingerprint: str) -> Job | None:
         with self._read() as conn:
             row = conn.execute(

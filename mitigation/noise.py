@@ -169,12 +169,6 @@ def _durations(isa: IsaCircuit, target: Any) -> tuple[float, dict[int, float], d
     return max(clock.values(), default=0.0), err1, err2
 
 
-def layer_duration(isa: IsaCircuit, backend: Any, *, layers: int) -> float:
-    """Seconds per ansatz layer: the ISA circuit's ASAP makespan over the number of layers."""
-    makespan, _, _ = _durations(isa, backend.target)
-    return makespan / layers
-
-
 def _t1_t2(target: Any, q: int) -> tuple[float, float]:
     props = target.qubit_properties[q] if target.qubit_properties else None
     t1 = getattr(props, "t1", None) or math.inf

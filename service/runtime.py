@@ -197,10 +197,8 @@ class Runtime:
             out.append(f"database unreachable ({type(exc).__name__})")
         if self.dispatcher is None:
             out.append("dispatcher not started")
-        else:
-            alive = getattr(self.dispatcher, "is_alive", None)
-            if alive is not None and not (alive() if callable(alive) else alive):
-                out.append("dispatcher stopped")
+        elif not self.dispatcher.alive:
+            out.append("dispatcher stopped")
         return out
 
     # ------------------------------------------------------------------ store calls
