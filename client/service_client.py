@@ -223,21 +223,25 @@ class ServiceClient:
     ) -> tuple[dict[str, Any], JobResult | None]:
         """``POST /v1/jobs``; with ``wait``, the result too when the server answers with it
         (``Content-Location`` names the result)."""
-        body = request.model_dump(mode="json") if isinstance(request, JobRequest) else dict(request)
+        if isinstance(request, JobRequest):
+            body = request.model_dump(mode="json", exclude=set(ARRAY_FIELDS))
+            given: dict[str, Any] = dict(request.arrays())
+        else:
+            body = dict(request)
+            given = {name: body.pop(name) for name in ARRAY_FIELDS if name in body}
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         if self.binary:
             arrays = {
-                name: np.asarray(body.pop(name), dtype=np.float64)
-                for name in ARRAY_FIELDS
-                if body.get(name) is not None
+                name: np.asarray(value, dtype=np.float64)
+                for name, value in given.items()
+                if value is not None
             }
-            body.pop("noise_levels", None)
             headers["Content-Type"] = NPZ
             content = pack(body, arrays)
         else:
-            for name in ARRAY_FIELDS:
-                if isinstance(body.get(name), np.ndarray):
-                    body[name] = body[name].tolist()
+            body.update(
+                {n: v.tolist() if isinstance(v, np.ndarray) else v for n, v in given.items()}
+            )
             headers["Content-Type"] = "application/json"
             content = json.dumps(body, allow_nan=False).encode()
         if wait is not None:

@@ -36,6 +36,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import core_schema
 
 from qldm.backends._spsa import MAX_DIRECTIONS
 from qldm.backends.base import Workload, _as_matrix, _as_vector
@@ -70,6 +71,68 @@ ARRAY_FIELDS = ("inputs", "weights", "noise_levels")
 """The numeric fields of a :class:`JobRequest` (:meth:`JobRequest.arrays`)."""
 
 _BACKEND_NAME = re.compile(r"^(exact|aer|(aer|fake|ibm):[A-Za-z0-9_.\-]+)$")
+
+
+class _FloatArray:
+    """Pydantic metadata for a float64 array field of ``ndim`` dimensions.
+
+    It takes a numpy array of real numbers (an npz body's entry: copied, as float64) or nested
+    lists (JSON: validated as ``list[float]``/``list[list[float]]`` first, so an element that is
+    not a number is named, ``inputs.0.1``), refuses other shapes, NaN and infinities, and
+    serializes to nested lists in JSON mode (``model_dump()`` keeps the array).
+    """
+
+    def __init__(self, ndim: int) -> None:
+        self.ndim = ndim
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        lists: core_schema.CoreSchema = core_schema.float_schema()
+        for _ in range(self.ndim):
+            lists = core_schema.list_schema(lists)
+        return core_schema.no_info_wrap_validator_function(
+            self._validate,
+            lists,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                _serialize, info_arg=True
+            ),
+        )
+
+    def _validate(self, value: Any, lists: core_schema.ValidatorFunctionWrapHandler) -> np.ndarray:
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind not in "fiub":
+                raise ValueError(f"expected real numbers, got dtype {value.dtype}")
+        else:
+            value = lists(value)
+        try:
+            array = np.array(value, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not an array of numbers ({exc})") from None
+        if array.ndim != self.ndim:
+            raise ValueError(f"expected a {self.ndim}-D array, got shape {array.shape}")
+        if not np.all(np.isfinite(array)):
+            raise ValueError("contains NaN or Inf")
+        return array
+
+
+def _serialize(value: np.ndarray, info: core_schema.SerializationInfo) -> Any:
+    return value.tolist() if info.mode_is_json() else value
+
+
+FloatMatrix = Annotated[np.ndarray, _FloatArray(2)]
+"""A ``(rows, columns)`` float64 array; nested lists in JSON."""
+FloatVector = Annotated[np.ndarray, _FloatArray(1)]
+"""A 1-D float64 array; a list in JSON."""
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.shape == b.shape
+            and bool(np.array_equal(a, b))
+        )
+    return bool(a == b)
 
 
 class JobStatus(StrEnum):
@@ -167,8 +230,8 @@ class JobRequest(BaseModel):
         task: ``expectation`` (values), ``jacobian`` (values and both Jacobians) or
             ``counts`` (measured bitstrings; needs ``shots``).
         backend: ``exact``, ``aer``, ``aer:<device>``, ``fake:<device>`` or ``ibm:<device>``.
-        inputs: ``(B, I)``.
-        weights: ``(P,)``.
+        inputs: ``(B, I)`` float64 array (JSON: a list of lists).
+        weights: ``(P,)`` float64 array.
         noise_levels: ``(K,)`` channel strengths, or ``None`` (the circuit's own, ``K = 1``).
         shots: shots per circuit; ``None`` gives exact expectation values.
         seed: seed for shot sampling.
@@ -183,9 +246,9 @@ class JobRequest(BaseModel):
     circuit: CircuitField
     task: TaskName = "expectation"
     backend: str = "exact"
-    inputs: list[list[float]]
-    weights: list[float]
-    noise_levels: list[float] | None = None
+    inputs: FloatMatrix
+    weights: FloatVector
+    noise_levels: FloatVector | None = None
     shots: int | None = None
     seed: int | None = None
     run_id: str | None = Field(default=None, max_length=64)
@@ -238,7 +301,9 @@ class JobRequest(BaseModel):
         # Fields only: the cached workload (arrays) is not part of a request's identity.
         if not isinstance(other, JobRequest):
             return NotImplemented
-        return self.__dict__ == other.__dict__
+        return self.__dict__.keys() == other.__dict__.keys() and all(
+            _same(value, other.__dict__[name]) for name, value in self.__dict__.items()
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -291,14 +356,11 @@ class JobRequest(BaseModel):
         return self._workload
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The numeric parts as float64 arrays: ``inputs (B, I)``, ``weights (P,)`` and, when
-        given, ``noise_levels (K,)``."""
-        out = {
-            "inputs": np.asarray(self.inputs, dtype=np.float64).reshape(len(self.inputs), -1),
-            "weights": np.asarray(self.weights, dtype=np.float64),
-        }
+        """The numeric fields (float64 arrays, not copies): ``inputs (B, I)``, ``weights (P,)``
+        and, when given, ``noise_levels (K,)``."""
+        out = {"inputs": self.inputs, "weights": self.weights}
         if self.noise_levels is not None:
-            out["noise_levels"] = np.asarray(self.noise_levels, dtype=np.float64)
+            out["noise_levels"] = self.noise_levels
         return out
 
     def fingerprint(self) -> str:

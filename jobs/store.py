@@ -60,7 +60,7 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
     """Jobs, results, runs, API keys and M3 readout calibrations in one SQL database.
 
     Args:
-        url: SQLAlchemy URL: ``sqlite:///path/qldm.db`` or
+        url: SQLAlchemy URL: ``sqlite:///path/qldm.sqlite3`` or
             ``postgresql+psycopg://user@host:5432/db`` (``postgresql://`` means psycopg 3 too).
         max_attempts: starts allowed per job when its request sets none.
         echo: log SQL.

@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -124,7 +123,7 @@ async def _job_document(request: Request, settings: SettingsDep) -> dict[str, An
             (p for name, a in arrays.items() if (p := first_non_finite(a, name))), None
         )
         if where is None:
-            document.update({name: _as_list(a) for name, a in arrays.items()})
+            document.update(arrays)  # arrays stay arrays: JobRequest's fields take them
     elif media in ("application/json", "") or media.endswith("+json"):
         import json
 
@@ -142,10 +141,6 @@ async def _job_document(request: Request, settings: SettingsDep) -> dict[str, An
     if where is not None:
         raise InvalidSpecError("NaN and infinity are not numbers this API takes", field=where)
     return document
-
-
-def _as_list(arr: np.ndarray) -> Any:
-    return np.asarray(arr, dtype=np.float64).tolist()
 
 
 JobDocumentDep = Annotated[dict[str, Any], Depends(_job_document)]
