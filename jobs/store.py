@@ -252,8 +252,7 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
         if row is None:
             raise JobNotFoundError(f"no job {job_id!r}", field="job_id")
         body = json.loads(row.request_json)
-        for name, arr in unpack(row.request_arrays).items():
-            body[name] = arr.tolist()
+        body.update(unpack(row.request_arrays))
         return JobRequest.model_validate(body)
 
     def result(self, *, tenant: str, job_id: str) -> JobResult:
