@@ -1,14 +1,59 @@
 """Backends: ``exact`` (torch), ``aer`` / ``aer:<device>`` (Qiskit Aer), ``fake:<device>`` and
-``ibm:<device>`` (qiskit-ibm-runtime primitives inside a Session or Batch)."""
+``ibm:<device>`` (qiskit-ibm-runtime primitives inside a Session or Batch).
+
+Every backend is called the same way, ``get_backend(name).run(workload, context)``
+(:mod:`qldm.backends.base`); :func:`capabilities` tells, without building one, which tasks and
+circuit kinds a name runs.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from qldm.backends.base import Backend, Evaluation, Task, Workload
+from qldm.backends.base import (
+    DEVICE,
+    NO_CONTEXT,
+    SIMULATOR,
+    Backend,
+    Capabilities,
+    CircuitKind,
+    Context,
+    Evaluation,
+    Task,
+    Workload,
+)
 from qldm.errors import UnknownBackendError
 
-__all__ = ["Backend", "Evaluation", "Task", "Workload", "get_backend"]
+__all__ = [
+    "NO_CONTEXT",
+    "Backend",
+    "Capabilities",
+    "CircuitKind",
+    "Context",
+    "Evaluation",
+    "Task",
+    "Workload",
+    "capabilities",
+    "get_backend",
+]
+
+_UNKNOWN = "use exact, aer, aer:<device>, fake:<device> or ibm:<device>"
+
+
+def capabilities(name: str) -> Capabilities:
+    """What the backend called ``name`` runs (the ``capabilities`` of its class), without
+    building it: ``exact`` and ``aer`` every task on specs and QPY circuits, the device
+    backends values and Jacobians of specs.
+
+    Raises:
+        UnknownBackendError: no backend has this name (``field="backend"``).
+    """
+    kind, _, device = name.partition(":")
+    if name in ("exact", "aer"):
+        return SIMULATOR
+    if kind in ("aer", "fake", "ibm") and device:
+        return DEVICE
+    raise UnknownBackendError(f"unknown backend {name!r}: {_UNKNOWN}", field="backend")
 
 
 def get_backend(name: str, **options: Any) -> Backend:
@@ -38,7 +83,4 @@ def get_backend(name: str, **options: Any) -> Backend:
         from qldm.backends.runtime import RuntimeBackend
 
         return RuntimeBackend(name, **options)
-    raise UnknownBackendError(
-        f"unknown backend {name!r}: use exact, aer, aer:<device>, fake:<device> or ibm:<device>",
-        field="backend",
-    )
+    raise UnknownBackendError(f"unknown backend {name!r}: {_UNKNOWN}", field="backend")

@@ -22,10 +22,10 @@ noiseless statevector simulation (it averages identical exact values). Neither i
 statistics of N shots, so this backend samples them itself, from the exact values: each
 observable is a Pauli string ``P`` with outcomes ±1, so the mean of ``N`` shots is exactly
 ``2 k / N - 1`` with ``k ~ Binomial(N, (1 + <P>) / 2)``. Every (parameter set, observable)
-gets its own ``N`` shots, drawn from ``numpy.random.default_rng(seed)`` in PUB order, and the
-Jacobians are combined from those sampled shift terms, as on hardware. (Each estimate has the
-exact N-shot distribution; the correlation between commuting observables that share shots on
-hardware is not reproduced.)
+gets its own ``N`` shots (:func:`qldm.backends._shots.pauli_shot_means`), drawn from
+``numpy.random.default_rng(seed)`` in PUB order, and the Jacobians are combined from those
+sampled shift terms, as on hardware. (Each estimate has the exact N-shot distribution; the
+correlation between commuting observables that share shots on hardware is not reproduced.)
 
 ``crx``/``crz`` are not Aer instructions either; they are decomposed into Qiskit's exact
 definitions (``rz``/``ry``/``cx`` with angle expressions of the same parameters).
@@ -39,15 +39,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from qiskit.circuit import CircuitInstruction, QuantumCircuit
 from qiskit.circuit.library import StatePreparation
 from qiskit.primitives.containers.bindings_array import BindingsArray
 
+from qldm.backends._aer_paths import aer_path
 from qldm.backends._shift import ShiftPlan, combine_levels, plan_shifts
-from qldm.backends.base import Evaluation, Workload
+from qldm.backends._shots import pauli_shot_means
+from qldm.backends.base import NO_CONTEXT, SIMULATOR, Capabilities, Context, Evaluation, Workload
 from qldm.circuits import PQCSpec
 from qldm.circuits.qiskit_builder import QiskitCircuit, build
 from qldm.errors import BackendError, BackendLimitError, InvalidSpecError
@@ -80,6 +82,7 @@ class AerBackend:
     """
 
     name = "aer"
+    capabilities: ClassVar[Capabilities] = SIMULATOR
 
     def __init__(
         self,
@@ -128,8 +131,9 @@ class AerBackend:
             )
         return self._estimators[method]
 
-    def run(self, work: Workload) -> Evaluation:
-        """Evaluate ``work`` in one ``EstimatorV2.run``.
+    def run(self, work: Workload, context: Context = NO_CONTEXT) -> Evaluation:
+        """Evaluate ``work`` in one ``EstimatorV2.run`` (the ``counts`` task and QPY circuits
+        in one Aer run of their own path; ``context`` offers nothing this backend uses).
 
         Returns:
             :class:`Evaluation` with ``values (K, B, O)`` and, for task ``jacobian``,
@@ -141,6 +145,10 @@ class AerBackend:
                 ``amplitude``-encoded one that binds more than :data:`MAX_BOUND_AMPLITUDES`.
             BackendError: Aer failed.
         """
+        self.capabilities.check(self.name, work.task, work.kind)
+        other = aer_path(self.name, work)
+        if other is not None:
+            return other.run(work, context)
         start = time.perf_counter()
         spec = work.spec
         levels = work.level_values()
@@ -167,7 +175,7 @@ class AerBackend:
         evs = [np.asarray(pub_result.data.evs, dtype=np.float64) for pub_result in result]
         if work.shots is not None:
             rng = np.random.default_rng(work.seed)
-            evs = [_sample_shots(ev, work.shots, rng) for ev in evs]
+            evs = [pauli_shot_means(ev, work.shots, rng) for ev in evs]
         values, d_inputs, d_weights = combine_levels(plan, evs, len(levels))
         return Evaluation(
             values=values,
@@ -260,9 +268,3 @@ def _with_state(circuit: QuantumCircuit, state: np.ndarray | None) -> QuantumCir
     for instruction in circuit.data[1:]:
         out._append(instruction)
     return out
-
-
-def _sample_shots(ev: np.ndarray, shots: int, rng: np.random.Generator) -> np.ndarray:
-    """The mean of ``shots`` ±1 outcomes of a Pauli observable whose expectation is ``ev``."""
-    p_plus = np.clip((1.0 + ev) / 2.0, 0.0, 1.0)
-    return 2.0 * rng.binomial(shots, p_plus) / shots - 1.0

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from qldm.backends._runtime_steps import Prepared
 from qldm.backends._sessions import ExecutionMode
 from qldm.backends.runtime import RuntimeBackend, fake_device
 
@@ -47,19 +48,17 @@ class AerDeviceBackend(RuntimeBackend):
 
     def _submit(
         self,
-        pubs: list[tuple[Any, ...]],
-        use_m3: bool,
-        shots: int,
-        seed: int | None,
+        prepared: Prepared,
         checkpoint: Callable[[str], None] | None,
         mode: ExecutionMode,
     ) -> tuple[Any, str]:
         from qiskit.primitives import BackendEstimatorV2, BackendSamplerV2
 
+        seed = prepared.work.seed
         options = {} if seed is None else {"seed_simulator": int(seed) % (2**31)}
         primitive: Any
-        if use_m3:
+        if prepared.use_m3:
             primitive = BackendSamplerV2(backend=self.backend, options=options)
         else:
             primitive = BackendEstimatorV2(backend=self.backend, options=options)
-        return self._submit_and_wait(primitive, pubs, use_m3, shots, checkpoint)
+        return self._submit_and_wait(primitive, prepared, checkpoint)

@@ -1,4 +1,16 @@
-"""The contract every backend fulfils: a :class:`Workload` in, an :class:`Evaluation` out.
+"""The contract every backend fulfils: ``backend.run(workload, context) -> Evaluation``.
+
+- :class:`Workload` says WHAT to compute: the circuit (a :class:`qldm.circuits.PQCSpec` or a
+  user's :class:`qldm.circuits.qpy.QpyCircuit`), the batch, and the :class:`Task`.
+- :class:`Context` says what the caller offers around it: a checkpoint callback, a runtime job
+  to re-attach to, the job's options, the run's Session, where M3 calibrations are kept. Every
+  field has a default; in-process callers pass ``Context()`` or nothing.
+- :class:`Capabilities` says which tasks and circuit kinds a backend runs; a backend refuses
+  the rest with :class:`qldm.errors.BackendLimitError` naming ``task`` or ``circuit``, and the
+  server refuses them at submission (:func:`qldm.backends.capabilities`).
+
+Adding a task is one :class:`Task` value plus the backends that implement it (their
+:class:`Capabilities` list it).
 
 Shapes: ``B`` samples, ``I`` inputs, ``P`` weights, ``O`` observables, ``K`` noise levels
 (``K = 1`` when no noise levels are given: the spec's own channel strength is used).
@@ -6,78 +18,284 @@ Shapes: ``B`` samples, ``I`` inputs, ``P`` weights, ``O`` observables, ``K`` noi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
 from qldm.circuits import PQCSpec
+from qldm.circuits.qpy import QpyCircuit
 from qldm.circuits.spec import check_noise_level
-from qldm.errors import InvalidSpecError
+from qldm.errors import BackendLimitError, InvalidSpecError
 
-Task = Literal["expectation", "jacobian"]
+if TYPE_CHECKING:
+    from qldm.backends._sessions import RunSession
+    from qldm.mitigation.m3 import CalibrationStorage
+
+__all__ = [
+    "DEVICE",
+    "NO_CONTEXT",
+    "SIMULATOR",
+    "Backend",
+    "Capabilities",
+    "Circuit",
+    "CircuitKind",
+    "Context",
+    "Evaluation",
+    "ExecutionOptions",
+    "Task",
+    "Workload",
+    "circuit_kind",
+]
+
+
+class Task(StrEnum):
+    """What a workload asks for.
+
+    - ``expectation``: values ``(K, B, O)``;
+    - ``jacobian``: values and both Jacobians ``(K, B, O, I)``, ``(K, B, O, P)``;
+    - ``counts``: measured bitstrings of every qubit, ``K * B`` dicts (needs ``shots``).
+    """
+
+    EXPECTATION = "expectation"
+    JACOBIAN = "jacobian"
+    COUNTS = "counts"
+
+
+class CircuitKind(StrEnum):
+    """How a workload's circuit is given: a :class:`PQCSpec` or a QPY circuit."""
+
+    SPEC = "spec"
+    QPY = "qpy"
+
+
+Circuit = PQCSpec | QpyCircuit
+
+
+def circuit_kind(circuit: Any) -> CircuitKind:
+    """The kind of ``circuit``.
+
+    Raises:
+        InvalidSpecError: neither a :class:`PQCSpec` nor a :class:`QpyCircuit`
+            (``field="circuit"``).
+    """
+    if isinstance(circuit, PQCSpec):
+        return CircuitKind.SPEC
+    if isinstance(circuit, QpyCircuit):
+        return CircuitKind.QPY
+    raise InvalidSpecError(
+        f"expected a PQCSpec or a QPY circuit, got {type(circuit).__name__}", field="circuit"
+    )
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """The tasks and circuit kinds a backend runs.
+
+    Attributes:
+        tasks: the :class:`Task` values it implements.
+        circuits: the :class:`CircuitKind` values it takes.
+    """
+
+    tasks: frozenset[Task]
+    circuits: frozenset[CircuitKind]
+
+    def check(self, backend: str, task: Task | str, circuit: CircuitKind) -> None:
+        """Refuse a task or a circuit kind this backend does not run.
+
+        Raises:
+            BackendLimitError: ``field="task"`` or ``field="circuit"``, naming the backends
+                that do run it.
+        """
+        if Task(task) not in self.tasks:
+            raise BackendLimitError(
+                f"the {backend} backend does not run the {task} task; it runs "
+                f"{_listed(self.tasks)}",
+                field="task",
+            )
+        if circuit not in self.circuits:
+            raise BackendLimitError(
+                f"the {backend} backend does not take {circuit} circuits; it takes "
+                f"{_listed(self.circuits)}",
+                field="circuit",
+            )
+
+
+SIMULATOR = Capabilities(
+    tasks=frozenset({Task.EXPECTATION, Task.JACOBIAN, Task.COUNTS}),
+    circuits=frozenset({CircuitKind.SPEC, CircuitKind.QPY}),
+)
+"""``exact`` and ``aer``: every task, specs and QPY circuits (counts and QPY circuits are
+computed with Aer on both, :mod:`qldm.backends.counts`, :mod:`qldm.backends.qpy_aer`)."""
+
+DEVICE = Capabilities(
+    tasks=frozenset({Task.EXPECTATION, Task.JACOBIAN}),
+    circuits=frozenset({CircuitKind.SPEC}),
+)
+"""``aer:<device>``, ``fake:<device>``, ``ibm:<device>``: values and Jacobians of specs (the
+device path transpiles a spec with its noise slots and subtracts the device's noise floor)."""
+
+
+def _listed(values: frozenset[Any]) -> str:
+    return ", ".join(sorted(str(v) for v in values))
+
+
+class ExecutionOptions(Protocol):
+    """The per-job options a backend reads (:class:`qldm.jobs.model.JobOptions` is one)."""
+
+    @property
+    def allow_noise_floor(self) -> bool:
+        """Accept the device's floor where a requested strength is below it."""
+        ...
+
+    @property
+    def gradient_budget(self) -> int | None:
+        """Shift only this many inputs and weights per sample (subset Jacobians)."""
+        ...
+
+    @property
+    def spsa_directions(self) -> int | None:
+        """SPSA Jacobians with this many random directions per sample."""
+        ...
+
+    @property
+    def m3_max_age_s(self) -> float | None:
+        """Reuse a stored M3 calibration at most this old (``None``: the backend's default)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a caller offers a backend besides the workload; all optional.
+
+    Attributes:
+        checkpoint: called with the runtime job id right after a submission, before waiting
+            for its result (the job store records it).
+        resume_runtime_job_id: re-attach to this runtime job (a restarted server) instead of
+            submitting the workload again.
+        options: the job's options (:class:`qldm.jobs.model.JobOptions`); ``None``: the
+            backend's own settings.
+        run_session: the job's run and the runtime Session it holds; ``None``: a job without a
+            run (runtime backends open a fresh ``Batch``).
+        m3_store: where M3 calibrations are kept (the job store inside the server); ``None``:
+            the backend's file cache.
+    """
+
+    checkpoint: Callable[[str], None] | None = None
+    resume_runtime_job_id: str | None = None
+    options: ExecutionOptions | None = None
+    run_session: RunSession | None = None
+    m3_store: CalibrationStorage | None = None
+
+    @property
+    def run_id(self) -> str | None:
+        """The job's run, or ``None``."""
+        return None if self.run_session is None else self.run_session.run_id
+
+
+NO_CONTEXT = Context()
+"""The context of an in-process call: nothing offered."""
 
 
 @dataclass(frozen=True)
 class Workload:
-    """One evaluation of a spec on a batch.
+    """One evaluation of a circuit on a batch.
 
     Attributes:
-        spec: the circuit.
+        circuit: a :class:`PQCSpec` or a :class:`QpyCircuit`.
         inputs: ``(B, I)`` float64.
         weights: ``(P,)`` float64.
-        noise_levels: ``(K,)`` float64, each replacing the channel strength, or ``None``.
-        task: ``expectation`` (values only) or ``jacobian`` (values and both Jacobians).
-        shots: shots per circuit; ``None`` means exact expectation values.
-        seed: seed for shot sampling.
+        noise_levels: ``(K,)`` float64, each replacing the channel strength, or ``None`` (QPY
+            circuits take none: their noise is in the circuit).
+        task: what to compute (:class:`Task`).
+        shots: shots per circuit; ``None`` means exact expectation values (``counts`` needs
+            shots).
+        seed: seed for shot sampling, a non-negative integer or ``None``.
     """
 
-    spec: PQCSpec
+    circuit: Circuit
     inputs: np.ndarray
     weights: np.ndarray
     noise_levels: np.ndarray | None = None
-    task: Task = "expectation"
+    task: Task = Task.EXPECTATION
     shots: int | None = None
     seed: int | None = None
 
     @classmethod
     def build(
         cls,
-        spec: PQCSpec,
+        circuit: Circuit,
         inputs: Any,
         weights: Any,
         *,
         noise_levels: Any = None,
-        task: Task = "expectation",
+        task: Task | str = Task.EXPECTATION,
         shots: int | None = None,
         seed: int | None = None,
     ) -> Workload:
         """Validate shapes and values and build a workload.
 
         Raises:
-            InvalidSpecError: naming ``inputs``, ``weights``, ``noise_levels``, ``task`` or
-                ``shots``.
+            InvalidSpecError: naming ``circuit``, ``inputs``, ``weights``, ``noise_levels``,
+                ``task``, ``shots`` or ``seed``.
         """
-        x = _as_matrix(inputs, spec.n_inputs, "inputs")
-        w = _as_vector(weights, spec.n_weights, "weights")
+        circuit_kind(circuit)
+        try:
+            chosen = Task(task)
+        except ValueError:
+            known = ", ".join(t.value for t in Task)
+            raise InvalidSpecError(f"unknown task {task!r}: use {known}", field="task") from None
+        x = _as_matrix(inputs, circuit.n_inputs, "inputs")
+        w = _as_vector(weights, circuit.n_weights, "weights")
         levels = None
-        if noise_levels is not None:
-            levels = _as_vector(noise_levels, None, "noise_levels")
-            if levels.size == 0:
-                raise InvalidSpecError(
-                    "give at least one noise level, or none", field="noise_levels"
-                )
-            for level in levels:
-                check_noise_level(spec, float(level))
-        if spec.encoding == "amplitude" and np.any(np.linalg.norm(x, axis=1) == 0.0):
-            raise InvalidSpecError("amplitude encoding of a zero vector", field="inputs")
-        if task not in ("expectation", "jacobian"):
-            raise InvalidSpecError(f"unknown task {task!r}", field="task")
-        if shots is not None and (not isinstance(shots, int) or shots < 1):
+        if noise_levels is not None and isinstance(circuit, QpyCircuit):
+            raise InvalidSpecError(
+                "QPY circuits take no noise levels: put the noise in the circuit "
+                "(Aer noise instructions) instead",
+                field="noise_levels",
+            )
+        if isinstance(circuit, PQCSpec):
+            if noise_levels is not None:
+                levels = _as_vector(noise_levels, None, "noise_levels")
+                if levels.size == 0:
+                    raise InvalidSpecError(
+                        "give at least one noise level, or none", field="noise_levels"
+                    )
+                for level in levels:
+                    check_noise_level(circuit, float(level))
+            if circuit.encoding == "amplitude" and np.any(np.linalg.norm(x, axis=1) == 0.0):
+                raise InvalidSpecError("amplitude encoding of a zero vector", field="inputs")
+        if shots is not None and (
+            isinstance(shots, bool) or not isinstance(shots, int) or shots < 1
+        ):
             raise InvalidSpecError(
                 f"shots must be a positive integer or null, got {shots!r}", field="shots"
             )
-        return cls(spec, x, w, levels, task, shots, seed)
+        if chosen is Task.COUNTS and shots is None:
+            raise InvalidSpecError("the counts task needs a number of shots", field="shots")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise InvalidSpecError(
+                f"seed must be a non-negative integer or null, got {seed!r}", field="seed"
+            )
+        return cls(circuit, x, w, levels, chosen, shots, seed)
+
+    @property
+    def kind(self) -> CircuitKind:
+        """Whether the circuit is a spec or a QPY circuit."""
+        return circuit_kind(self.circuit)
+
+    @property
+    def spec(self) -> PQCSpec:
+        """The circuit as a :class:`PQCSpec`, for backends that take only specs.
+
+        Raises:
+            BackendLimitError: the circuit is a QPY circuit (``field="circuit"``).
+        """
+        if not isinstance(self.circuit, PQCSpec):
+            raise BackendLimitError("this path takes PQCSpec circuits only", field="circuit")
+        return self.circuit
 
     @property
     def n_levels(self) -> int:
@@ -91,30 +309,50 @@ class Workload:
         return [float(v) for v in self.noise_levels]
 
 
+Counts = dict[str, int]
+"""Bitstring (qubit 0 rightmost) to count."""
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """What a backend returns.
 
     Attributes:
-        values: ``(K, B, O)`` expectation values.
+        values: ``(K, B, O)`` expectation values (tasks ``expectation`` and ``jacobian``),
+            ``None`` for ``counts``.
         d_inputs: ``(K, B, O, I)`` derivatives by inputs (task ``jacobian``), else ``None``.
         d_weights: ``(K, B, O, P)`` derivatives by weights (task ``jacobian``), else ``None``.
         metadata: backend facts (circuits run, submissions, shots, timings, ...).
+        counts: task ``counts``: ``K * B`` dicts, sample ``b`` of level ``k`` at index
+            ``k * B + b``, each summing to ``shots``; else ``None``.
     """
 
-    values: np.ndarray
+    values: np.ndarray | None
     d_inputs: np.ndarray | None = None
     d_weights: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    counts: list[Counts] | None = None
 
 
 class Backend(Protocol):
-    """Anything that evaluates workloads."""
+    """Anything that evaluates workloads.
+
+    Attributes:
+        name: the backend's name (``exact``, ``aer``, ``fake:manila``, ...).
+        capabilities: the tasks and circuit kinds it runs.
+    """
 
     name: str
+    capabilities: ClassVar[Capabilities]
 
-    def run(self, work: Workload) -> Evaluation:
-        """Evaluate ``work``; raises :class:`qldm.errors.BackendLimitError` when it cannot."""
+    def run(self, work: Workload, context: Context = NO_CONTEXT) -> Evaluation:
+        """Evaluate ``work``.
+
+        Raises:
+            BackendLimitError: a task or circuit kind outside :attr:`capabilities` (naming
+                ``task`` or ``circuit``), or a workload beyond the backend's limits.
+            InvalidSpecError, BackendError: see each backend.
+        """
         ...
 
 

@@ -7,9 +7,12 @@ when channels act, so channels are exact superoperators, ``statevector`` otherwi
 circuits of the job in ONE ``AerSimulator.run`` (parameter broadcasting: one circuit per noise
 level and ``B`` parameter sets each; the ``amplitude`` encoding binds its state per sample, so
 there it is one circuit per sample and level), and then draws the counts from
-``numpy.random.default_rng(seed)``, level by level and sample by sample. That is the exact
-statistics of ``shots`` measurements, seeded and reproducible, and it needs no ``measure``
-instructions in the circuit.
+``numpy.random.default_rng(seed)`` (:func:`qldm.backends._shots.draw_counts`), level by level
+and sample by sample. That is the exact statistics of ``shots`` measurements, seeded and
+reproducible, and it needs no ``measure`` instructions in the circuit.
+
+:class:`CountsBackend` is this path behind the backend contract; the ``exact`` and ``aer``
+backends hand it their ``counts`` workloads. :func:`sample_counts` is the same as a function.
 
 Bitstrings are in Qiskit's order: character ``n - 1 - i`` is qubit ``i`` (qubit 0 rightmost);
 outcomes that were never drawn are left out of a dict. Every qubit is measured: a QPY
@@ -19,26 +22,104 @@ only some qubits, or into permuted classical bits, still gets one character per 
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, ClassVar
 
 import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 from qiskit.circuit.library import StatePreparation
 
-from qldm.backends.base import Workload
-from qldm.backends.qpy_aer import MAX_SHOTS, aer_ready, check_shots, is_unitary, validate_qpy_job
+from qldm.backends._shots import draw_counts
+from qldm.backends.base import (
+    NO_CONTEXT,
+    Capabilities,
+    CircuitKind,
+    Context,
+    Counts,
+    Evaluation,
+    Task,
+    Workload,
+)
+from qldm.backends.qpy_aer import MAX_SHOTS, aer_ready, check_shots, is_unitary
 from qldm.circuits import PQCSpec
 from qldm.circuits.qiskit_builder import build
 from qldm.circuits.qpy import QpyCircuit
 from qldm.errors import BackendError, BackendLimitError, InvalidSpecError
 
-__all__ = ["MAX_SHOTS", "sample_counts"]
+__all__ = ["MAX_SHOTS", "CountsBackend", "sample_counts"]
 
 MAX_OUTCOMES = 50_000_000
 """Most probabilities (``2^n`` per circuit, summed over circuits) one job may compute."""
 
-Counts = dict[str, int]
+
+class CountsBackend:
+    """The ``counts`` task on Aer, for the simulator called ``name`` (``exact`` or ``aer``).
+
+    Args:
+        name: the backend the workload was sent to (reported in the metadata).
+    """
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        tasks=frozenset({Task.COUNTS}),
+        circuits=frozenset({CircuitKind.SPEC, CircuitKind.QPY}),
+    )
+
+    def __init__(self, name: str = "aer") -> None:
+        self.name = name
+
+    def run(self, work: Workload, context: Context = NO_CONTEXT) -> Evaluation:
+        """Measurement counts of every qubit, for every noise level and sample.
+
+        A :class:`PQCSpec` runs with its channels at the spec's strength, or at each of the
+        workload's noise levels; a :class:`QpyCircuit`'s noise, if any, is in the circuit.
+        ``context`` offers nothing this path uses.
+
+        Returns:
+            :class:`Evaluation` with ``counts``: ``K * B`` dicts from bitstring (qubit 0
+            rightmost) to count, sample ``b`` of level ``k`` at ``k * B + b``, each summing to
+            ``shots``; ``values`` is ``None``.
+
+        Raises:
+            InvalidSpecError: ``shots`` above :data:`MAX_SHOTS`.
+            BackendLimitError: another task (``field="task"``), or too many outcomes
+                (``field="inputs"``).
+            BackendError: Aer failed.
+        """
+        self.capabilities.check(self.name, work.task, work.kind)
+        start = time.perf_counter()
+        check_shots(work.shots, required=True)
+        shots = int(work.shots or 0)
+        if isinstance(work.circuit, QpyCircuit):
+            circuits, binds, method, n_levels = _qpy_circuits(work.circuit, work)
+        else:
+            circuits, binds, method, n_levels = _spec_circuits(work.spec, work)
+        n_qubits = circuits[0].num_qubits
+        n_experiments = sum(len(next(iter(b.values()), [None])) for b in binds)
+        if n_experiments * 2**n_qubits > MAX_OUTCOMES:
+            raise BackendLimitError(
+                f"{n_experiments} circuits of {n_qubits} qubits exceed this backend's limit of "
+                f"{MAX_OUTCOMES} outcome probabilities: send fewer samples per job",
+                field="inputs",
+            )
+        probabilities = _run(circuits, binds, method)  # (K * B, 2^n), level-major
+        rng = np.random.default_rng(work.seed)
+        counts = [draw_counts(p, shots, n_qubits, rng) for p in probabilities]
+        return Evaluation(
+            values=None,
+            counts=counts,
+            metadata={
+                "backend": self.name,
+                "engine": "aer",
+                "method": method,
+                "levels": n_levels,
+                "submissions": 1,
+                "experiments": n_experiments,
+                "shots": shots,
+                "seed": work.seed,
+                "seconds": time.perf_counter() - start,
+            },
+        )
 
 
 def sample_counts(
@@ -51,7 +132,7 @@ def sample_counts(
     seed: int | None = None,
     backend: str = "aer",
 ) -> list[list[Counts]]:
-    """Measurement counts of every qubit, for every noise level and sample.
+    """:class:`CountsBackend` as a function: counts of every qubit, per level and sample.
 
     Args:
         spec: the circuit: a :class:`PQCSpec` (channels at the spec's strength, or at each
@@ -69,7 +150,7 @@ def sample_counts(
 
     Raises:
         InvalidSpecError: naming ``shots`` (missing or out of range), ``inputs``,
-            ``weights``, ``noise_levels``, ``seed``.
+            ``weights``, ``noise_levels``, ``seed`` or ``circuit``.
         BackendLimitError: another backend (``field="backend"``), or too many outcomes.
         BackendError: Aer failed.
     """
@@ -81,36 +162,12 @@ def sample_counts(
             f"the counts task runs on the 'exact' and 'aer' backends, not {backend!r}",
             field="backend",
         )
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise InvalidSpecError(
-            f"seed must be a non-negative integer or null, got {seed!r}", field="seed"
-        )
-    if isinstance(spec, QpyCircuit):
-        circuits, binds, method, n_levels = _qpy_circuits(spec, inputs, weights, noise_levels)
-    elif isinstance(spec, PQCSpec):
-        circuits, binds, method, n_levels = _spec_circuits(spec, inputs, weights, noise_levels)
-    else:
-        raise InvalidSpecError(
-            f"expected a PQCSpec or a QPY circuit, got {type(spec).__name__}", field="circuit"
-        )
-    n_qubits = circuits[0].num_qubits
-    n_experiments = sum(len(next(iter(b.values()), [None])) for b in binds)
-    if n_experiments * 2**n_qubits > MAX_OUTCOMES:
-        raise BackendLimitError(
-            f"{n_experiments} circuits of {n_qubits} qubits exceed this backend's limit of "
-            f"{MAX_OUTCOMES} outcome probabilities: send fewer samples per job",
-            field="inputs",
-        )
-    probabilities = _run(circuits, binds, method)  # (K * B, 2^n), level-major
-    rng = np.random.default_rng(seed)
-    n_batch = probabilities.shape[0] // n_levels
-    out: list[list[Counts]] = []
-    for k in range(n_levels):
-        level: list[Counts] = []
-        for b in range(n_batch):
-            level.append(_draw(probabilities[k * n_batch + b], int(shots), n_qubits, rng))
-        out.append(level)
-    return out
+    work = Workload.build(
+        spec, inputs, weights, noise_levels=noise_levels, task=Task.COUNTS, shots=shots, seed=seed
+    )
+    flat = CountsBackend(backend).run(work).counts or []
+    n_batch = work.inputs.shape[0]
+    return [flat[k * n_batch : (k + 1) * n_batch] for k in range(len(flat) // n_batch)]
 
 
 # ---------------------------------------------------------------------- circuits
@@ -119,9 +176,8 @@ Binds = dict[Parameter, list[float]]
 
 
 def _spec_circuits(
-    spec: PQCSpec, inputs: Any, weights: Any, noise_levels: Any
+    spec: PQCSpec, work: Workload
 ) -> tuple[list[QuantumCircuit], list[Binds], str, int]:
-    work = Workload.build(spec, inputs, weights, noise_levels=noise_levels)
     levels = work.level_values()
     noisy = spec.noisy and any(max(spec.layer_strengths(level)) > 0.0 for level in levels)
     method = "density_matrix" if noisy else "statevector"
@@ -151,9 +207,9 @@ def _spec_circuits(
 
 
 def _qpy_circuits(
-    circuit: QpyCircuit, inputs: Any, weights: Any, noise_levels: Any
+    circuit: QpyCircuit, work: Workload
 ) -> tuple[list[QuantumCircuit], list[Binds], str, int]:
-    x, w = validate_qpy_job(circuit, inputs, weights, noise_levels=noise_levels)
+    x, w = work.inputs, work.weights
     loaded = circuit.load()
     ready = aer_ready(loaded.circuit)
     present = set(ready.parameters)  # a parameter only in the global phase is gone
@@ -216,10 +272,3 @@ def _run(circuits: list[QuantumCircuit], binds: list[Binds], method: str) -> np.
         ]
     )
     return probabilities
-
-
-def _draw(p: np.ndarray, shots: int, n_qubits: int, rng: np.random.Generator) -> Counts:
-    p = np.clip(p, 0.0, None)
-    p = p / p.sum()
-    counts = rng.multinomial(shots, p)
-    return {format(int(i), f"0{n_qubits}b"): int(counts[i]) for i in np.flatnonzero(counts)}

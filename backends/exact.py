@@ -35,7 +35,9 @@ and a Clifford stage copies whole rows.
 (``torch.autograd.forward_ad``, one pass per input and per weight).
 
 :func:`expectation` is the torch-level entry point (autograd flows to inputs, weights and
-noise levels); :class:`ExactBackend` runs :class:`Workload` s.
+noise levels); :class:`ExactBackend` runs :class:`Workload` s. The ``counts`` task and QPY
+circuits are computed with Aer on this backend too (:mod:`qldm.backends.counts`,
+:mod:`qldm.backends.qpy_aer`, chosen by :func:`qldm.backends._aer_paths.aer_path`).
 """
 
 from __future__ import annotations
@@ -45,14 +47,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
 from qldm.backends import _torch_ops as ops
-from qldm.backends.base import Evaluation, Workload
+from qldm.backends._aer_paths import aer_path
+from qldm.backends._shots import pauli_shot_means
+from qldm.backends.base import NO_CONTEXT, SIMULATOR, Capabilities, Context, Evaluation, Workload
 from qldm.circuits import PQCSpec, compile_spec
 from qldm.circuits.program import AnsatzOp, Channel, Gate
 from qldm.circuits.spec import check_noise_level
@@ -672,6 +676,7 @@ class ExactBackend:
     """
 
     name = "exact"
+    capabilities: ClassVar[Capabilities] = SIMULATOR
 
     def __init__(self, *, device: str = "cpu", dtype: str = "float64") -> None:
         if dtype not in ("float64", "float32"):
@@ -686,16 +691,22 @@ class ExactBackend:
             ) from None
         self.dtype = getattr(torch, dtype)
 
-    def run(self, work: Workload) -> Evaluation:
+    def run(self, work: Workload, context: Context = NO_CONTEXT) -> Evaluation:
         """Evaluate ``work``: values ``(K,B,O)``, and for ``jacobian`` ``d_inputs (K,B,O,I)``
         and ``d_weights (K,B,O,P)``, as float64 numpy arrays.
 
         With ``shots``, every value is replaced by the mean of ``shots`` simulated +-1 outcomes
-        (binomial with ``p = (1 + v) / 2``, seeded by ``work.seed``); Jacobians stay exact.
+        (:func:`qldm.backends._shots.pauli_shot_means`, seeded by ``work.seed``); Jacobians
+        stay exact. The ``counts`` task and QPY circuits go to Aer (exactly, as on ``aer``).
+        ``context`` offers nothing this backend uses.
 
         Raises:
             BackendLimitError: a noisy spec on more than 10 qubits.
         """
+        self.capabilities.check(self.name, work.task, work.kind)
+        other = aer_path(self.name, work)
+        if other is not None:
+            return other.run(work, context)
         start = time.perf_counter()
         spec = work.spec
         x = torch.as_tensor(work.inputs, dtype=self.dtype, device=self.device)
@@ -723,7 +734,7 @@ class ExactBackend:
             "dtype": str(self.dtype).removeprefix("torch."),
         }
         if work.shots is not None:
-            vals = shot_noise(vals, work.shots, seed=work.seed)
+            vals = pauli_shot_means(vals, work.shots, np.random.default_rng(work.seed))
             metadata.update(
                 shots=work.shots,
                 seed=work.seed,
@@ -773,16 +784,6 @@ def _evaluate(
         )
         values = _statevector_values(plan, x, w)
         return values, d_in.permute(1, 2, 3, 0), d_w.permute(1, 2, 3, 0)
-
-
-def shot_noise(values: np.ndarray, shots: int, *, seed: int | None) -> np.ndarray:
-    """Replace each Pauli expectation ``v`` by the mean of ``shots`` +-1 outcomes.
-
-    ``count ~ Binomial(shots, (1 + v) / 2)``, estimate ``2 count / shots - 1``.
-    """
-    rng = np.random.default_rng(seed)
-    p = np.clip((1.0 + values) / 2.0, 0.0, 1.0)
-    return 2.0 * rng.binomial(shots, p) / shots - 1.0
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

@@ -37,13 +37,17 @@ Simulation: ``statevector`` when the circuit is unitary, ``density_matrix`` when
 noise instructions (``quantum_channel`` / ``kraus`` / ``superop``) or ``reset``.
 Exact values for ``shots=None``; with ``shots=N`` each (row, Pauli term) is the mean of ``N``
 ±1 outcomes drawn from the exact value, ``2 k / N - 1`` with ``k ~ Binomial(N, (1 + <P>)/2)``
-(``numpy.random.default_rng(seed)``), and the Jacobians are combined from those sampled rows,
-as on hardware (Aer's own ``precision`` adds Gaussian noise, not shot statistics).
+(:func:`qldm.backends._shots.pauli_shot_means`, ``numpy.random.default_rng(seed)``), and the
+Jacobians are combined from those sampled rows, as on hardware (Aer's own ``precision`` adds
+Gaussian noise, not shot statistics).
 
 Values only (task ``expectation``) need none of this: the translated circuit keeps its own
 parameters, any expression of them (``sin(t)``, ``t * s``) is fine, and each sample is one row.
 
 QPY circuits have no noise levels: their noise, if any, is in the circuit (``K = 1``).
+
+:class:`QpyAerBackend` is this path behind the backend contract; the ``exact`` and ``aer``
+backends hand it their QPY workloads. :func:`evaluate_qpy` is the same as a function.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 from qiskit import QuantumCircuit
@@ -61,12 +65,19 @@ from qiskit.primitives.containers.bindings_array import BindingsArray
 from qiskit.quantum_info import SparsePauliOp
 from qiskit.transpiler.preset_passmanagers.common import generate_translation_passmanager
 
-from qldm.backends.base import Evaluation, _as_matrix, _as_vector
+from qldm.backends._shots import pauli_shot_means
+from qldm.backends.base import (
+    NO_CONTEXT,
+    Capabilities,
+    CircuitKind,
+    Context,
+    Evaluation,
+    Task,
+    Workload,
+)
 from qldm.circuits.qpy import QpyCircuit
 from qldm.circuits.shifts import FOUR_TERM, TWO_TERM, ShiftRule
 from qldm.errors import BackendError, BackendLimitError, InvalidSpecError
-
-Task = Literal["expectation", "jacobian"]
 
 SHIFT_RULES: dict[str, ShiftRule] = {
     **dict.fromkeys(("rx", "ry", "rz", "p", "cp", "rxx", "ryy", "rzz", "rzx"), TWO_TERM),
@@ -134,11 +145,6 @@ class GradientForm:
     terms: tuple[str, ...]
     coefficients: np.ndarray
 
-    @property
-    def n_shift_terms(self) -> int:
-        """``T``: shifted rows per sample for a Jacobian."""
-        return sum(len(rule) for rule in self.rules)
-
 
 def gradient_form(circuit: QpyCircuit, *, shifts: bool = True) -> GradientForm:
     """The (cached) gradient form of ``circuit``.
@@ -167,54 +173,6 @@ def gradient_form(circuit: QpyCircuit, *, shifts: bool = True) -> GradientForm:
     return form
 
 
-def validate_qpy_job(
-    circuit: Any,
-    inputs: Any,
-    weights: Any,
-    *,
-    noise_levels: Any = None,
-    task: str = "expectation",
-    shots: int | None = None,
-    seed: int | None = None,
-    backend: str = "aer",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Check a QPY job's parts; return ``inputs (B, I)`` and ``weights (P,)`` as float64.
-
-    Raises:
-        InvalidSpecError: naming ``circuit``, ``inputs``, ``weights``, ``noise_levels`` (QPY
-            circuits take none: their noise is in the circuit), ``task``, ``shots`` or
-            ``seed``.
-        BackendLimitError: ``backend`` is not ``aer`` or ``exact`` (``field="backend"``).
-    """
-    if not isinstance(circuit, QpyCircuit):
-        raise InvalidSpecError(
-            f"expected a QPY circuit, got {type(circuit).__name__}", field="circuit"
-        )
-    if noise_levels is not None:
-        raise InvalidSpecError(
-            "QPY circuits take no noise levels: put the noise in the circuit "
-            "(Aer noise instructions) instead",
-            field="noise_levels",
-        )
-    if task not in ("expectation", "jacobian"):
-        raise InvalidSpecError(
-            f"unknown task {task!r} for a QPY circuit: use expectation or jacobian", field="task"
-        )
-    check_shots(shots, required=False)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise InvalidSpecError(
-            f"seed must be a non-negative integer or null, got {seed!r}", field="seed"
-        )
-    if backend not in ("aer", "exact"):
-        raise BackendLimitError(
-            f"QPY circuits run on the 'aer' and 'exact' backends (both Aer), not {backend!r}",
-            field="backend",
-        )
-    x = _as_matrix(inputs, circuit.n_inputs, "inputs")
-    w = _as_vector(weights, circuit.n_weights, "weights")
-    return x, w
-
-
 def check_shots(shots: Any, *, required: bool) -> None:
     """Raise :class:`InvalidSpecError` on ``shots`` unless it is an int in 1..``MAX_SHOTS``
     (or ``None`` when not ``required``)."""
@@ -228,18 +186,60 @@ def check_shots(shots: Any, *, required: bool) -> None:
         raise InvalidSpecError(f"shots must lie in 1..{MAX_SHOTS}, got {shots}", field="shots")
 
 
+class QpyAerBackend:
+    """QPY circuits on Aer, for the simulator called ``name`` (``exact`` or ``aer``: both
+    simulate QPY circuits with Aer, exactly).
+
+    Args:
+        name: the backend the workload was sent to (reported in the metadata).
+    """
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        tasks=frozenset({Task.EXPECTATION, Task.JACOBIAN}),
+        circuits=frozenset({CircuitKind.QPY}),
+    )
+
+    def __init__(self, name: str = "aer") -> None:
+        self.name = name
+
+    def run(self, work: Workload, context: Context = NO_CONTEXT) -> Evaluation:
+        """Evaluate a QPY workload in one ``EstimatorV2.run`` (``context`` offers nothing this
+        path uses).
+
+        ``work.inputs (B, I)`` bind ``circuit.input_params`` column by column and
+        ``work.weights (P,)`` bind ``circuit.weight_params``; ``shots=None`` gives exact
+        values, else shots per (row, Pauli term), 1..``MAX_SHOTS``.
+
+        Returns:
+            :class:`Evaluation` with ``values (1, B, O)`` and, for ``jacobian``,
+            ``d_inputs (1, B, O, I)`` and ``d_weights (1, B, O, P)``; metadata
+            ``{"submissions": 1, "parameter_sets", "occurrences", "method", "shots", ...}``.
+
+        Raises:
+            InvalidSpecError: ``shots`` above ``MAX_SHOTS``; see :func:`gradient_form`.
+            BackendLimitError: a task or circuit kind it does not run (``field="task"`` or
+                ``"circuit"``), or more than :data:`MAX_ROWS` rows.
+            BackendError: Aer failed.
+        """
+        self.capabilities.check(self.name, work.task, work.kind)
+        if not isinstance(work.circuit, QpyCircuit):  # pragma: no cover - the check above
+            raise BackendLimitError("this path takes QPY circuits only", field="circuit")
+        check_shots(work.shots, required=False)
+        return _evaluate(self.name, work.circuit, work)
+
+
 def evaluate_qpy(
     circuit: QpyCircuit,
     inputs: np.ndarray,
     weights: np.ndarray,
     *,
-    task: Task = "expectation",
+    task: Task | str = Task.EXPECTATION,
     shots: int | None = None,
     seed: int | None = None,
     backend: str = "aer",
     noise_levels: Any = None,
 ) -> Evaluation:
-    """Evaluate a QPY circuit on a batch with Aer, in one ``EstimatorV2.run``.
+    """:class:`QpyAerBackend` as a function: a QPY circuit on a batch, with Aer.
 
     Args:
         circuit: the circuit, its observables and parameter roles.
@@ -249,25 +249,35 @@ def evaluate_qpy(
         shots: ``None`` for exact values, else shots per (row, Pauli term), 1..``MAX_SHOTS``.
         seed: seed of the shot sampling.
         backend: ``aer`` or ``exact`` (both simulate with Aer, exactly).
-        noise_levels: must be ``None`` (present so a job runner passes it and gets a clear
-            error).
-
-    Returns:
-        :class:`Evaluation` with ``values (1, B, O)`` and, for ``jacobian``,
-        ``d_inputs (1, B, O, I)`` and ``d_weights (1, B, O, P)``; metadata
-        ``{"submissions": 1, "parameter_sets", "occurrences", "method", "shots", ...}``.
+        noise_levels: must be ``None`` (QPY circuits carry their noise).
 
     Raises:
-        InvalidSpecError: see :func:`validate_qpy_job` and :func:`gradient_form`.
-        BackendLimitError: an unsupported backend, or more than :data:`MAX_ROWS` rows.
+        InvalidSpecError: naming ``circuit``, ``inputs``, ``weights``, ``noise_levels``,
+            ``task``, ``shots`` or ``seed``; see :func:`gradient_form`.
+        BackendLimitError: ``backend`` is not ``aer`` or ``exact`` (``field="backend"``), or
+            more than :data:`MAX_ROWS` rows.
         BackendError: Aer failed.
     """
+    if task not in (Task.EXPECTATION, Task.JACOBIAN):
+        raise InvalidSpecError(
+            f"unknown task {task!r} for a QPY circuit: use expectation or jacobian", field="task"
+        )
+    if backend not in ("aer", "exact"):
+        raise BackendLimitError(
+            f"QPY circuits run on the 'aer' and 'exact' backends (both Aer), not {backend!r}",
+            field="backend",
+        )
+    work = Workload.build(
+        circuit, inputs, weights, noise_levels=noise_levels, task=task, shots=shots, seed=seed
+    )
+    return QpyAerBackend(backend).run(work)
+
+
+def _evaluate(name: str, circuit: QpyCircuit, work: Workload) -> Evaluation:
+    """Values and (task ``jacobian``) Jacobians of a validated QPY workload."""
     start = time.perf_counter()
-    x, w = validate_qpy_job(
-        circuit, inputs, weights, noise_levels=noise_levels, task=task, shots=shots,
-        seed=seed, backend=backend,
-    )  # fmt: skip
-    jacobian = task == "jacobian"
+    x, w, shots, seed = work.inputs, work.weights, work.shots, work.seed
+    jacobian = work.task is Task.JACOBIAN
     form = gradient_form(circuit, shifts=jacobian)
     n_batch, n_in = x.shape
     theta = np.hstack([x, np.broadcast_to(w, (n_batch, w.size))])  # (B, C)
@@ -288,7 +298,7 @@ def evaluate_qpy(
         rows[:, 1 + t, shift_index] += shift_value
     evs = _run_estimator(form, rows.reshape(n_rows, n_fresh))  # (N, U)
     if shots is not None:
-        evs = sample_shot_means(evs, int(shots), np.random.default_rng(seed))
+        evs = pauli_shot_means(evs, int(shots), np.random.default_rng(seed))
     f = (evs @ form.coefficients.T).reshape(n_batch, n_rows_per, -1)  # (B, 1 + T, O)
     values = f[:, 0]
     d_inputs = d_weights = None
@@ -307,7 +317,7 @@ def evaluate_qpy(
         d_inputs=d_inputs,
         d_weights=d_weights,
         metadata={
-            "backend": backend,
+            "backend": name,
             "engine": "aer",
             "circuit": "qpy",
             "method": form.method,
@@ -321,12 +331,6 @@ def evaluate_qpy(
             "seconds": time.perf_counter() - start,
         },
     )
-
-
-def sample_shot_means(evs: np.ndarray, shots: int, rng: np.random.Generator) -> np.ndarray:
-    """The mean of ``shots`` ±1 outcomes of Pauli strings with exact expectations ``evs``."""
-    p_plus = np.clip((1.0 + evs) / 2.0, 0.0, 1.0)
-    return 2.0 * rng.binomial(shots, p_plus) / shots - 1.0
 
 
 def aer_ready(circuit: QuantumCircuit) -> QuantumCircuit:

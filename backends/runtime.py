@@ -11,25 +11,29 @@ Both names take the same path; only where the backend comes from differs:
   (``QLDM_IBM_TOKEN``, ``QLDM_IBM_CHANNEL``, ``QLDM_IBM_INSTANCE``) through
   :class:`RuntimeConfig`; never from a request.
 
-One workload (a training step: forward values, every parameter-shift term, every noise level):
+One workload (a training step: forward values, every parameter-shift term, every noise level)
+goes through three steps, each a method that can be called on its own
+(:mod:`qldm.backends._runtime_steps` holds the records they pass on):
 
-1. outside any session: :func:`qldm.circuits.transpile.transpile_spec` gives the cached ISA circuit
-   (noise realized as parameter slots, :mod:`qldm.mitigation.noise`), the device's noise floor is
-   estimated and the injected remainder computed for every level, and the shift plan
+1. :meth:`RuntimeBackend.prepare`, outside any session, runs nothing:
+   :func:`qldm.circuits.transpile.transpile_spec` gives the cached ISA circuit (noise realized
+   as parameter slots, :mod:`qldm.mitigation.noise`), the device's noise floor is estimated
+   and the injected remainder computed for every level, the shift plan
    (:mod:`qldm.backends._shift`) lays out the ``S`` parameter sets (fewer for subset or SPSA
-   Jacobians); :mod:`qldm.backends._runtime_pubs` turns them into PUBs;
-2. ONE primitive ``run`` with one PUB per noise level: the ISA circuit with bindings of shape
-   ``(R, S)`` (``R`` random Pauli-insertion instances, shots split across them), inside the
-   job's run's ``Session`` (:mod:`qldm.backends._sessions`: the run's first runtime job opens
-   it, later ones re-open it) or, for a job without a run, a fresh ``Batch``. With
-   ``mitigate_readout`` and diagonal (I/Z) observables it is ``SamplerV2`` + M3
-   (:mod:`qldm.mitigation.m3`: a calibration per device and qubits, reused until it is older than
-   ``m3_max_age_s``, kept in the job store inside the server and in
-   ``<data_dir>/m3/`` standalone, measured outside the step's submission); otherwise
-   ``EstimatorV2`` (with the runtime's own ``resilience`` options on ``ibm:``);
-3. the runtime job id goes to ``checkpoint`` right after submission; the result is averaged
-   over instances (M3 applied to the sampler's counts, :mod:`qldm.backends._runtime_pubs`) and
-   combined into values and Jacobians.
+   Jacobians), and :mod:`qldm.backends._runtime_pubs` turns them into one PUB per level: the
+   ISA circuit with bindings ``(R, S)`` (``R`` random Pauli-insertion instances, shots split
+   across them). With ``mitigate_readout`` and diagonal (I/Z) observables the primitive is
+   ``SamplerV2`` + M3, otherwise ``EstimatorV2`` (with the runtime's own ``resilience``
+   options on ``ibm:``); :meth:`RuntimeBackend.calibrate` then finds or measures the M3
+   calibration (:mod:`qldm.mitigation.m3`: per device and qubits, reused until older than
+   ``m3_max_age_s``, kept in the job store inside the server and in ``<data_dir>/m3/``
+   standalone), outside the step's submission;
+2. :meth:`RuntimeBackend.submit`: ONE primitive ``run`` inside the job's run's ``Session``
+   (:mod:`qldm.backends._sessions`: the run's first runtime job opens it, later ones re-open
+   it) or, for a job without a run, a fresh ``Batch``; the runtime job id goes to
+   ``checkpoint`` right after submission. Or it re-attaches (below);
+3. :meth:`RuntimeBackend.postprocess`: the result is averaged over instances (M3 applied to
+   the sampler's counts) and combined into values and Jacobians.
 
 Re-attaching after a restart (``resume_runtime_job_id``): every finished result is written to
 a small cache, ``<data_dir>/runtime_results/<job id>.npz`` (per-level values, raw and
@@ -69,20 +73,28 @@ from qldm.backends._runtime_pubs import (
     average_results,
     build_pub,
     choose_rows,
-    gradient_meta,
     level_slots,
 )
 from qldm.backends._runtime_results import ResultCache, fingerprint
-from qldm.backends._sessions import ExecutionMode, RunSession
+from qldm.backends._runtime_steps import Gathered, Prepared, Submitted, step_metadata
+from qldm.backends._sessions import ExecutionMode
 from qldm.backends._shift import combine_levels, plan_shifts
 from qldm.backends._spsa import check_directions, spsa_rule
-from qldm.backends.base import Evaluation, Workload
-from qldm.circuits.transpile import IsaCircuit, cache_info, transpile_spec
+from qldm.backends.base import (
+    DEVICE,
+    NO_CONTEXT,
+    Capabilities,
+    Context,
+    Evaluation,
+    ExecutionOptions,
+    Task,
+    Workload,
+)
+from qldm.circuits.transpile import IsaCircuit, transpile_spec
 from qldm.errors import BackendError, InvalidSpecError, UnknownBackendError
 from qldm.mitigation.m3 import (
     DEFAULT_MAX_AGE_S,
     CalibrationCache,
-    CalibrationStorage,
     ReadoutCalibration,
 )
 from qldm.paths import default_data_dir
@@ -113,7 +125,7 @@ class RuntimeBackend:
             ``m3_max_age_s`` overrides it).
         m3_shots: shots per M3 calibration circuit.
         session: a runtime ``Session`` to run every job in (embedding qldm in-process); ``None``:
-            a job of a run runs in the run's Session (``run_session`` of :meth:`run`), any
+            a job of a run runs in the run's Session (the context's ``run_session``), any
             other job in a fresh ``Batch``.
         instances: random Pauli-insertion instances per noise level (shots split across them).
         default_shots: shots per parameter set when the workload asks for exact values.
@@ -125,8 +137,9 @@ class RuntimeBackend:
             parameter sets each (:mod:`qldm.backends._spsa`); not together with
             ``gradient_budget``.
         token, channel, instance: IBM Quantum credentials (``ibm:``), from the server.
-        data_dir: where finished runtime results are cached, and M3 calibrations when
-            :meth:`run` gets no ``m3_store`` (default: :func:`qldm.paths.default_data_dir`).
+        data_dir: where finished runtime results are cached, and M3 calibrations when the
+            context of :meth:`run` has no ``m3_store`` (default:
+            :func:`qldm.paths.default_data_dir`).
 
     Raises:
         UnknownBackendError: bad name or unknown device (``field="backend"``).
@@ -186,6 +199,9 @@ class RuntimeBackend:
         self._service: Any = None
         self.backend = self._resolve(device, token, channel, instance)
 
+    capabilities: ClassVar[Capabilities] = DEVICE
+    """Values and Jacobians of specs (:data:`qldm.backends.base.DEVICE`)."""
+
     KINDS: ClassVar[tuple[str, ...]] = ("fake", "ibm")
     """The name prefixes this class serves."""
 
@@ -213,30 +229,22 @@ class RuntimeBackend:
                 field="backend",
             ) from exc
 
-    # ------------------------------------------------------------------ public
+    # ------------------------------------------------------------------ the contract
 
-    def run(
-        self,
-        work: Workload,
-        *,
-        checkpoint: Callable[[str], None] | None = None,
-        resume_runtime_job_id: str | None = None,
-        options: Any = None,
-        run_session: RunSession | None = None,
-        m3_store: CalibrationStorage | None = None,
-    ) -> Evaluation:
-        """Evaluate ``work`` in one runtime submission.
+    def run(self, work: Workload, context: Context = NO_CONTEXT) -> Evaluation:
+        """Evaluate ``work`` in one runtime submission: :meth:`prepare`, :meth:`calibrate`,
+        :meth:`submit` (or re-attach), :meth:`postprocess`.
 
         Args:
-            work: the workload.
-            checkpoint: called with the runtime job id right after submission.
-            resume_runtime_job_id: re-attach to this runtime job instead of submitting.
-            options: the job's options; its ``allow_noise_floor``, ``gradient_budget``,
-                ``spsa_directions`` and ``m3_max_age_s`` override the backend's.
-            run_session: the job's run: submit inside the run's Session (opened by the run's
-                first job, re-opened by later ones) instead of a fresh ``Batch``.
-            m3_store: where M3 calibrations are kept (the job store inside the server);
-                ``None``: files under ``<data_dir>/m3/``.
+            work: the workload (a spec; task ``expectation`` or ``jacobian``).
+            context: ``checkpoint`` gets the runtime job id right after submission;
+                ``resume_runtime_job_id`` re-attaches to that job instead of submitting;
+                ``options`` (the job's) ``allow_noise_floor``, ``gradient_budget``,
+                ``spsa_directions`` and ``m3_max_age_s`` override the backend's;
+                ``run_session`` submits inside the run's Session (opened by the run's first
+                job, re-opened by later ones) instead of a fresh ``Batch``; ``m3_store``
+                keeps M3 calibrations (the job store inside the server; ``None``: files under
+                ``<data_dir>/m3/``).
 
         Returns:
             :class:`Evaluation`; metadata ``submissions`` (0 when re-attached, else 1),
@@ -247,21 +255,75 @@ class RuntimeBackend:
             this job measured it, where it is kept), ...
 
         Raises:
+            BackendLimitError: the ``counts`` task or a QPY circuit (``field="task"`` /
+                ``"circuit"``).
             NoiseFloorError: a requested strength is below the device's floor.
             InvalidSpecError: amplitude encoding or too many qubits for the device;
                 ``spsa_directions`` with ``gradient_budget`` or on a spec SPSA cannot take.
             BackendError: the runtime failed.
         """
+        self.capabilities.check(self.name, work.task, work.kind)
         start = time.perf_counter()
+        prepared = self.prepare(work, context.options)
+        mode = ExecutionMode(
+            self.backend,
+            run=context.run_session,
+            session=self.session,
+            service=self._service,
+            runtime=self.SESSIONS,
+        )
+        calibration, m3_meta = self.calibrate(prepared, mode, context)
+        outside = time.perf_counter() - start
+        submitted = self.submit(prepared, mode, context)
+        t0 = time.perf_counter()
+        gathered = self.postprocess(prepared, submitted, calibration)
+        if submitted.result is not None:  # a finished result, kept for a re-attach
+            ResultCache(self.data_dir).store(
+                submitted.job_id, prepared.digest, gathered.mitigated, gathered.raw
+            )
+        outside += time.perf_counter() - t0
+        metadata = {
+            "backend": self.name,
+            "device": self.backend.name,
+            "mode": self.MODES[self.kind],
+            "readout_mitigation": (
+                "m3" if prepared.use_m3 else ("runtime" if self.kind == "ibm" else "none")
+            ),
+            **step_metadata(prepared, submitted, gathered, mode),
+        }
+        metadata["seconds_in_session"] = submitted.seconds
+        metadata["seconds_outside"] = outside
+        if m3_meta is not None:
+            metadata["m3_calibration"] = m3_meta
+            metadata["m3_calibration_age_s"] = m3_meta["age_s"]
+        return Evaluation(gathered.values, gathered.d_inputs, gathered.d_weights, metadata)
+
+    # ------------------------------------------------------------------ the steps
+
+    def prepare(self, work: Workload, options: ExecutionOptions | None = None) -> Prepared:
+        """Step 1, outside any session (no primitive runs): the ISA circuit, the shift plan
+        and its rows (subset or SPSA choice), the noise floor and the injected remainder per
+        level, the PUBs, and the fingerprint of the result.
+
+        Args:
+            work: the workload.
+            options: the job's options (they override the backend's), or ``None``.
+
+        Raises:
+            NoiseFloorError: a requested strength is below the device's floor.
+            InvalidSpecError: amplitude encoding or too many qubits for the device;
+                ``spsa_directions`` with ``gradient_budget`` or on a spec SPSA cannot take.
+        """
         spec = work.spec
         allow_floor = bool(getattr(options, "allow_noise_floor", False) or self.allow_noise_floor)
         budget = getattr(options, "gradient_budget", None) or self.gradient_budget
         directions = getattr(options, "spsa_directions", None) or self.spsa_directions
         check_directions(directions, budget=budget)
-        if directions is not None and work.task == "jacobian":
+        jacobian = work.task is Task.JACOBIAN
+        if directions is not None and jacobian:
             spsa_rule(spec)  # refuse what SPSA cannot take before transpiling
         isa = transpile_spec(spec, self.backend, optimization_level=self.optimization_level)
-        plan = plan_shifts(spec, work.inputs, work.weights, jacobian=work.task == "jacobian")
+        plan = plan_shifts(spec, work.inputs, work.weights, jacobian=jacobian)
         full_sets = plan.groups[0].parameter_sets  # (S, I + P): one circuit for angle encodings
         selection, spsa = choose_rows(work, plan, self.name, budget=budget, directions=directions)
         sets = full_sets if selection is None else full_sets[selection.rows]
@@ -278,141 +340,135 @@ class RuntimeBackend:
             rng=np.random.default_rng(work.seed),
         )
         n_instances = per_level[0].shape[0]
-        shots_per_instance = max(1, math.ceil(shots / n_instances))
         labels = spec.pauli_labels()
         use_m3 = self.mitigate_readout and all(set(lb) <= {"I", "Z"} for lb in labels)
-        pubs = [build_pub(isa, sets, slots, labels, use_m3) for slots in per_level]
-        mode = ExecutionMode(
-            self.backend,
-            run=run_session,
-            session=self.session,
-            service=self._service,
-            runtime=self.SESSIONS,
+        return Prepared(
+            work=work,
+            isa=isa,
+            plan=plan,
+            n_full=int(full_sets.shape[0]),
+            sets=sets,
+            selection=selection,
+            spsa=spsa,
+            shots=shots,
+            n_instances=n_instances,
+            shots_per_instance=max(1, math.ceil(shots / n_instances)),
+            labels=labels,
+            use_m3=use_m3,
+            pubs=[build_pub(isa, sets, slots, labels, use_m3) for slots in per_level],
+            noise=noise_meta,
+            digest=fingerprint(
+                work, self.name, shots, n_instances, use_m3, budget=budget, spsa=directions
+            ),
         )
-        calibration, m3_meta = None, None
-        if use_m3:
-            cache = (
-                self.calibrations
-                if m3_store is None
-                else CalibrationCache(m3_store, shots=self.m3_shots)
-            )
-            measured_before = cache.calibrations_run
-            max_age = getattr(options, "m3_max_age_s", None)
-            calibration = self._calibration(
-                isa,
-                cache,
-                self.m3_max_age_s if max_age is None else float(max_age),
-                mode,
-            )
-            m3_meta = calibration.summary(
-                measured=cache.calibrations_run > measured_before,
-                source="store" if m3_store is not None else "file",
-            )
-        digest = fingerprint(
-            work, self.name, shots, n_instances, use_m3, budget=budget, spsa=directions
+
+    def calibrate(
+        self, prepared: Prepared, mode: ExecutionMode, context: Context = NO_CONTEXT
+    ) -> tuple[ReadoutCalibration | None, dict[str, Any] | None]:
+        """The M3 calibration the post-processing needs, and its metadata (``(None, None)``
+        without M3): the stored one of the chosen qubits while it is young enough (the job's
+        ``m3_max_age_s``, else the backend's), else one measured now, outside the step's
+        submission. Kept in ``context.m3_store``, or the backend's files."""
+        if not prepared.use_m3:
+            return None, None
+        store = context.m3_store
+        cache = self.calibrations if store is None else CalibrationCache(store, shots=self.m3_shots)
+        measured_before = cache.calibrations_run
+        max_age = getattr(context.options, "m3_max_age_s", None)
+        calibration = self._calibration(
+            prepared.isa, cache, self.m3_max_age_s if max_age is None else float(max_age), mode
         )
-        results = ResultCache(self.data_dir)
-        outside = time.perf_counter() - start
-        resumed, resubmitted_reason = False, None
-        in_session = 0.0
-        cached = results.load(resume_runtime_job_id, digest)
-        if cached is not None:
-            mitigated, raw = cached
-            job_id = resume_runtime_job_id
-            resumed = True
-            submissions = 0
+        meta = calibration.summary(
+            measured=cache.calibrations_run > measured_before,
+            source="store" if store is not None else "file",
+        )
+        return calibration, meta
+
+    def submit(
+        self, prepared: Prepared, mode: ExecutionMode, context: Context = NO_CONTEXT
+    ) -> Submitted:
+        """Step 2: one primitive ``run`` of the PUBs, in the job's Session or a fresh
+        ``Batch``, its id to ``context.checkpoint`` before the wait; or, with
+        ``context.resume_runtime_job_id``, re-attach: the cached result of that runtime job
+        when there is one, else (``ibm:``) the runtime job itself. A local-testing-mode job
+        with no cached result died with its process: it is submitted again, and said so.
+
+        Raises:
+            BackendError: the submission or the job failed, or the resume id's cached result
+                belongs to another workload.
+        """
+        resume = context.resume_runtime_job_id
+        cached = ResultCache(self.data_dir).load(resume, prepared.digest)
+        if cached is not None and resume is not None:
+            return Submitted(resume, None, cached, submissions=0, resumed=True)
+        t0 = time.perf_counter()
+        if resume is not None and self.kind == "ibm":
+            result = self._attach(resume)
+            return Submitted(resume, result, None, submissions=0, resumed=True, seconds=_since(t0))
+        reason = None
+        if resume is not None:
+            reason = (
+                "local testing mode jobs end with the process that submitted them, and "
+                "no finished result was cached for this runtime job id"
+            )
+        result, job_id = self._submit(prepared, context.checkpoint, mode)
+        return Submitted(
+            job_id, result, None, submissions=1, resubmitted_reason=reason, seconds=_since(t0)
+        )
+
+    def postprocess(
+        self, prepared: Prepared, submitted: Submitted, calibration: ReadoutCalibration | None
+    ) -> Gathered:
+        """Step 3: the per-level rows, averaged over the instances (M3 applied to sampler
+        counts), dropped subset rows restored (weighted ``C / m``), then combined into values
+        and Jacobians (shift rules, or SPSA). Rows read from the result cache skip the first
+        part.
+
+        Raises:
+            BackendError: M3 could not mitigate the counts.
+        """
+        if submitted.cached is not None:
+            mitigated, raw = submitted.cached
         else:
-            t0 = time.perf_counter()
-            if resume_runtime_job_id is not None and self.kind == "ibm":
-                result = self._attach(resume_runtime_job_id)
-                job_id, resumed, submissions = resume_runtime_job_id, True, 0
-            else:
-                if resume_runtime_job_id is not None:
-                    resubmitted_reason = (
-                        "local testing mode jobs end with the process that submitted them, and "
-                        "no finished result was cached for this runtime job id"
-                    )
-                result, job_id = self._submit(
-                    pubs, use_m3, shots_per_instance, work.seed, checkpoint, mode
-                )
-                submissions = 1
-            in_session = time.perf_counter() - t0
-            t1 = time.perf_counter()
             mitigated, raw = average_results(
-                result,
-                use_m3=use_m3,
-                labels=labels,
-                isa=isa,
+                submitted.result,
+                use_m3=prepared.use_m3,
+                labels=prepared.labels,
+                isa=prepared.isa,
                 calibration=calibration,
                 backend=self.backend,
-                n_instances=n_instances,
-                n_sets=sets.shape[0],
+                n_instances=prepared.n_instances,
+                n_sets=int(prepared.sets.shape[0]),
             )
-            if selection is not None:  # dropped shift rows -> 0, kept ones weighted C / m
-                mitigated = selection.expand(mitigated, full_sets.shape[0])
-                raw = selection.expand(raw, full_sets.shape[0])
-            results.store(job_id, digest, mitigated, raw)
-            outside += time.perf_counter() - t1
-        t2 = time.perf_counter()
-        if spsa is None:
-            values, d_inputs, d_weights = combine_levels(plan, list(mitigated), len(levels))
+            if prepared.selection is not None:  # dropped shift rows -> 0, kept ones C / m
+                mitigated = prepared.selection.expand(mitigated, prepared.n_full)
+                raw = prepared.selection.expand(raw, prepared.n_full)
+        k = len(prepared.pubs)
+        if prepared.spsa is None:
+            values, d_inputs, d_weights = combine_levels(prepared.plan, list(mitigated), k)
         else:
-            values, d_inputs, d_weights = spsa.combine_levels(list(mitigated))
-        b = work.inputs.shape[0]
-        raw_values = raw.reshape(len(levels), b, -1, raw.shape[-1])[:, :, 0, :]  # forward rows
-        outside += time.perf_counter() - t2
-        metadata: dict[str, Any] = {
-            "backend": self.name,
-            "device": self.backend.name,
-            "mode": self.MODES[self.kind],
-            "primitive": "sampler" if use_m3 else "estimator",
-            "readout_mitigation": "m3" if use_m3 else ("runtime" if self.kind == "ibm" else "none"),
-            "submissions": submissions,
-            "pubs": len(pubs),
-            "circuits": len(pubs) * n_instances * int(sets.shape[0]),
-            "instances": n_instances,
-            "gradient": gradient_meta(selection, spsa),
-            "shots": shots,
-            "shots_per_instance": shots_per_instance,
-            "seed": work.seed,
-            "runtime_job_id": job_id,
-            "resumed": resumed,
-            "execution_mode": mode.execution_mode,
-            "session_id": mode.session_id,
-            "physical_qubits": list(isa.layout[: isa.hardware.n_data]),
-            "calibration": isa.calibration,
-            "transpile_cache": cache_info(),
-            "noise": noise_meta,
-            "raw_values": raw_values.tolist(),
-            "seconds_in_session": in_session,
-            "seconds_outside": outside,
-        }
-        if m3_meta is not None:
-            metadata["m3_calibration"] = m3_meta
-            metadata["m3_calibration_age_s"] = m3_meta["age_s"]
-        if resubmitted_reason is not None:
-            metadata["resubmitted"] = True
-            metadata["resubmitted_reason"] = resubmitted_reason
-        return Evaluation(values, d_inputs, d_weights, metadata)
+            values, d_inputs, d_weights = prepared.spsa.combine_levels(list(mitigated))
+        b = prepared.work.inputs.shape[0]
+        raw_values = raw.reshape(k, b, -1, raw.shape[-1])[:, :, 0, :]  # the forward rows
+        return Gathered(mitigated, raw, values, d_inputs, d_weights, raw_values)
 
     # ------------------------------------------------------------------ internals
 
     def _submit_and_wait(
         self,
         primitive: Any,
-        pubs: list[tuple[Any, ...]],
-        use_m3: bool,
-        shots: int,
+        prepared: Prepared,
         checkpoint: Callable[[str], None] | None,
     ) -> tuple[Any, str]:
-        """Submit ``pubs`` to a sampler (M3) or estimator, hand its job id to ``checkpoint``
+        """Submit the PUBs to a sampler (M3) or estimator, hand its job id to ``checkpoint``
         before waiting, and return ``(result, job id)``.
 
         Raises:
             BackendError: the submission or the job failed.
         """
+        pubs, shots = prepared.pubs, prepared.shots_per_instance
         try:
-            if use_m3:
+            if prepared.use_m3:
                 job = primitive.run([(*pub, shots) for pub in pubs])
             else:
                 job = primitive.run(pubs, precision=1.0 / math.sqrt(shots))
@@ -428,10 +484,7 @@ class RuntimeBackend:
 
     def _submit(
         self,
-        pubs: list[tuple[Any, ...]],
-        use_m3: bool,
-        shots: int,
-        seed: int | None,
+        prepared: Prepared,
         checkpoint: Callable[[str], None] | None,
         mode: ExecutionMode,
     ) -> tuple[Any, str]:
@@ -439,8 +492,8 @@ class RuntimeBackend:
         from qiskit_ibm_runtime import Batch
 
         def go(runtime_mode: Any) -> tuple[Any, str]:
-            primitive = self._primitive(runtime_mode, use_m3, seed)
-            return self._submit_and_wait(primitive, pubs, use_m3, shots, checkpoint)
+            primitive = self._primitive(runtime_mode, prepared.use_m3, prepared.work.seed)
+            return self._submit_and_wait(primitive, prepared, checkpoint)
 
         session = mode.session()
         if session is not None:
@@ -490,3 +543,7 @@ class RuntimeBackend:
             return self._service.job(job_id).result()
         except Exception as exc:
             raise BackendError(f"could not re-attach to runtime job {job_id}: {exc}") from exc
+
+
+def _since(t0: float) -> float:
+    return time.perf_counter() - t0

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qldm.backends.base import Workload
+from qldm.backends.base import Backend, Context, Workload
 from qldm.bench.reference import REFERENCE_SPEC
 from qldm.circuits import PQCSpec
 
@@ -102,12 +102,13 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _backend_call(
-    backend: object, spec: PQCSpec, x: np.ndarray, w: np.ndarray
+    backend: Backend, spec: PQCSpec, x: np.ndarray, w: np.ndarray
 ) -> Callable[[], Arrays]:
     def call() -> Arrays:
-        result = backend.run(Workload.build(spec, x, w, task="jacobian"))  # type: ignore[attr-defined]
-        assert result.d_inputs is not None and result.d_weights is not None
-        return result.values[0], result.d_inputs[0], result.d_weights[0]
+        result = backend.run(Workload.build(spec, x, w, task="jacobian"), Context())
+        values, d_inputs, d_weights = result.values, result.d_inputs, result.d_weights
+        assert values is not None and d_inputs is not None and d_weights is not None
+        return values[0], d_inputs[0], d_weights[0]
 
     return call
 

@@ -114,6 +114,7 @@ def _qldm(name: str, kind: str, levels: list[float] | None, m3: bool, data_dir: 
         ev = backend.run(work)
     total = time.perf_counter() - start
     exact = ExactBackend().run(Workload.build(spec, x, w, noise_levels=levels))
+    assert ev.values is not None and exact.values is not None  # expectation tasks
     meta = ev.metadata
     return Row(
         name,
@@ -169,7 +170,9 @@ def _estimator_qnn() -> Row:
         qnn.backward(x, w)
         in_session = time.perf_counter() - t_in
     total = time.perf_counter() - start
-    exact = ExactBackend().run(Workload.build(spec, x, w)).values[0]
+    reference = ExactBackend().run(Workload.build(spec, x, w)).values
+    assert reference is not None  # an expectation task
+    exact = reference[0]
     return Row(
         "qiskit-ml EstimatorQNN",
         1,

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from qldm.backends.base import Backend, Evaluation, Task, Workload
+from qldm.backends.base import Backend, Context, Evaluation, Task, Workload
 from qldm.circuits import PQCSpec
 from qldm.errors import BackendError
 
@@ -84,7 +84,7 @@ class LocalEvaluator:
             shots=self.shots,
             seed=seed,
         )
-        return self.backend.run(work)
+        return self.backend.run(work, Context())
 
 
 class RemoteEvaluator:
@@ -149,6 +149,8 @@ def check_evaluation(
         BackendError: a shape does not match, or the Jacobians are missing.
     """
     o, i, p = spec.n_outputs, spec.n_inputs, spec.n_weights
+    if result.values is None:
+        raise BackendError("the backend returned no values", field="task")
     values = _shaped(result.values, (k, b, o), "values")
     if task != "jacobian":
         return values, None, None
@@ -183,7 +185,7 @@ class BackendFunction(torch.autograd.Function):
         want_jacobian: bool,
         seed: int | None,
     ) -> torch.Tensor:
-        task: Task = "jacobian" if want_jacobian else "expectation"
+        task = Task.JACOBIAN if want_jacobian else Task.EXPECTATION
         x = inputs.detach().to(device="cpu", dtype=torch.float64).numpy()
         w = weights.detach().to(device="cpu", dtype=torch.float64).numpy()
         k = 1 if noise_levels is None else int(noise_levels.size)

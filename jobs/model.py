@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 from pydantic import (
@@ -39,14 +39,10 @@ from pydantic import (
 from pydantic_core import core_schema
 
 from qldm.backends._spsa import MAX_DIRECTIONS
-from qldm.backends.base import Workload, _as_matrix, _as_vector
+from qldm.backends.base import Task, Workload
+from qldm.circuits.qpy import QpyCircuit
 from qldm.circuits.spec import PQCSpec, spec_error_from_validation
 from qldm.errors import InvalidSpecError
-
-try:  # QPY circuits are an optional second way to describe a circuit.
-    from qldm.circuits.qpy import QpyCircuit
-except ImportError:  # pragma: no cover - until circuits/qpy.py exists
-    QpyCircuit = None  # type: ignore[assignment,misc,unused-ignore]
 
 if TYPE_CHECKING:
     from qldm.backends.base import Evaluation
@@ -65,7 +61,8 @@ __all__ = [
     "TaskName",
 ]
 
-TaskName = Literal["expectation", "jacobian", "counts"]
+TaskName = Task
+"""The tasks a job may ask for: :class:`qldm.backends.base.Task` (a new task is one value there)."""
 
 ARRAY_FIELDS = ("inputs", "weights", "noise_levels")
 """The numeric fields of a :class:`JobRequest` (:meth:`JobRequest.arrays`)."""
@@ -212,14 +209,10 @@ def _circuit_kind(value: Any) -> str:
     return "qpy" if hasattr(value, "qpy") else "spec"
 
 
-CircuitField: Any
-if QpyCircuit is not None:
-    CircuitField = Annotated[
-        Annotated[PQCSpec, Tag("spec")] | Annotated[QpyCircuit, Tag("qpy")],
-        Discriminator(_circuit_kind),
-    ]
-else:  # pragma: no cover - until circuits/qpy.py exists
-    CircuitField = PQCSpec
+CircuitField = Annotated[
+    Annotated[PQCSpec, Tag("spec")] | Annotated[QpyCircuit, Tag("qpy")],
+    Discriminator(_circuit_kind),
+]
 
 
 class JobRequest(BaseModel):
@@ -244,7 +237,7 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     circuit: CircuitField
-    task: TaskName = "expectation"
+    task: TaskName = Task.EXPECTATION
     backend: str = "exact"
     inputs: FloatMatrix
     weights: FloatVector
@@ -269,30 +262,18 @@ class JobRequest(BaseModel):
         if self.task == "counts" and self.shots is None:
             raise ValueError("shots: the counts task needs a number of shots")
         try:
-            if isinstance(self.circuit, PQCSpec):
-                self._workload = self._build_workload()
-            else:
-                _as_matrix(self.inputs, len(self.circuit.input_params), "inputs")
-                _as_vector(self.weights, len(self.circuit.weight_params), "weights")
-                if self.noise_levels is not None:
-                    raise InvalidSpecError(
-                        "QPY circuits take no noise levels: their noise is in the circuit",
-                        field="noise_levels",
-                    )
+            self._workload = self._build_workload()
         except InvalidSpecError as exc:
             raise ValueError(f"{exc.field}: {exc.message}" if exc.field else exc.message) from None
         return self
 
     def _build_workload(self) -> Workload:
-        spec = self.circuit
-        if not isinstance(spec, PQCSpec):
-            raise InvalidSpecError("a QPY circuit has no PQCSpec workload", field="circuit")
         return Workload.build(
-            spec,
+            self.circuit,
             self.inputs,
             self.weights,
             noise_levels=self.noise_levels,
-            task="jacobian" if self.task == "jacobian" else "expectation",
+            task=self.task,
             shots=self.shots,
             seed=self.seed,
         )
@@ -342,15 +323,8 @@ class JobRequest(BaseModel):
         return 1 if self.noise_levels is None else len(self.noise_levels)
 
     def workload(self) -> Workload:
-        """The validated :class:`Workload` of a :class:`PQCSpec` request.
-
-        For the ``counts`` task the workload's task is ``expectation`` (the circuit, batch and
-        shots are what a counts sampler needs).
-
-        Raises:
-            InvalidSpecError: the circuit is a QPY circuit (``field="circuit"``); QPY jobs go
-                through :func:`qldm.backends.qpy_aer.evaluate_qpy`.
-        """
+        """The validated :class:`Workload`: the circuit (a :class:`PQCSpec` or a QPY circuit),
+        the batch and the task, what a backend's ``run`` takes."""
         if self._workload is None:
             self._workload = self._build_workload()
         return self._workload
@@ -488,10 +462,12 @@ class JobResult:
     @classmethod
     def from_evaluation(cls, evaluation: Evaluation) -> JobResult:
         """Wrap a backend's :class:`qldm.backends.base.Evaluation`."""
+        values = evaluation.values
         return cls(
-            values=np.asarray(evaluation.values, dtype=np.float64),
+            values=None if values is None else np.asarray(values, dtype=np.float64),
             d_inputs=None if evaluation.d_inputs is None else np.asarray(evaluation.d_inputs),
             d_weights=None if evaluation.d_weights is None else np.asarray(evaluation.d_weights),
+            counts=None if evaluation.counts is None else list(evaluation.counts),
             metadata=dict(evaluation.metadata),
         )
 

@@ -4,6 +4,11 @@
 nothing of the database; :func:`run_stored_job` wraps it for a worker that reads the request
 from the store and reports progress, cancellation checks and runtime job ids back to it.
 
+Every chunk is one call of the backend contract (:mod:`qldm.backends.base`):
+``get_backend(request.backend).run(request.workload(), context)``, the workload naming the
+circuit (a spec or a QPY circuit) and the task, the context built by :func:`job_context`. The
+backend refuses what it does not run (``BackendLimitError`` naming ``task`` or ``circuit``).
+
 Chunks: a large job is split by samples (``options.chunk_size``, or :func:`default_chunk_size`)
 into chunks that run one after the other here, or side by side as Ray tasks; every noise level
 travels in every chunk. Jobs on IBM Runtime backends (``fake:``/``ibm:``) are never split: one
@@ -13,7 +18,6 @@ job is one runtime submission. Between chunks the job checks ``should_cancel()``
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 import traceback
@@ -24,13 +28,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qldm.backends._sessions import RunSession, drop_run_sessions
-from qldm.errors import BackendError, JobCancelled, QldmError, RunClosedError
+from qldm.backends.base import NO_CONTEXT, Context
+from qldm.errors import JobCancelled, QldmError, RunClosedError
 from qldm.jobs.model import JobRequest, JobResult, RunStatus
 
 if TYPE_CHECKING:
     from qldm.backends.base import Backend
     from qldm.backends.runtime import RuntimeConfig
     from qldm.jobs.store import JobStore
+    from qldm.mitigation.m3 import CalibrationStorage
 
 __all__ = [
     "JobFailure",
@@ -40,6 +46,7 @@ __all__ = [
     "execute",
     "execute_chunk",
     "gather",
+    "job_context",
     "run_stored_job",
     "warm_up",
 ]
@@ -114,7 +121,7 @@ def execute(
     checkpoint: CheckpointFn | None = None,
     resume_runtime_job_id: str | None = None,
     run_session: RunSession | None = None,
-    m3_store: Any = None,
+    m3_store: CalibrationStorage | None = None,
     runtime_config: RuntimeConfig | None = None,
 ) -> JobResult:
     """Run a job to its result, chunk by chunk.
@@ -124,14 +131,8 @@ def execute(
         progress: called with the fraction done after each chunk.
         should_cancel: checked before each chunk after the first (the job was claimed just
             before the first); when it returns ``True`` the job stops.
-        checkpoint: given to backends whose ``run`` accepts it: they call it with their
-            runtime job id before waiting for results.
-        resume_runtime_job_id: given to such backends after a restart, to re-attach to the
-            runtime job instead of submitting again.
-        run_session: the job's run and the runtime Session it holds (the store's view); without
-            it a job with a ``run_id`` gets a :class:`RunSession` with no store behind it.
-        m3_store: where runtime backends keep M3 calibrations (the job store); ``None``: their
-            file cache.
+        checkpoint, resume_runtime_job_id, run_session, m3_store: the backend call's
+            :class:`qldm.backends.base.Context`, see :func:`job_context`.
         runtime_config: the server's data folder and IBM credentials for runtime backends
             (``fake:``, ``ibm:``, ``aer:<device>``); ``None``: the backends' own defaults.
 
@@ -143,6 +144,13 @@ def execute(
         JobCancelled: ``should_cancel()`` returned ``True``.
         InvalidSpecError, BackendError, BackendLimitError: from the backend.
     """
+    context = job_context(
+        request,
+        checkpoint=checkpoint,
+        resume_runtime_job_id=resume_runtime_job_id,
+        run_session=run_session,
+        m3_store=m3_store,
+    )
     bounds = chunk_bounds(request)
     parts: list[JobResult] = []
     for i, (start, stop) in enumerate(bounds):
@@ -153,59 +161,57 @@ def execute(
             if len(bounds) == 1
             else request.with_samples(start, stop, seed=chunk_seed(request.seed, i))
         )
-        parts.append(
-            execute_chunk(
-                chunk,
-                checkpoint=checkpoint,
-                resume_runtime_job_id=resume_runtime_job_id,
-                run_session=run_session,
-                m3_store=m3_store,
-                runtime_config=runtime_config,
-            )
-        )
+        parts.append(execute_chunk(chunk, context, runtime_config=runtime_config))
         if progress is not None:
             progress((i + 1) / len(bounds))
     return gather(parts, n_levels=request.n_levels)
 
 
-def execute_chunk(
+def job_context(
     request: JobRequest,
     *,
     checkpoint: CheckpointFn | None = None,
     resume_runtime_job_id: str | None = None,
     run_session: RunSession | None = None,
-    m3_store: Any = None,
+    m3_store: CalibrationStorage | None = None,
+) -> Context:
+    """The :class:`qldm.backends.base.Context` of a job's backend calls.
+
+    Args:
+        request: the job (its ``options`` go to the backend; its ``run_id`` decides whether
+            it runs in a run's Session).
+        checkpoint: called by runtime backends with their runtime job id before they wait.
+        resume_runtime_job_id: after a restart, the runtime job to re-attach to instead of
+            submitting again.
+        run_session: the job's run and the runtime Session it holds (the store's view); a job
+            with a ``run_id`` and none given gets a :class:`RunSession` with no store behind
+            it; a job without a ``run_id`` gets none.
+        m3_store: where runtime backends keep M3 calibrations (the job store); ``None``: their
+            file cache.
+    """
+    if request.run_id is None:
+        run_session = None
+    elif run_session is None:
+        run_session = RunSession(request.run_id)
+    return Context(
+        checkpoint=checkpoint,
+        resume_runtime_job_id=resume_runtime_job_id,
+        options=request.options,
+        run_session=run_session,
+        m3_store=m3_store,
+    )
+
+
+def execute_chunk(
+    request: JobRequest,
+    context: Context = NO_CONTEXT,
+    *,
     runtime_config: RuntimeConfig | None = None,
 ) -> JobResult:
-    """Run one chunk (all its samples, all noise levels) in one backend call.
-
-    A backend's ``run(work, ...)`` receives, as keyword arguments and only when its signature
-    names them (or takes ``**kwargs``): ``checkpoint``, ``resume_runtime_job_id``,
-    ``options`` (the request's :class:`qldm.jobs.model.JobOptions`), ``run_id``, and for jobs of a
-    run ``run_session`` (:class:`qldm.backends._sessions.RunSession`), and ``m3_store`` when
-    given.
-    """
-    hooks: dict[str, Any] = {}
-    if checkpoint is not None:
-        hooks["checkpoint"] = checkpoint
-    if resume_runtime_job_id is not None:
-        hooks["resume_runtime_job_id"] = resume_runtime_job_id
-    if request.task == "counts":
-        fn = _extension("qldm.backends.counts", "sample_counts", "the counts task")
-        return _as_result(_call_flexibly(fn, request, hooks), n_levels=request.n_levels)
-    if request.is_qpy:
-        fn = _extension("qldm.backends.qpy_aer", "evaluate_qpy", "QPY circuits")
-        return _as_result(_call_flexibly(fn, request, hooks), n_levels=request.n_levels)
+    """Run one chunk (all its samples, all noise levels) in one backend call:
+    ``get_backend(request.backend).run(request.workload(), context)``."""
     backend = _backend(request.backend, runtime_config)
-    work = request.workload()
-    # Per-job facts a backend may want (the IBM runtime backend: options, run/session).
-    extras = {**hooks, "options": request.options, "run_id": request.run_id}
-    if request.run_id is not None:
-        extras["run_session"] = run_session or RunSession(request.run_id)
-    if m3_store is not None:
-        extras["m3_store"] = m3_store
-    evaluation = backend.run(work, **_accepted(backend.run, extras))
-    return JobResult.from_evaluation(evaluation)
+    return JobResult.from_evaluation(backend.run(request.workload(), context))
 
 
 def gather(parts: Sequence[JobResult], *, n_levels: int) -> JobResult:
@@ -274,89 +280,6 @@ def _backend(name: str, config: RuntimeConfig | None = None) -> Backend:
     from qldm.backends import get_backend
 
     return get_backend(name, **(config.options_for(name) if config is not None else {}))
-
-
-def _accepted(fn: Callable[..., Any], hooks: dict[str, Any]) -> dict[str, Any]:
-    """The hooks ``fn`` accepts as keyword arguments."""
-    if not hooks:
-        return {}
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins
-        return {}
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return hooks
-    return {k: v for k, v in hooks.items() if k in params}
-
-
-def _extension(module: str, name: str, what: str) -> Callable[..., Any]:
-    try:
-        mod = __import__(module, fromlist=[name])
-        fn = getattr(mod, name)
-    except (ImportError, AttributeError) as exc:
-        raise BackendError(f"{what} need {module}.{name}, which is not available ({exc})") from None
-    return fn
-
-
-def _call_flexibly(fn: Callable[..., Any], request: JobRequest, hooks: dict[str, Any]) -> Any:
-    """Call an extension with the arguments its signature names.
-
-    ``request`` (the whole :class:`JobRequest`) or its parts by name: ``circuit``/``spec``,
-    ``inputs (B, I)``, ``weights (P,)``, ``noise_levels (K,)``, ``task``, ``shots``, ``seed``,
-    ``backend``, ``options``, plus the runtime hooks.
-    """
-    arrays = request.arrays()
-    available: dict[str, Any] = {
-        "request": request,
-        "job": request,
-        "circuit": request.circuit,
-        "spec": request.circuit,
-        "inputs": arrays["inputs"],
-        "weights": arrays["weights"],
-        "noise_levels": arrays.get("noise_levels"),
-        "task": request.task,
-        "shots": request.shots,
-        "seed": request.seed,
-        "backend": request.backend,
-        "backend_name": request.backend,
-        "options": request.options,
-        **hooks,
-    }
-    params = inspect.signature(fn).parameters
-    args: list[Any] = []
-    kwargs: dict[str, Any] = {}
-    for pname, p in params.items():
-        if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
-            continue
-        if pname not in available:
-            if p.default is inspect.Parameter.empty:
-                raise BackendError(f"{fn.__module__}.{fn.__name__} needs {pname!r}, unknown here")
-            continue
-        if p.kind is inspect.Parameter.POSITIONAL_ONLY:
-            args.append(available[pname])
-        else:
-            kwargs[pname] = available[pname]
-    return fn(*args, **kwargs)
-
-
-def _as_result(value: Any, *, n_levels: int) -> JobResult:
-    """A :class:`JobResult` from what an extension returned."""
-    from qldm.backends.base import Evaluation
-
-    if isinstance(value, JobResult):
-        return value
-    if isinstance(value, Evaluation):
-        return JobResult.from_evaluation(value)
-    if isinstance(value, list):
-        flat: list[dict[str, int]] = []
-        for item in value:  # (K * B) dicts, or K lists of B dicts
-            if isinstance(item, list):
-                flat.extend(item)
-            else:
-                flat.append(item)
-        counts = [{str(k): int(v) for k, v in d.items()} for d in flat]
-        return JobResult(values=None, counts=counts, metadata={"levels": n_levels})
-    raise BackendError(f"unexpected result type {type(value).__name__} from a backend extension")
 
 
 # ---------------------------------------------------------------------- worker side

@@ -17,6 +17,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from qldm.backends import capabilities
+from qldm.backends.base import circuit_kind
 from qldm.circuits.spec import MAX_QUBITS
 from qldm.errors import BackendLimitError, UnknownBackendError
 from qldm.jobs.model import JobRequest
@@ -115,10 +117,14 @@ def check_request(
     Raises:
         UnknownBackendError: an ``aer:``/``fake:`` device that does not exist, or ``ibm:``
             without an IBM token on the server (``field="backend"``).
-        BackendLimitError: more samples than ``max_batch`` (``field="inputs"``), more shots
-            than ``max_shots`` (``field="shots"``), or more qubits than the device has
-            (``field="circuit"``).
+        BackendLimitError: a task or circuit kind the backend does not run (its
+            :func:`qldm.backends.capabilities`: ``field="task"`` or ``field="circuit"``), more
+            samples than ``max_batch`` (``field="inputs"``), more shots than ``max_shots``
+            (``field="shots"``), or more qubits than the device has (``field="circuit"``).
     """
+    capabilities(request.backend).check(
+        request.backend, request.task, circuit_kind(request.circuit)
+    )
     if request.n_samples > max_batch:
         raise BackendLimitError(
             f"{request.n_samples} samples, more than this server's limit of {max_batch} per job",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from qldm.backends.base import Workload
+from qldm.backends.base import Context, Workload
 from qldm.backends.exact import ExactBackend
 from qldm.backends.runtime import RuntimeBackend
 from qldm.circuits import PQCSpec
@@ -132,14 +132,14 @@ def test_runtime_backend_reuses_the_stored_calibration_until_too_old(
     work = Workload.build(spec, x, w, shots=4000, seed=11)
 
     first = RuntimeBackend("fake:manila", data_dir=tmp_path, m3_shots=4000)
-    meta = first.run(work, m3_store=store).metadata["m3_calibration"]
+    meta = first.run(work, Context(m3_store=store)).metadata["m3_calibration"]
     assert meta["measured"] is True and meta["source"] == "store"
     assert meta["method"] == "independent" and meta["shots"] == 4000
     assert _rows(store) == 1
     assert not (tmp_path / "m3").exists()  # the file fallback was not used
 
     other_worker = RuntimeBackend("fake:manila", data_dir=tmp_path, m3_shots=4000)
-    ev = other_worker.run(work, m3_store=store)
+    ev = other_worker.run(work, Context(m3_store=store))
     again = ev.metadata["m3_calibration"]
     assert again["measured"] is False and again["created_at"] == pytest.approx(meta["created_at"])
     assert again["qubits"] == meta["qubits"] == sorted(ev.metadata["physical_qubits"])
@@ -150,7 +150,7 @@ def test_runtime_backend_reuses_the_stored_calibration_until_too_old(
     # 4000 shots: one standard deviation of a <Z> near +-1 is below 0.016.
     assert np.abs(ev.values - exact).max() < 0.05
 
-    fresh = other_worker.run(work, m3_store=store, options=JobOptions(m3_max_age_s=0))
+    fresh = other_worker.run(work, Context(m3_store=store, options=JobOptions(m3_max_age_s=0)))
     remeasured = fresh.metadata["m3_calibration"]
     assert remeasured["measured"] is True and remeasured["created_at"] > meta["created_at"]
     assert _rows(store) == 2
@@ -170,6 +170,6 @@ def test_file_cache_is_the_standalone_fallback(tmp_path: Path) -> None:
     assert stored.method == "independent" and stored.device_calibration is not None
     assert backend.run(work).metadata["m3_calibration"]["measured"] is False
     # RY(pi): <Z> = -1 exactly; M3 removes lima's readout error up to shot noise.
-    ev = backend.run(work, options=JobOptions(m3_max_age_s=0))
+    ev = backend.run(work, Context(options=JobOptions(m3_max_age_s=0)))
     assert ev.metadata["m3_calibration"]["measured"] is True
     assert ev.values[0, 0, 0] == pytest.approx(-1.0, abs=0.05)

@@ -180,7 +180,7 @@ def test_a_run_without_a_store_keeps_one_session_per_process() -> None:
     reason="no IBM Quantum token configured (QLDM_IBM_TOKEN); ibm: runs need a real account",
 )
 def test_ibm_run_session_is_one_runtime_session(tmp_path: Any) -> None:  # pragma: no cover
-    from qldm.backends.base import Workload
+    from qldm.backends.base import Context, Workload
     from qldm.backends.runtime import RuntimeBackend
 
     device = os.environ.get("QLDM_IBM_DEVICE", "ibm_brisbane")
@@ -200,8 +200,8 @@ def test_ibm_run_session_is_one_runtime_session(tmp_path: Any) -> None:  # pragm
 
     run = RunSession("ibm-run", adopt=adopt)
     work = Workload.build(_ry(0.0).workload().spec, [[0.0]], [0.0, 0.0], shots=500)
-    first = backend.run(work, run_session=run)
-    second = backend.run(work, run_session=RunSession("ibm-run", held[0]))
+    first = backend.run(work, Context(run_session=run))
+    second = backend.run(work, Context(run_session=RunSession("ibm-run", held[0])))
     sid = first.metadata["session_id"]
     assert not sid.startswith(LOCAL_PREFIX) and second.metadata["session_id"] == sid
     assert close_run_session("ibm-run", sid, service=backend._service) is True

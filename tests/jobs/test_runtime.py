@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from qldm.backends import get_backend
-from qldm.backends.base import Workload
+from qldm.backends.base import Context, Workload
 from qldm.backends.exact import ExactBackend
 from qldm.backends.runtime import RuntimeBackend
 from qldm.circuits import PQCSpec
@@ -115,21 +115,21 @@ def test_restart_reattaches_instead_of_resubmitting(tmp_path: Path, calls: _Call
     work = Workload.build(spec, [[0.5]], [0.1, 0.2, 0.3, 0.4], shots=1000, seed=5)
     ids: list[str] = []
     first = RuntimeBackend("fake:manila", data_dir=tmp_path, instances=4).run(
-        work, checkpoint=ids.append
+        work, Context(checkpoint=ids.append)
     )
     assert len(ids) == 1 and first.metadata["runtime_job_id"] == ids[0]
     submitted = calls.sampler
     # A restarted server: a new backend object, the runtime job id from the job store.
     restarted = RuntimeBackend("fake:manila", data_dir=tmp_path, instances=4)
-    again = restarted.run(work, resume_runtime_job_id=ids[0])
+    again = restarted.run(work, Context(resume_runtime_job_id=ids[0]))
     assert calls.sampler == submitted  # nothing submitted
     assert again.metadata["resumed"] is True and again.metadata["submissions"] == 0
     np.testing.assert_array_equal(again.values, first.values)
     other = Workload.build(spec, [[0.6]], [0.1, 0.2, 0.3, 0.4], shots=1000, seed=5)
     with pytest.raises(BackendError, match="different workload"):
-        restarted.run(other, resume_runtime_job_id=ids[0])
+        restarted.run(other, Context(resume_runtime_job_id=ids[0]))
     # A local job that never finished cannot be re-attached: submitted again, and said so.
-    lost = restarted.run(work, resume_runtime_job_id="lost-local-job")
+    lost = restarted.run(work, Context(resume_runtime_job_id="lost-local-job"))
     assert lost.metadata["resubmitted"] is True and lost.metadata["submissions"] == 1
 
 
@@ -176,7 +176,7 @@ def test_target_below_the_floor_is_refused(tmp_path: Path) -> None:
     assert "floor" in str(info.value)
 
     ev = RuntimeBackend("fake:manila", data_dir=tmp_path, instances=2).run(
-        work, options=JobOptions(allow_noise_floor=True)
+        work, Context(options=JobOptions(allow_noise_floor=True))
     )
     assert ev.metadata["noise"]["injected"] == [[[0.0], [0.0]]]
 
@@ -318,3 +318,88 @@ def test_job_runner_checkpoints_and_resumes_a_fake_job(tmp_path: Path, calls: _C
     assert calls.sampler == 1 and again.metadata["resumed"] is True
     np.testing.assert_array_equal(again.values, first.values)
     assert (tmp_path / "runtime_results" / f"{ids[0]}.npz").exists()
+
+
+# ---------------------------------------------------------------------- the steps, one by one
+
+
+def test_prepare_lays_out_one_pub_per_level_and_runs_nothing(tmp_path: Path, calls: _Calls) -> None:
+    spec = _spec("depolarizing", 0.1)
+    x, w = [[0.0], [np.pi]], [0.1, 0.2, -0.1, 0.3]
+    work = Workload.build(spec, x, w, noise_levels=[0.03, 0.5], task="jacobian", shots=2000, seed=3)
+    backend = RuntimeBackend("fake:lima", data_dir=tmp_path, mitigate_readout=False, instances=16)
+    prepared = backend.prepare(work)
+    assert calls.estimator == calls.sampler == 0  # nothing runs
+    s = 2 * (1 + 2 * 5)  # B (1 + T): 1 input + 4 weights, two shift terms each
+    assert len(prepared.pubs) == 2 and prepared.sets.shape == (s, 5) and prepared.n_full == s
+    assert prepared.n_instances == 16 and prepared.shots_per_instance == 125  # ceil(2000 / 16)
+    assert prepared.use_m3 is False and prepared.selection is None and prepared.spsa is None
+    assert len(prepared.noise["injected"]) == 2
+    assert backend.prepare(work).digest == prepared.digest  # the cache key is reproducible
+    reseeded = Workload.build(spec, x, w, noise_levels=[0.03, 0.5], task="jacobian", seed=4)
+    assert backend.prepare(reseeded).digest != prepared.digest
+    subset = backend.prepare(work, JobOptions(gradient_budget=2))  # the job's options win
+    assert subset.selection is not None and subset.sets.shape[0] < s and subset.n_full == s
+
+
+def test_submit_checkpoints_then_reattaches_by_resume_id(tmp_path: Path, calls: _Calls) -> None:
+    from qldm.backends._runtime_results import ResultCache
+    from qldm.backends._sessions import ExecutionMode
+
+    spec = _spec("bit_flip", 0.1)
+    work = Workload.build(spec, [[0.5]], [0.1, 0.2, 0.3, 0.4], shots=1000, seed=5)
+    backend = RuntimeBackend("fake:manila", data_dir=tmp_path, mitigate_readout=False, instances=4)
+    prepared = backend.prepare(work)
+    mode = ExecutionMode(backend.backend, run=None)
+    ids: list[str] = []
+    submitted = backend.submit(prepared, mode, Context(checkpoint=ids.append))
+    assert calls.estimator == 1 and ids == [submitted.job_id] and submitted.submissions == 1
+    assert submitted.result is not None and submitted.cached is None and not submitted.resumed
+    assert mode.execution_mode == "batch"
+    gathered = backend.postprocess(prepared, submitted, None)
+    ResultCache(backend.data_dir).store(ids[0], prepared.digest, gathered.mitigated, gathered.raw)
+
+    again = backend.submit(prepared, mode, Context(resume_runtime_job_id=ids[0]))
+    assert calls.estimator == 1  # nothing submitted
+    assert again.resumed and again.submissions == 0 and again.cached is not None
+    np.testing.assert_array_equal(
+        backend.postprocess(prepared, again, None).values, gathered.values
+    )
+    lost = backend.submit(prepared, mode, Context(resume_runtime_job_id="lost-local-job"))
+    assert calls.estimator == 2 and lost.submissions == 1 and lost.resubmitted_reason
+
+
+@pytest.mark.parametrize("encoding", ["angle_ry", "dense_angle"])
+def test_postprocess_combines_given_rows_into_values_and_jacobians(
+    tmp_path: Path, encoding: str
+) -> None:
+    """Post-processing on its own: feed it the exact value of every parameter set as if the
+    estimator had returned them; the values and both Jacobians are the exact backend's."""
+    from qiskit.primitives import DataBin, PrimitiveResult, PubResult
+
+    from qldm.backends._runtime_steps import Submitted
+
+    spec = PQCSpec.parse({"n_qubits": 2, "layers": 2, "encoding": encoding})
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-1, 1, (3, spec.n_inputs))
+    w = rng.uniform(-1, 1, spec.n_weights)
+    work = Workload.build(spec, x, w, task="jacobian")
+    backend = RuntimeBackend("fake:manila", data_dir=tmp_path, mitigate_readout=False)
+    prepared = backend.prepare(work)
+    assert prepared.n_instances == 1  # no channel: one instance, no noise slots
+    exact = ExactBackend()
+    n_in = spec.n_inputs
+    rows = np.stack(
+        [
+            exact.run(Workload.build(spec, row[None, :n_in], row[n_in:])).values[0, 0]  # type: ignore[index]
+            for row in prepared.sets
+        ]
+    )  # (S, O)
+    evs = rows[None]  # (R, S, O)
+    result = PrimitiveResult([PubResult(DataBin(evs=evs, shape=evs.shape))])
+    gathered = backend.postprocess(prepared, Submitted("synthetic", result, None, 1), None)
+    reference = exact.run(work)
+    np.testing.assert_allclose(gathered.values, reference.values, atol=1e-10)
+    np.testing.assert_allclose(gathered.d_inputs, reference.d_inputs, atol=1e-10)  # type: ignore[arg-type]
+    np.testing.assert_allclose(gathered.d_weights, reference.d_weights, atol=1e-10)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(gathered.raw_values, gathered.values)  # estimator: no M3

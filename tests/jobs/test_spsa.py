@@ -19,7 +19,7 @@ from qldm.backends._spsa import (
     spsa_rule,
     spsa_selection,
 )
-from qldm.backends.base import Workload
+from qldm.backends.base import Context, Workload
 from qldm.backends.exact import ExactBackend, expectation
 from qldm.backends.runtime import RuntimeBackend
 from qldm.bench.reference import REFERENCE_SPEC
@@ -194,7 +194,7 @@ def test_runtime_directions_follow_the_job_seed(tmp_path: Path) -> None:
     runs = [
         backend.run(
             Workload.build(spec, x, w, task="jacobian", shots=500, seed=seed),
-            options=JobOptions(spsa_directions=2),
+            Context(options=JobOptions(spsa_directions=2)),
         )
         for seed in (5, 5, 6)
     ]
@@ -215,7 +215,7 @@ def test_refuses_both_estimators(tmp_path: Path) -> None:
     work = Workload.build(spec, [[0.1, 0.2]], [0.0] * 4, task="jacobian", shots=100)
     backend = RuntimeBackend("fake:manila", data_dir=tmp_path, gradient_budget=2)
     with pytest.raises(InvalidSpecError) as exc:
-        backend.run(work, options=JobOptions(spsa_directions=1))
+        backend.run(work, Context(options=JobOptions(spsa_directions=1)))
     assert exc.value.field == "spsa_directions"
     body = {"circuit": spec.model_dump(), "inputs": [[0.1, 0.2]], "weights": [0.0] * 4}
     with pytest.raises(InvalidSpecError) as exc:
