@@ -18,8 +18,6 @@ job is one runtime submission. Between chunks the job checks ``should_cancel()``
 
 from __future__ import annotations
 
-import os
-import sys
 import traceback
 from collections.abc import Callable, Sequence
 from functools import lru_cache
@@ -293,15 +291,6 @@ def _worker_store(url: str) -> JobStore:
     return JobStore(url)
 
 
-def limit_threads() -> None:
-    """Make this process use one thread for numerics (many workers share the cores)."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.get_num_threads() != 1:
-        torch.set_num_threads(1)
-
-
 def run_stored_job(
     store_url: str,
     job_id: str,
@@ -324,7 +313,6 @@ def run_stored_job(
         JobCancelled: the job was cancelled.
         JobFailure: the job failed (code and message kept across processes).
     """
-    limit_threads()
     store = _worker_store(store_url)
     try:
         if request is None:
@@ -347,8 +335,6 @@ def run_stored_job(
         raise JobFailure(exc.code, str(exc)) from None
     except Exception as exc:
         raise JobFailure("internal_error", _describe(exc)) from None
-    finally:
-        limit_threads()
 
 
 def _in_run(
@@ -392,7 +378,6 @@ def warm_up() -> None:
     """Run a tiny exact expectation and Jacobian, so a worker's first real job does not pay
     for lazy imports (torch's functional transforms load on first use). Failures are ignored:
     warming up is an optimisation."""
-    limit_threads()
     try:
         request = JobRequest.parse(
             {
@@ -409,7 +394,6 @@ def warm_up() -> None:
 
 def run_request(request: JobRequest) -> JobResult:
     """Run a request with no store (a chunk on a remote worker): failures as :class:`JobFailure`."""
-    limit_threads()
     try:
         return execute(request)
     except QldmError as exc:

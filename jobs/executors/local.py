@@ -40,14 +40,32 @@ if TYPE_CHECKING:
     from qldm.backends.runtime import RuntimeConfig
     from qldm.jobs.model import JobRequest, JobResult
 
-__all__ = ["DEFAULT_PRELOAD", "LocalExecutor"]
+__all__ = ["DEFAULT_PRELOAD", "THREAD_VARIABLES", "LocalExecutor", "limit_threads"]
 
 DEFAULT_PRELOAD: tuple[str, ...] = ("qldm.jobs.store", "qldm.jobs.runner:warm_up")
 """What each worker loads when it starts: modules to import, or ``module:function`` to call
 (missing ones are skipped). ``jobs.runner:warm_up`` runs a tiny exact job."""
 
 
+THREAD_VARIABLES: tuple[str, ...] = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+"""Thread counts of the numerics libraries, set to 1 in every worker (unless already set)."""
+
+
 # ---------------------------------------------------------------------- worker process side
+
+
+def limit_threads() -> None:
+    """Make this worker process use one thread for numerics (a worker per core shares them).
+
+    Only worker start-up calls it (here, and in Ray tasks): it writes the process's
+    environment, before the numerics libraries read it at import, and sets torch's pool to one
+    thread when torch is loaded already.
+    """
+    for var in THREAD_VARIABLES:
+        os.environ.setdefault(var, "1")
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
 
 
 def _fast_exit() -> None:
@@ -60,8 +78,6 @@ def _fast_exit() -> None:
 
 
 def _init_worker(preload: Sequence[str], parent: int) -> None:
-    from qldm.jobs.runner import limit_threads
-
     atexit.register(_fast_exit)  # registered first among ours, run last: after their hooks
     _exit_with_parent(parent)
     limit_threads()

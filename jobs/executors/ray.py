@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from qldm.errors import JobCancelled
 from qldm.jobs.executors.base import WorkerLostError
+from qldm.jobs.executors.local import limit_threads
 from qldm.jobs.runner import (
     JobFailure,
     _stale,
@@ -82,8 +83,8 @@ class RayExecutor:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self._slots = slots or max(1, cpus)
         self._drivers = ThreadPoolExecutor(self._slots, thread_name_prefix="qldm-ray-driver")
-        self._chunk_task: Any = ray.remote(num_cpus=1, max_retries=0)(run_request)
-        self._job_task: Any = ray.remote(num_cpus=1, max_retries=0)(run_stored_job)
+        self._chunk_task: Any = ray.remote(num_cpus=1, max_retries=0)(_run_chunk)
+        self._job_task: Any = ray.remote(num_cpus=1, max_retries=0)(_run_job)
 
     @property
     def slots(self) -> int:
@@ -161,3 +162,16 @@ class RayExecutor:
         self._drivers.shutdown(wait=wait, cancel_futures=True)
         if self._owns_ray:
             self._ray.shutdown()
+
+
+def _run_chunk(request: JobRequest) -> JobResult:
+    """A Ray task: one chunk, in a worker limited to one numerics thread."""
+    limit_threads()
+    return run_request(request)
+
+
+def _run_job(*args: Any) -> JobResult:
+    """A Ray task: a stored job (:func:`qldm.jobs.runner.run_stored_job`'s arguments), in a
+    worker limited to one numerics thread."""
+    limit_threads()
+    return run_stored_job(*args)
