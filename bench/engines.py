@@ -215,15 +215,24 @@ def _verdict(ok: bool | None) -> str:
     return "SKIP" if ok is None else ("PASS" if ok else "FAIL")
 
 
-def main(*, batch: int = 128, repeats: int = 3) -> None:
+def main(*, batch: int = 128, repeats: int = 3, qubits: int = 6) -> None:
     """Measure the engines side by side and print the table and the targets.
 
     Args:
         batch: B for the exact engine (and PennyLane, when it is fast enough).
         repeats: timed calls per engine (the median is reported), after one warm-up.
+        qubits: 6 for the reference work; 12 for the 12-qubit ``hqconv``/``fqconv`` section
+            (:mod:`qldm.bench.engines_wide`).
     """
     if batch < 1 or repeats < 1:
         raise ValueError("batch and repeats must be >= 1")
+    if qubits not in (6, 12):
+        raise ValueError(f"qubits must be 6 (the reference work) or 12, got {qubits}")
+    if qubits == 12:
+        from qldm.bench.engines_wide import main as wide_main
+
+        wide_main(batch=batch, repeats=repeats)
+        return
     import torch
 
     from qldm.backends.aer import AerBackend

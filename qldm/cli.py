@@ -213,11 +213,14 @@ def evaluate(
 def bench_engines(
     batch: Annotated[int, typer.Option(help="Samples per job (B).")] = 128,
     repeats: Annotated[int, typer.Option(help="Timed repetitions per engine.")] = 3,
+    qubits: Annotated[
+        int, typer.Option(help="6: the reference work; 12: the hqconv/fqconv section.")
+    ] = 6,
 ) -> None:
     """Exact vs Aer vs qiskit-machine-learning vs PennyLane on the reference work."""
     from qldm.bench.engines import main
 
-    main(batch=batch, repeats=repeats)
+    main(batch=batch, repeats=repeats, qubits=qubits)
 
 
 @bench_app.command("service")

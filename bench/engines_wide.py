@@ -1,0 +1,296 @@
+"""``qldm bench engines --qubits 12``: the 12-qubit U-Net vertex circuits against the peers.
+
+The work (seed 002, De Falco et al. 2024): noiseless 12-qubit ``hqconv`` and ``fqconv``,
+3 layers, ``angle_rx`` encoding, Z on each qubit, a batch of B = 128 samples; values
+``(B, 12)`` and both full per-sample Jacobians, by inputs ``(B, 12, 12)`` and by weights
+``(B, 12, P)`` (P = 84 for ``hqconv``, 72 for ``fqconv``).
+
+Engines, all measured in the same run (median of ``repeats`` timed calls after one warm-up):
+
+- ``qldm statevector``: :func:`qldm.backends._statevector.evaluate` (fused blocks, adjoint
+  Jacobians batched over observables, independent qubit components simulated apart).
+- ``qldm exact``: ``ExactBackend().run(Workload.build(..., task="jacobian"))`` as it stands.
+- ``PennyLane default.qubit``: ``diff_method="backprop"``, torch interface, parameter
+  broadcasting over the batch (weights tiled ``(B, P)`` so that one backward pass per output
+  gives per-sample weight Jacobians): one forward plus O = 12 backward passes.
+- ``PennyLane lightning.qubit``: ``diff_method="adjoint"``, torch interface, the same
+  broadcast call (PennyLane splits it into B tapes; the adjoint Jacobian of each tape is
+  computed once and reused by the O backward passes).
+
+The PennyLane circuits are generated from the same compiled :class:`qldm.circuits.Program`
+(wire q is Qiskit qubit q). Every engine's values and Jacobians are compared with the
+statevector engine's before timing; the table prints the largest difference.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from qldm.backends.base import Workload
+from qldm.circuits import PQCSpec, compile_spec
+from qldm.circuits.program import Gate
+
+__all__ = ["WIDE_ANSATZE", "main"]
+
+WIDE_ANSATZE = ("hqconv", "fqconv")
+"""The ansätze of the 12-qubit section."""
+
+WIDE_LAYERS = 3
+"""Ansatz layers of the 12-qubit section."""
+
+TARGETS = {"PennyLane default.qubit": 5.0, "PennyLane lightning.qubit": 2.0}
+"""How many times faster than each peer the statevector engine must be."""
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""``values (B, O)``, ``d_inputs (B, O, I)``, ``d_weights (B, O, P)``."""
+
+
+@dataclass
+class Row:
+    """One engine's median seconds per call and largest difference from the reference."""
+
+    name: str
+    batch: int
+    seconds: float
+    diff: float
+    note: str = ""
+
+    @property
+    def ms_per_sample(self) -> float:
+        return 1e3 * self.seconds / self.batch
+
+
+def _time(call: Callable[[], object], repeats: int) -> float:
+    """Median seconds of ``repeats`` calls (the caller has made the warm-up call)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _max_diff(got: Arrays, want: Arrays) -> float:
+    return max(
+        float(np.max(np.abs(np.asarray(g) - np.asarray(w)))) for g, w in zip(got, want, strict=True)
+    )
+
+
+# ---------------------------------------------------------------------- engines
+
+
+def _statevector_call(spec: PQCSpec, x: np.ndarray, w: np.ndarray) -> Callable[[], Arrays]:
+    import torch
+
+    from qldm.backends._statevector import evaluate
+
+    xt, wt = torch.as_tensor(x), torch.as_tensor(w)
+
+    def call() -> Arrays:
+        r = evaluate(spec, xt, wt, jacobian=True)
+        assert r.d_inputs is not None and r.d_weights is not None
+        return r.values.numpy(), r.d_inputs.numpy(), r.d_weights.numpy()
+
+    return call
+
+
+def _exact_call(spec: PQCSpec, x: np.ndarray, w: np.ndarray) -> Callable[[], Arrays]:
+    from qldm.backends.exact import ExactBackend
+
+    backend = ExactBackend()
+
+    def call() -> Arrays:
+        result = backend.run(Workload.build(spec, x, w, task="jacobian"))
+        assert result.values is not None
+        assert result.d_inputs is not None and result.d_weights is not None
+        return result.values[0], result.d_inputs[0], result.d_weights[0]
+
+    return call
+
+
+def _pennylane_gate(qml: Any, gate: Gate, angle: Any) -> None:
+    """Apply one compiled gate in PennyLane (wire q = Qiskit qubit q, same conventions)."""
+    wires = list(gate.qubits)
+    if gate.name == "h":
+        qml.Hadamard(wires=wires)
+    elif gate.name == "cx":
+        qml.CNOT(wires=wires)
+    else:
+        kind = {
+            "rx": qml.RX,
+            "ry": qml.RY,
+            "rz": qml.RZ,
+            "p": qml.PhaseShift,
+            "crx": qml.CRX,
+            "crz": qml.CRZ,
+        }[gate.name]
+        kind(angle, wires=wires)
+
+
+def _pennylane_call(
+    spec: PQCSpec, x: np.ndarray, w: np.ndarray, *, device: str, diff_method: str
+) -> Callable[[], Arrays]:
+    """A PennyLane QNode of ``spec``'s program: values and full per-sample Jacobians."""
+    import pennylane as qml
+    import torch
+
+    program = compile_spec(spec)
+    n = spec.n_qubits
+    dev = qml.device(device, wires=n)
+
+    @qml.qnode(dev, interface="torch", diff_method=diff_method)
+    def circuit(inputs: torch.Tensor, weights: torch.Tensor) -> list[Any]:
+        for op in (*program.encoding, *program.ansatz):
+            assert isinstance(op, Gate)
+            angle = None
+            if op.param is not None:
+                source = inputs if op.param.source == "input" else weights
+                angle = op.param.scale * source[..., op.param.index]
+            _pennylane_gate(qml, op, angle)
+        return [qml.expval(qml.PauliZ(q)) for q in range(n)]
+
+    batch = x.shape[0]
+
+    def call() -> Arrays:
+        xt = torch.tensor(x, requires_grad=True)
+        wt = torch.tensor(np.tile(w, (batch, 1)), requires_grad=True)  # one copy per sample
+        out = torch.stack(list(circuit(xt, wt)), dim=-1)  # (B, O)
+        d_inputs, d_weights = [], []
+        for o in range(out.shape[1]):
+            gx, gw = torch.autograd.grad(out[:, o].sum(), (xt, wt), retain_graph=True)
+            d_inputs.append(gx)
+            d_weights.append(gw)
+        return (
+            out.detach().numpy(),
+            torch.stack(d_inputs, dim=1).numpy(),
+            torch.stack(d_weights, dim=1).numpy(),
+        )
+
+    return call
+
+
+# ---------------------------------------------------------------------- main
+
+
+def _section(ansatz: str, batch: int, repeats: int) -> list[Row]:
+    spec = PQCSpec.parse(
+        {
+            "n_qubits": 12,
+            "encoding": "angle_rx",
+            "ansatz": ansatz,
+            "layers": WIDE_LAYERS,
+            "observables": "z_each",
+        }
+    )
+    rng = np.random.default_rng(2024)
+    x = rng.uniform(-math.pi, math.pi, (batch, spec.n_inputs))
+    w = rng.uniform(-math.pi, math.pi, spec.n_weights)
+    print(
+        f"\n{ansatz} x {spec.layers}, 12 qubits, angle_rx, z_each, B = {batch}: values + "
+        f"Jacobians by inputs ({spec.n_inputs}) and weights ({spec.n_weights})",
+        flush=True,
+    )
+    sv_call = _statevector_call(spec, x, w)
+    ref = sv_call()
+    rows = [Row("qldm statevector", batch, _time(sv_call, repeats), 0.0, "adjoint, fused blocks")]
+    peers: list[tuple[str, Callable[[], Callable[[], Arrays]], str]] = [
+        ("qldm exact (today)", lambda: _exact_call(spec, x, w), "forward-mode AD"),
+    ]
+    try:
+        import pennylane  # noqa: F401
+    except ImportError:
+        print("PennyLane: not installed")
+    else:
+        peers.append(
+            (
+                "PennyLane default.qubit",
+                lambda: _pennylane_call(spec, x, w, device="default.qubit", diff_method="backprop"),
+                "backprop, broadcast batch",
+            )
+        )
+        peers.append(
+            (
+                "PennyLane lightning.qubit",
+                lambda: _pennylane_call(
+                    spec, x, w, device="lightning.qubit", diff_method="adjoint"
+                ),
+                "adjoint, broadcast batch",
+            )
+        )
+    for name, make, note in peers:
+        try:
+            call = make()
+            got = call()  # warm-up and agreement
+        except Exception as exc:  # a missing or failing peer is reported, not fatal
+            print(f"{name}: skipped ({type(exc).__name__}: {exc})", flush=True)
+            continue
+        rows.append(Row(name, batch, _time(call, repeats), _max_diff(got, ref), note))
+        print(f"  measured {name}: {rows[-1].seconds:.3f} s / call", flush=True)
+    _print_rows(rows)
+    return rows
+
+
+def _print_rows(rows: list[Row]) -> None:
+    ours = rows[0]
+    header = (
+        f"{'engine':<27} {'B':>4} {'s / call':>9} {'ms / sample':>12} {'x vs ours':>10} "
+        f"{'max |diff|':>11}  note"
+    )
+    print(header)
+    print("-" * (len(header) + 26))
+    for row in rows:
+        ratio = row.seconds / ours.seconds
+        print(
+            f"{row.name:<27} {row.batch:>4} {row.seconds:>9.4f} {row.ms_per_sample:>12.3f} "
+            f"{ratio:>9.1f}x {row.diff:>11.1e}  {row.note}"
+        )
+
+
+def main(*, batch: int = 128, repeats: int = 3) -> None:
+    """Measure the 12-qubit section and print its tables and targets.
+
+    Args:
+        batch: B for every engine.
+        repeats: timed calls per engine (the median is reported), after one warm-up.
+    """
+    if batch < 1 or repeats < 1:
+        raise ValueError("batch and repeats must be >= 1")
+    import torch
+
+    started = time.perf_counter()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"12-qubit section: machine {os.cpu_count()} cores, torch {torch.__version__} with "
+        f"{torch.get_num_threads()} threads, OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, load average {load:.1f}; "
+        f"repeats = {repeats}; 'x vs ours' = peer seconds / statevector seconds"
+    )
+    verdicts = []
+    for ansatz in WIDE_ANSATZE:
+        rows = _section(ansatz, batch, repeats)
+        ours = rows[0].seconds
+        for row in rows[1:]:
+            goal = TARGETS.get(row.name)
+            if goal is not None:
+                ratio = row.seconds / ours
+                ok = ratio >= goal and row.diff <= 1e-8
+                verdicts.append(
+                    f"  {'PASS' if ok else 'FAIL'}  {ansatz}: statevector >= {goal:g}x faster "
+                    f"than {row.name}: {ratio:.1f}x (max |diff| {row.diff:.1e})"
+                )
+    print("\ntargets")
+    for line in verdicts:
+        print(line)
+    print(f"\n12-qubit section wall time: {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
