@@ -96,11 +96,12 @@ def test_time_limit_stops_and_checkpoints(tmp_path: Path) -> None:
 
 def test_cli_train_sample_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from qldm.hybrid import cli
+    from qldm.paths import default_data_dir
 
     cfg_path = tmp_path / "tiny.json"
     cfg = tiny_config(out_dir=str(tmp_path / "run"), **{"train.steps": 6})
     cfg_path.write_text(json.dumps(cfg.model_dump(mode="json")))
-    cli.train(cfg_path, url=None, api_key=None)
+    cli.train(cfg_path, url=None, api_key=None, data_dir=default_data_dir())
     ckpt = tmp_path / "run" / "last.pt"
     assert ckpt.is_file() and "6 steps" in capsys.readouterr().out
 
@@ -110,7 +111,7 @@ def test_cli_train_sample_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture
     model, _ = load_model(ckpt)
     assert not model.training
 
-    cli.evaluate(ckpt, out=tmp_path / "eval")
+    cli.evaluate(ckpt, out=tmp_path / "eval", data_dir=default_data_dir())
     out = tmp_path / "eval"
     metrics = json.loads((out / "metrics.json").read_text())
     for key in (
