@@ -53,6 +53,7 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
+from qldm.backends import _statevector
 from qldm.backends import _torch_ops as ops
 from qldm.backends._aer_paths import aer_path
 from qldm.backends._shots import pauli_shot_means
@@ -767,6 +768,12 @@ def _evaluate(
     """Values ``(K,B,O)`` and, for ``jacobian``, d_inputs ``(K,B,O,I)``, d_weights ``(K,B,O,P)``."""
     plan = _plan(spec)
     with torch.no_grad():
+        if engine == "statevector" and spec.encoding != "amplitude" and _statevector.supports(spec):
+            # noiseless product encodings: fused blocks and adjoint Jacobians (no dual numbers)
+            r = _statevector.evaluate(spec, x, w, jacobian=task == "jacobian")
+            d_in = None if r.d_inputs is None else r.d_inputs[None]
+            d_w = None if r.d_weights is None else r.d_weights[None]
+            return r.values[None], d_in, d_w
         if task == "expectation":
             return expectation(spec, x, w, noise_levels=levels, engine=engine), None, None
         if engine == "heisenberg":
