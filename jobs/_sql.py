@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from qldm.errors import InvalidSpecError
 from qldm.jobs import db, npz
+from qldm.jobs._hot import HotWriter
 
 __all__ = ["SqlBase", "json_default", "new_id", "now", "pack", "require", "unpack", "utc"]
 
@@ -81,6 +82,9 @@ class SqlBase:
         self._writer: Engine = (
             self._engine.execution_options(sqlite_immediate=True) if self._sqlite else self._engine
         )
+        # SQLite: the per-job writes on a connection of their own (jobs._hot); PostgreSQL's
+        # go through the pool like every other transaction
+        self._hot = HotWriter(self._engine) if self._sqlite else None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -111,7 +115,9 @@ class SqlBase:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and on SQLite the per-job writer's own)."""
+        if self._hot is not None:
+            self._hot.close()
         self._engine.dispose()
 
     @contextmanager

@@ -17,8 +17,10 @@ their arrays; results likewise.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,9 +35,11 @@ from qldm.errors import (
     JobNotFinishedError,
     JobNotFoundError,
     RunClosedError,
+    RunNotFoundError,
 )
 from qldm.jobs import db
 from qldm.jobs._api_keys import API_KEY_PREFIX, ApiKeyStore
+from qldm.jobs._hot import HotCursor, HotStatement
 from qldm.jobs._m3_store import M3CalibrationStore
 from qldm.jobs._runs import RunStore
 from qldm.jobs._sql import json_default, new_id, pack, require, unpack, utc
@@ -126,13 +130,15 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
         # Insert first: a repeated key is rare, and the unique (tenant, key) constraint finds
         # it (also when two submits with one key race); only then is the earlier job read.
         try:
-            with self._write() as conn:
+            with self._job_write() as tx:
                 if request.run_id is not None:
-                    run = self._run_row(conn, tenant, request.run_id)
-                    if run.status != RunStatus.OPEN.value:
+                    run = tx.first("run_status", {"b_id": request.run_id, "b_tenant": tenant})
+                    if run is None:
+                        raise RunNotFoundError(f"no run {request.run_id!r}", field="run_id")
+                    if run[0] != RunStatus.OPEN.value:
                         raise RunClosedError(f"run {request.run_id} is closed", field="run_id")
                 now = utcnow()
-                start = start_as is not None and conn.execute(_ANY_QUEUED).first() is None
+                start = start_as is not None and tx.first("any_queued", {}) is None
                 values.update(
                     status=(JobStatus.RUNNING if start else JobStatus.QUEUED).value,
                     worker=start_as if start else None,
@@ -141,7 +147,7 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
                     created_at=now,
                     attempts=1 if start else 0,
                 )
-                conn.execute(_INSERT_JOB, values)
+                tx.execute("insert_job", values)
         except (IntegrityError, RunClosedError):
             existing = None
             if idempotency_key is not None:
@@ -150,6 +156,23 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
                 raise
             return existing, False  # the same request again (a retry): the same job
         return self._job(_InsertedRow(values)), True
+
+    @contextmanager
+    def _job_write(self) -> Iterator[_JobWrite]:
+        """The write transaction of :meth:`submit` and :meth:`complete`: on SQLite on the
+        store's own DBAPI connection (:mod:`qldm.jobs._hot`), elsewhere on one of the pool's."""
+        if self._hot is None:
+            with self._write() as conn:
+                yield _JobWrite(conn, None)
+        else:
+            with self._hot.transaction() as cursor:
+                yield _JobWrite(cursor, self._hot_statements)
+
+    @functools.cached_property
+    def _hot_statements(self) -> dict[str, HotStatement]:
+        """The per-job statements compiled for SQLite's cursor (on first use)."""
+        assert self._hot is not None  # only _job_write asks, and only on SQLite
+        return {name: self._hot.statement(stmt) for name, stmt in _JOB_STATEMENTS.items()}
 
     def _job(self, row: Row[Any] | _InsertedRow) -> Job:
         return _job_from_row(row, self.max_attempts)
@@ -412,17 +435,20 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
         meta = json.dumps(result.metadata, default=json_default)
         if blob is None:
             blob = pack_result(result)
-        where = _COMPLETE if attempt is None else _COMPLETE_ATTEMPT
         try:
-            with self._write() as conn:
+            with self._job_write() as tx:
                 now = utcnow()
-                done = conn.execute(where, {"b_id": job_id, "b_attempt": attempt, "b_now": now})
-                if done.rowcount != 1:
+                if attempt is None:
+                    done = tx.execute("complete", {"b_id": job_id, "b_now": now})
+                else:
+                    params = {"b_id": job_id, "b_attempt": attempt, "b_now": now}
+                    done = tx.execute("complete_attempt", params)
+                if done != 1:
                     raise _NotApplied  # rolls the transaction back
                 # no result row can exist yet: only this transaction, which ends the job's
                 # running state, writes one (a second would violate the primary key)
-                conn.execute(
-                    _INSERT_RESULT,
+                tx.execute(
+                    "insert_result",
                     {
                         "job_id": job_id,
                         "arrays": blob,
@@ -634,8 +660,7 @@ def pack_result(result: JobResult) -> bytes:
     )
 
 
-# submit() and complete() run once per job: their statements are built once (and SQLAlchemy
-# caches their compiled form)
+# submit() and complete() run once per job: their statements are built once
 _COMPLETE_VALUES = {
     "status": JobStatus.SUCCEEDED.value,
     "finished_at": bindparam("b_now"),
@@ -649,9 +674,60 @@ _COMPLETE = (
     .values(**_COMPLETE_VALUES)
 )
 _COMPLETE_ATTEMPT = _COMPLETE.where(db.jobs.c.attempts == bindparam("b_attempt"))
-_INSERT_JOB = insert(db.jobs)
-_INSERT_RESULT = insert(db.job_results)
-_ANY_QUEUED = select(db.jobs.c.id).where(db.jobs.c.status == JobStatus.QUEUED.value).limit(1)
+_SUBMIT_COLUMNS = (
+    "id",
+    "tenant",
+    "task",
+    "backend",
+    "run_id",
+    "idempotency_key",
+    "request_hash",
+    "request_json",
+    "request_arrays",
+    "max_attempts",
+    "progress",
+    "cancel_requested",
+    "status",
+    "worker",
+    "started_at",
+    "heartbeat_at",
+    "created_at",
+    "attempts",
+)
+_JOB_STATEMENTS: dict[str, Any] = {
+    "insert_job": insert(db.jobs).values({c: bindparam(c) for c in _SUBMIT_COLUMNS}),
+    "any_queued": select(db.jobs.c.id).where(db.jobs.c.status == JobStatus.QUEUED.value).limit(1),
+    "run_status": select(db.runs.c.status).where(
+        db.runs.c.id == bindparam("b_id"), db.runs.c.tenant == bindparam("b_tenant")
+    ),
+    "complete": _COMPLETE,
+    "complete_attempt": _COMPLETE_ATTEMPT,
+    "insert_result": insert(db.job_results),
+}
+
+
+class _JobWrite:
+    """One transaction of :meth:`JobStore.submit` or :meth:`JobStore.complete`, by statement
+    name: on a SQLAlchemy connection, or on SQLite's hot cursor (``compiled`` given)."""
+
+    def __init__(self, conn: Connection | HotCursor, compiled: dict[str, HotStatement] | None):
+        self._conn = conn
+        self._compiled = compiled
+
+    def first(self, name: str, values: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of the ``select`` ``name``, or ``None``."""
+        if isinstance(self._conn, HotCursor):
+            assert self._compiled is not None
+            return self._conn.first(self._compiled[name], values)
+        row = self._conn.execute(_JOB_STATEMENTS[name], values).first()
+        return None if row is None else tuple(row)
+
+    def execute(self, name: str, values: dict[str, Any]) -> int:
+        """Run the statement ``name``; the rows it changed."""
+        if isinstance(self._conn, HotCursor):
+            assert self._compiled is not None
+            return self._conn.execute(self._compiled[name], values)
+        return int(self._conn.execute(_JOB_STATEMENTS[name], values).rowcount)
 
 
 class _InsertedRow:
