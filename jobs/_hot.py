@@ -90,10 +90,6 @@ class HotWriter:
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._integrity: type[Exception] = engine.dialect.loaded_dbapi.IntegrityError
 
-    def statement(self, statement: ClauseElement) -> HotStatement:
-        """``statement`` compiled for this writer's database."""
-        return HotStatement(statement, self._engine)
-
     @contextmanager
     def transaction(self) -> Iterator[HotCursor]:
         """One ``BEGIN IMMEDIATE`` transaction: committed when the block ends, rolled back

@@ -158,21 +158,20 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
         return self._job(_InsertedRow(values)), True
 
     @contextmanager
-    def _job_write(self) -> Iterator[_JobWrite]:
+    def _job_write(self) -> Iterator[_CoreWrite | _HotWrite]:
         """The write transaction of :meth:`submit` and :meth:`complete`: on SQLite on the
         store's own DBAPI connection (:mod:`qldm.jobs._hot`), elsewhere on one of the pool's."""
         if self._hot is None:
             with self._write() as conn:
-                yield _JobWrite(conn, None)
+                yield _CoreWrite(conn)
         else:
             with self._hot.transaction() as cursor:
-                yield _JobWrite(cursor, self._hot_statements)
+                yield _HotWrite(cursor, self._hot_statements)
 
     @functools.cached_property
     def _hot_statements(self) -> dict[str, HotStatement]:
         """The per-job statements compiled for SQLite's cursor (on first use)."""
-        assert self._hot is not None  # only _job_write asks, and only on SQLite
-        return {name: self._hot.statement(stmt) for name, stmt in _JOB_STATEMENTS.items()}
+        return {name: HotStatement(stmt, self.engine) for name, stmt in _JOB_STATEMENTS.items()}
 
     def _job(self, row: Row[Any] | _InsertedRow) -> Job:
         return _job_from_row(row, self.max_attempts)
@@ -706,28 +705,37 @@ _JOB_STATEMENTS: dict[str, Any] = {
 }
 
 
-class _JobWrite:
-    """One transaction of :meth:`JobStore.submit` or :meth:`JobStore.complete`, by statement
-    name: on a SQLAlchemy connection, or on SQLite's hot cursor (``compiled`` given)."""
+class _CoreWrite:
+    """One transaction of :meth:`JobStore.submit` or :meth:`JobStore.complete` on a
+    SQLAlchemy connection, by statement name (:data:`_JOB_STATEMENTS`)."""
 
-    def __init__(self, conn: Connection | HotCursor, compiled: dict[str, HotStatement] | None):
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._compiled = compiled
 
     def first(self, name: str, values: dict[str, Any]) -> tuple[Any, ...] | None:
         """The first row of the ``select`` ``name``, or ``None``."""
-        if isinstance(self._conn, HotCursor):
-            assert self._compiled is not None
-            return self._conn.first(self._compiled[name], values)
         row = self._conn.execute(_JOB_STATEMENTS[name], values).first()
         return None if row is None else tuple(row)
 
     def execute(self, name: str, values: dict[str, Any]) -> int:
         """Run the statement ``name``; the rows it changed."""
-        if isinstance(self._conn, HotCursor):
-            assert self._compiled is not None
-            return self._conn.execute(self._compiled[name], values)
         return int(self._conn.execute(_JOB_STATEMENTS[name], values).rowcount)
+
+
+class _HotWrite:
+    """The same on SQLite's hot cursor, with the statements compiled for it."""
+
+    def __init__(self, cursor: HotCursor, compiled: dict[str, HotStatement]) -> None:
+        self._cursor = cursor
+        self._compiled = compiled
+
+    def first(self, name: str, values: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of the ``select`` ``name``, or ``None``."""
+        return self._cursor.first(self._compiled[name], values)
+
+    def execute(self, name: str, values: dict[str, Any]) -> int:
+        """Run the statement ``name``; the rows it changed."""
+        return self._cursor.execute(self._compiled[name], values)
 
 
 class _InsertedRow:

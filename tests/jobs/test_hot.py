@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from qldm.jobs._hot import HotWriter
+from qldm.jobs._hot import HotStatement, HotWriter
 from qldm.jobs.db import make_engine
 
 _meta = MetaData()
@@ -40,7 +40,7 @@ def test_rows_written_on_the_cursor_read_back_as_sqlalchemy_writes_them(sqlite_u
     engine = make_engine(sqlite_url)
     _meta.create_all(engine)
     writer = HotWriter(engine)
-    stmt = writer.statement(insert(_rows))
+    stmt = HotStatement(insert(_rows), engine)
     at = datetime(2026, 12, 1, 20, 41, 58, 123456, tzinfo=UTC)
     values = {"at": at, "flag": True, "blob": b"\x00\x01" * 1000, "n": 7}
     with writer.transaction() as cur:
@@ -52,7 +52,9 @@ def test_rows_written_on_the_cursor_read_back_as_sqlalchemy_writes_them(sqlite_u
     hot, core = rows["hot"], rows["core"]
     assert (hot.at, hot.flag, bytes(hot.blob), hot.n) == (core.at, core.flag, bytes(core.blob), 7)
     # a literal in the statement travels as a parameter too
-    lookup = writer.statement(select(_rows.c.n).where(_rows.c.id == bindparam("b"), _rows.c.n == 7))
+    lookup = HotStatement(
+        select(_rows.c.n).where(_rows.c.id == bindparam("b"), _rows.c.n == 7), engine
+    )
     with writer.transaction() as cur:
         assert cur.first(lookup, {"b": "hot"}) == (7,)
         assert cur.first(lookup, {"b": "nobody"}) is None
@@ -64,7 +66,7 @@ def test_a_failed_transaction_leaves_nothing_and_raises_sqlalchemy_errors(sqlite
     engine = make_engine(sqlite_url)
     _meta.create_all(engine)
     writer = HotWriter(engine)
-    stmt = writer.statement(insert(_rows))
+    stmt = HotStatement(insert(_rows), engine)
     values = {"at": datetime.now(UTC), "flag": False, "blob": b"x", "n": 1}
     with pytest.raises(RuntimeError), writer.transaction() as cur:
         cur.execute(stmt, {"id": "a", **values})
