@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qldm.backends.base import Backend, Context, Workload
-from qldm.bench.reference import REFERENCE_SPEC
+from qldm.bench.reference import REFERENCE_SPEC, per_sample_jacobians
 from qldm.circuits import PQCSpec
 
 __all__ = ["REFERENCE_SPEC", "main"]
@@ -194,16 +194,7 @@ def _pennylane_call(spec: PQCSpec, x: np.ndarray, w: np.ndarray) -> Callable[[],
         xt = torch.tensor(x, requires_grad=True)
         wt = torch.tensor(np.tile(w, (batch, 1)), requires_grad=True)  # one copy per sample
         out = torch.stack(circuit(xt, wt), dim=-1)  # (B, O)
-        d_inputs, d_weights = [], []
-        for o in range(out.shape[1]):
-            gx, gw = torch.autograd.grad(out[:, o].sum(), (xt, wt), retain_graph=True)
-            d_inputs.append(gx)
-            d_weights.append(gw)
-        return (
-            out.detach().numpy(),
-            torch.stack(d_inputs, dim=1).numpy(),
-            torch.stack(d_weights, dim=1).numpy(),
-        )
+        return per_sample_jacobians(out, xt, wt)
 
     return call
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from qldm.backends.base import Workload
+from qldm.bench.reference import per_sample_jacobians
 from qldm.circuits import PQCSpec, compile_spec
 from qldm.circuits.program import Gate
 
@@ -171,16 +172,7 @@ def _pennylane_call(
         xt = torch.tensor(x, requires_grad=True)
         wt = torch.tensor(np.tile(w, (batch, 1)), requires_grad=True)  # one copy per sample
         out = torch.stack(list(circuit(xt, wt)), dim=-1)  # (B, O)
-        d_inputs, d_weights = [], []
-        for o in range(out.shape[1]):
-            gx, gw = torch.autograd.grad(out[:, o].sum(), (xt, wt), retain_graph=True)
-            d_inputs.append(gx)
-            d_weights.append(gw)
-        return (
-            out.detach().numpy(),
-            torch.stack(d_inputs, dim=1).numpy(),
-            torch.stack(d_weights, dim=1).numpy(),
-        )
+        return per_sample_jacobians(out, xt, wt)
 
     return call
 

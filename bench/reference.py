@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 REFERENCE_SPEC = {
     "n_qubits": 6,
     "encoding": "angle_ry",
@@ -14,3 +18,21 @@ REFERENCE_SPEC = {
 
 REFERENCE_BATCH = 128
 """Samples per job in the reference work."""
+
+
+def per_sample_jacobians(out: Any, xt: Any, wt: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Values and full per-sample Jacobians of a torch peer's ``out (B, O)``, one backward pass
+    per output (the peers have no Jacobian of their own): ``(B, O)``, ``(B, O, I)``,
+    ``(B, O, P)``; ``wt`` holds one copy of the weights per sample."""
+    import torch
+
+    d_inputs, d_weights = [], []
+    for o in range(out.shape[1]):
+        gx, gw = torch.autograd.grad(out[:, o].sum(), (xt, wt), retain_graph=True)
+        d_inputs.append(gx)
+        d_weights.append(gw)
+    return (
+        out.detach().numpy(),
+        torch.stack(d_inputs, dim=1).numpy(),
+        torch.stack(d_weights, dim=1).numpy(),
+    )
