@@ -24,7 +24,7 @@ from qldm.errors import InvalidSpecError, JobNotFinishedError, UnsupportedMediaT
 from qldm.jobs.model import TERMINAL, Job, JobRequest, JobStatus
 from qldm.jobs.store import JobStore
 from qldm.service import catalog
-from qldm.service.arrays import NPZ_MEDIA_TYPE, first_non_finite, unpack, with_document
+from qldm.service.arrays import NPZ_MEDIA_TYPE, first_non_finite, json_object, unpack, with_document
 from qldm.service.auth import DEFAULT_TENANT, KeyCache, key_from_headers
 from qldm.service.errors import error_body, install_error_handlers
 from qldm.service.limits import BodyLimitMiddleware
@@ -50,6 +50,8 @@ __all__ = ["create_app"]
 log = logging.getLogger("qldm.service")
 
 _MAX_KEY_LENGTH = 255
+MAX_OFFSET = 2**63 - 1
+"""The largest list offset: SQL's 64-bit integers (SQLite overflows past it: a 422, not a 500)."""
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorPublic} for code in (400, 401, 404, 409, 413, 415, 422)
@@ -125,14 +127,7 @@ async def _job_document(request: Request, settings: SettingsDep) -> dict[str, An
         if where is None:
             document.update(arrays)  # arrays stay arrays: JobRequest's fields take them
     elif media in ("application/json", "") or media.endswith("+json"):
-        import json
-
-        try:
-            document = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidSpecError(f"the body is not JSON ({exc})", field="body") from None
-        if not isinstance(document, dict):
-            raise InvalidSpecError("the body must be a JSON object", field="body")
+        document = json_object(body, field="body", error=InvalidSpecError)
         where = first_non_finite(document)
     else:
         raise UnsupportedMediaTypeError(
@@ -249,7 +244,7 @@ def list_jobs(
     status: JobStatus | None = None,
     run_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobsPublic:
     """A page of the tenant's jobs, newest first, and how many match."""
     jobs, total = store.list(
@@ -360,7 +355,7 @@ def list_runs(
     store: StoreDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> RunsPublic:
     """A page of the tenant's runs, newest first."""
     runs, total = store.list_runs(tenant=tenant, limit=limit, offset=offset)

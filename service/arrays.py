@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from qldm.errors import PayloadTooLargeError, RequestValidationError
+from qldm.errors import PayloadTooLargeError, QldmError, RequestValidationError
 from qldm.jobs import npz
 
 __all__ = [
@@ -106,18 +106,39 @@ def unpack(
     return document, arrays
 
 
+MAX_JSON_DEPTH = 16
+"""How deeply a request's JSON may nest (a job request needs 4 levels: ``circuit.channel``,
+``inputs`` rows); deeper documents are refused before anything walks them recursively."""
+
+
+def json_object(raw: bytes, *, field: str, error: type[QldmError]) -> dict[str, Any]:
+    """``raw`` parsed as a JSON object nested at most :data:`MAX_JSON_DEPTH` deep.
+
+    Raises:
+        error: (with ``field``) not UTF-8 JSON, not an object, or nested too deeply.
+    """
+    try:
+        document = json.loads(raw)
+    except RecursionError:
+        raise error(f"JSON nested deeper than {MAX_JSON_DEPTH} levels", field=field) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise error(f"not JSON ({exc})", field=field) from None
+    if not isinstance(document, dict):
+        raise error("the JSON must be an object", field=field)
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise error(f"JSON nested deeper than {MAX_JSON_DEPTH} levels", field=field)
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return document
+
+
 def _json_entry(value: np.ndarray) -> dict[str, Any]:
     if value.dtype != np.uint8 or value.ndim != 1:
         raise RequestValidationError("the json entry must be a 1-D uint8 array", field=JSON_ENTRY)
-    try:
-        document = json.loads(value.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestValidationError(
-            f"the json entry is not JSON ({exc})", field=JSON_ENTRY
-        ) from None
-    if not isinstance(document, dict):
-        raise RequestValidationError("the json entry must hold a JSON object", field=JSON_ENTRY)
-    return document
+    return json_object(value.tobytes(), field=JSON_ENTRY, error=RequestValidationError)
 
 
 def first_non_finite(value: Any, path: str = "") -> str | None:

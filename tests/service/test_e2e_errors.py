@@ -153,6 +153,45 @@ def test_nan_and_infinity_literals_are_refused(
     _assert_error(r, 422, "invalid_spec", where)
 
 
+@pytest.mark.parametrize("depth", [17, 1_000, 100_000])
+def test_deeply_nested_json_is_refused_as_a_bad_body(
+    deployment: Deployment, unchanged: None, depth: int
+) -> None:
+    """Nesting past 16 levels is a 422 naming the body (it answered 500 at about 1,000 deep, a
+    RecursionError); the server goes on answering."""
+    text = '{"inputs": ' + "[" * depth + "]" * depth + "}"
+    r = HTTP.post(
+        f"{deployment.url}/v1/jobs",
+        content=text,
+        headers={**deployment.headers(), "Content-Type": "application/json"},
+    )
+    _assert_error(r, 422, "invalid_spec", "body")
+    assert HTTP.get(f"{deployment.url}/healthz").status_code == 200
+
+
+def test_deeply_nested_json_in_an_npz_body_is_refused(
+    deployment: Deployment, unchanged: None
+) -> None:
+    text = '{"inputs": ' + "[" * 2_000 + "]" * 2_000 + "}"
+    buffer = io.BytesIO()
+    np.savez(buffer, json=np.frombuffer(text.encode(), dtype=np.uint8))
+    r = HTTP.post(
+        f"{deployment.url}/v1/jobs",
+        content=buffer.getvalue(),
+        headers={**deployment.headers(), "Content-Type": "application/x-npz"},
+    )
+    _assert_error(r, 422, "validation_error", "json")
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/runs"])
+def test_an_offset_past_64_bits_is_a_validation_error(deployment: Deployment, path: str) -> None:
+    url = f"{deployment.url}{path}"
+    r = HTTP.get(url, params={"offset": 2**63}, headers=deployment.headers())
+    _assert_error(r, 422, "validation_error", "offset")
+    r = HTTP.get(url, params={"offset": 2**63 - 1}, headers=deployment.headers())
+    assert r.status_code == 200 and r.json()["data"] == []
+
+
 def test_bad_npz_bodies(deployment: Deployment, unchanged: None) -> None:
     url, headers = (
         f"{deployment.url}/v1/jobs",
