@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qldm.backends.base import Backend, Context, Workload
-from qldm.bench.reference import REFERENCE_SPEC, per_sample_jacobians
+from qldm.bench.reference import REFERENCE_SPEC, median_seconds, per_sample_jacobians
 from qldm.circuits import PQCSpec
 
 __all__ = ["REFERENCE_SPEC", "main"]
@@ -80,18 +79,6 @@ class Measured:
     @property
     def ms_per_sample(self) -> float:
         return 1e3 * self.seconds / self.batch
-
-
-def _time(call: Callable[[], object], repeats: int, *, warm: bool = True) -> float:
-    """Median seconds of ``repeats`` calls, after one untimed warm-up call."""
-    if warm:
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -251,7 +238,9 @@ def main(*, batch: int = 128, repeats: int = 3, qubits: int = 6) -> None:
     exact_call = _backend_call(ExactBackend(), spec, x, w)
     ref_values, ref_dx, ref_dw = exact_call()
     rows = [
-        Measured("qldm exact (torch)", batch, _time(exact_call, repeats), 0.0, 0.0, "jacobians")
+        Measured(
+            "qldm exact (torch)", batch, median_seconds(exact_call, repeats), 0.0, 0.0, "jacobians"
+        )
     ]
 
     # aer
@@ -262,7 +251,9 @@ def main(*, batch: int = 128, repeats: int = 3, qubits: int = 6) -> None:
         Measured(
             "qldm aer (density matrix)",
             b_aer,
-            _time(aer_call, repeats, warm=False),  # the agreement call above was the warm-up
+            median_seconds(
+                aer_call, repeats, warm=False
+            ),  # the agreement call above was the warm-up
             _max_diff(values, ref_values[:b_aer]),
             max(_max_diff(dx, ref_dx[:b_aer]), _max_diff(dw, ref_dw[:b_aer])),
             "jacobians",
@@ -286,7 +277,7 @@ def main(*, batch: int = 128, repeats: int = 3, qubits: int = 6) -> None:
         tc_row = Measured(
             "qiskit-ml TorchConnector",
             b_tc,
-            _time(tc_call, repeats, warm=False),
+            median_seconds(tc_call, repeats, warm=False),
             _max_diff(values, ref_values[:b_tc]),
             max(_max_diff(gx, want_gx), _max_diff(gw, want_gw)),
             "vjp, float32",
@@ -321,7 +312,7 @@ def main(*, batch: int = 128, repeats: int = 3, qubits: int = 6) -> None:
         pl_row = Measured(
             "PennyLane default.mixed",
             b_pl,
-            _time(pl_call, repeats, warm=False),
+            median_seconds(pl_call, repeats, warm=False),
             _max_diff(values, ref_values[:b_pl]),
             max(_max_diff(dx, ref_dx[:b_pl]), _max_diff(dw, ref_dw[:b_pl])),
             "jacobians",

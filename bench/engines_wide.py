@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from qldm.backends.base import Workload
-from qldm.bench.reference import per_sample_jacobians
+from qldm.bench.reference import median_seconds, per_sample_jacobians
 from qldm.circuits import PQCSpec, compile_spec
 from qldm.circuits.program import Gate
 
@@ -75,16 +74,6 @@ class Row:
     @property
     def ms_per_sample(self) -> float:
         return 1e3 * self.seconds / self.batch
-
-
-def _time(call: Callable[[], object], repeats: int) -> float:
-    """Median seconds of ``repeats`` calls (the caller has made the warm-up call)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _max_diff(got: Arrays, want: Arrays) -> float:
@@ -200,7 +189,15 @@ def _section(ansatz: str, batch: int, repeats: int) -> list[Row]:
     )
     sv_call = _statevector_call(spec, x, w)
     ref = sv_call()
-    rows = [Row("qldm statevector", batch, _time(sv_call, repeats), 0.0, "adjoint, fused blocks")]
+    rows = [
+        Row(
+            "qldm statevector",
+            batch,
+            median_seconds(sv_call, repeats, warm=False),
+            0.0,
+            "adjoint, fused blocks",
+        )
+    ]
     b_exact = min(EXACT_BATCH, batch)
     start = time.perf_counter()
     got = _exact_call(spec, x[:b_exact], w)()
@@ -244,7 +241,9 @@ def _section(ansatz: str, batch: int, repeats: int) -> list[Row]:
         except Exception as exc:  # a missing or failing peer is reported, not fatal
             print(f"{name}: skipped ({type(exc).__name__}: {exc})", flush=True)
             continue
-        rows.append(Row(name, batch, _time(call, repeats), _max_diff(got, ref), note))
+        rows.append(
+            Row(name, batch, median_seconds(call, repeats, warm=False), _max_diff(got, ref), note)
+        )
         print(f"  measured {name}: {rows[-1].seconds:.3f} s / call", flush=True)
     _print_rows(rows)
     return rows

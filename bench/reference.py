@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,3 +39,16 @@ def per_sample_jacobians(out: Any, xt: Any, wt: Any) -> tuple[np.ndarray, np.nda
         torch.stack(d_inputs, dim=1).numpy(),
         torch.stack(d_weights, dim=1).numpy(),
     )
+
+
+def median_seconds(call: Callable[[], object], repeats: int, *, warm: bool = True) -> float:
+    """Median seconds of ``repeats`` calls, after one untimed warm-up call unless ``warm`` is
+    false (the caller has made it)."""
+    if warm:
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
