@@ -209,6 +209,33 @@ def evaluate(
     _evaluate(checkpoint, out=out, data_dir=_settings().data_dir)
 
 
+@app.command()
+def experiments(
+    name: Annotated[str, typer.Argument(help="seed000, seed002 or quantum-diffusion.")],
+    out: Annotated[Path, typer.Option(help="Folder for index.html, results.json, figures.")],
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A small version (at most ~15 minutes on 2 cores).")
+    ] = False,
+    seeds: Annotated[
+        int | None, typer.Option(help="Training seeds (default: the experiment's own).")
+    ] = None,
+) -> None:
+    """Re-run a seed paper's experiments against a classical control and write a report.
+
+    Data sets are read from QLDM_DATA_DIR/datasets; the metrics' classifier is cached in
+    QLDM_DATA_DIR/feature_net.
+    """
+    from qldm.hybrid.config import ConfigError
+    from qldm.hybrid.experiments import run_experiment
+
+    try:
+        run_experiment(name, out, quick=quick, seeds=seeds, data_dir=_settings().data_dir)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"report: {out / 'index.html'}")
+
+
 @bench_app.command("engines")
 def bench_engines(
     batch: Annotated[int, typer.Option(help="Samples per job (B).")] = 128,
