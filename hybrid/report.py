@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the non-interactive ``Agg`` backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -48,7 +49,7 @@ def save_grid(
     images: torch.Tensor, path: str | Path, *, nrow: int | None = None, scale: int = 2
 ) -> Path:
     """Write ``images (N, C, H, W)`` as a PNG grid (each pixel ``scale`` x ``scale``)."""
-    plt = _pyplot()
+    plt = pyplot()
     grid = image_grid(images, nrow=nrow)
     if scale > 1:
         grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
@@ -77,7 +78,7 @@ def save_loss_curve(
     history: Sequence[dict[str, float]], path: str | Path, *, title: str = "training loss"
 ) -> Path:
     """Plot the total loss and the score loss per step (moving average over ~2% of steps)."""
-    plt = _pyplot()
+    plt = pyplot()
     steps = np.array([r["step"] for r in history])
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax, key, label in (
@@ -94,11 +95,16 @@ def save_loss_curve(
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=11)
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Lay out, write as PNG (90 dpi, folders created) and close a matplotlib figure."""
     fig.tight_layout()
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(p, dpi=90)
-    plt.close(fig)
+    pyplot().close(fig)
     return p
 
 
@@ -107,18 +113,25 @@ def write_json(data: dict[str, Any], path: str | Path) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(
-        json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n", encoding="utf-8"
+        json.dumps(data, indent=2, sort_keys=True, default=jsonable) + "\n", encoding="utf-8"
     )
     return p
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``json.dumps``' ``default``: NumPy scalars and arrays, tensors, paths, ``as_dict()`` objects.
+
+    Raises:
+        TypeError: anything else (as ``json`` expects).
+    """
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
-    if isinstance(value, torch.Tensor):
+    if isinstance(value, (torch.Tensor, np.ndarray)):
         return value.tolist()
     if isinstance(value, Path):
         return str(value)
+    if callable(getattr(value, "as_dict", None)):
+        return value.as_dict()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
@@ -181,7 +194,7 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, default=_jsonable)
+        return json.dumps(value, default=jsonable)
     return str(value)
 
 

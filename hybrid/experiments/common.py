@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from qldm.hybrid.config import ConfigError
+from qldm.hybrid.report import jsonable, pyplot, save_figure
 
 __all__ = [
     "Diff",
@@ -149,15 +150,6 @@ class Stopwatch:
         self._progress(f"[{s // 60:02d}:{s % 60:02d}] {message}")
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def line_plot(
     path: str | Path,
     x: Sequence[float],
@@ -184,7 +176,7 @@ def line_plot(
     Returns:
         The path written.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     xs = np.asarray(x, dtype=np.float64)
     for name, values in series.items():
@@ -202,26 +194,7 @@ def line_plot(
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=90)
-    plt.close(fig)
-    return p
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Diff):
-        return value.as_dict()
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "tolist"):  # torch tensors, without importing torch here
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    return save_figure(fig, path)
 
 
 def _cell(value: Any) -> str:
@@ -326,7 +299,7 @@ class ExperimentReport:
             **results,
         }
         (self.out / "results.json").write_text(
-            json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n", encoding="utf-8"
+            json.dumps(data, indent=2, sort_keys=True, default=jsonable) + "\n", encoding="utf-8"
         )
         page = (
             '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
