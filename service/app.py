@@ -20,12 +20,13 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Respons
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from qldm.errors import InvalidSpecError, JobNotFinishedError, UnsupportedMediaTypeError
+from qldm.errors import JobNotFinishedError
 from qldm.jobs.model import TERMINAL, Job, JobRequest, JobStatus
 from qldm.jobs.store import JobStore
 from qldm.service import catalog
-from qldm.service.arrays import NPZ_MEDIA_TYPE, first_non_finite, json_object, unpack, with_document
+from qldm.service.arrays import NPZ_MEDIA_TYPE, with_document
 from qldm.service.auth import DEFAULT_TENANT, KeyCache, key_from_headers
+from qldm.service.bodies import BodyReader
 from qldm.service.errors import error_body, install_error_handlers
 from qldm.service.limits import BodyLimitMiddleware
 from qldm.service.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
@@ -67,6 +68,7 @@ class _State:
     runtime: Runtime
     keys: KeyCache
     metrics: Metrics
+    bodies: BodyReader
 
 
 # Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in
@@ -114,28 +116,13 @@ async def _tenant(
 TenantDep = Annotated[str, Depends(_tenant)]
 
 
-async def _job_document(request: Request, settings: SettingsDep) -> dict[str, Any]:
+async def _job_document(request: Request, state: StateDep) -> dict[str, Any]:
     """The body of ``POST /v1/jobs`` as a dict: JSON, or npz (arrays + a ``json`` entry),
-    with NaN and infinities refused wherever they are."""
+    with NaN and infinities refused wherever they are; large bodies are read off the event
+    loop (:class:`qldm.service.bodies.BodyReader`)."""
     media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     body = await request.body()
-    if media == NPZ_MEDIA_TYPE:
-        document, arrays = unpack(body, max_bytes=settings.max_body_bytes)
-        where = first_non_finite(document) or next(
-            (p for name, a in arrays.items() if (p := first_non_finite(a, name))), None
-        )
-        if where is None:
-            document.update(arrays)  # arrays stay arrays: JobRequest's fields take them
-    elif media in ("application/json", "") or media.endswith("+json"):
-        document = json_object(body, field="body", error=InvalidSpecError)
-        where = first_non_finite(document)
-    else:
-        raise UnsupportedMediaTypeError(
-            f"send application/json or {NPZ_MEDIA_TYPE}, not {media!r}", field="Content-Type"
-        )
-    if where is not None:
-        raise InvalidSpecError("NaN and infinity are not numbers this API takes", field=where)
-    return document
+    return await state.bodies.read(media, body)
 
 
 JobDocumentDep = Annotated[dict[str, Any], Depends(_job_document)]
@@ -421,6 +408,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            app.state.qldm.bodies.close()
             await run_in_threadpool(runtime.stop)
 
     app = FastAPI(
@@ -436,6 +424,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime=runtime,
         keys=KeyCache(runtime, ttl_s=5.0),
         metrics=metrics_,
+        bodies=BodyReader(max_bytes=settings.max_body_bytes, max_batch=settings.max_batch),
     )
     install_error_handlers(app)
     _document_job_request(app)
