@@ -24,6 +24,7 @@ class ResilienceOptions(BaseModel):
         measure_mitigation: TREX readout mitigation.
         zne_mitigation: zero-noise extrapolation.
         zne_noise_factors: ZNE noise factors.
+        pec_mitigation: probabilistic error cancellation.
         gate_twirling: Pauli twirling of two-qubit gates.
         measure_twirling: twirling of measurements.
     """
@@ -34,8 +35,16 @@ class ResilienceOptions(BaseModel):
     measure_mitigation: bool | None = None
     zne_mitigation: bool | None = None
     zne_noise_factors: tuple[float, ...] | None = None
+    pec_mitigation: bool | None = None
     gate_twirling: bool | None = None
     measure_twirling: bool | None = None
+
+    @property
+    def removes_device_noise(self) -> bool:
+        """Whether these options extrapolate or cancel the device's gate noise (ZNE, PEC,
+        resilience level 2): then the requested channel is injected at full strength, since
+        subtracting the device's floor would count it twice."""
+        return bool(self.zne_mitigation or self.pec_mitigation or self.resilience_level == 2)
 
     def apply(self, options: Any) -> None:
         """Set these options on an ``EstimatorV2``'s ``options``."""
@@ -47,6 +56,8 @@ class ResilienceOptions(BaseModel):
             options.resilience.zne_mitigation = self.zne_mitigation
         if self.zne_noise_factors is not None:
             options.resilience.zne.noise_factors = self.zne_noise_factors
+        if self.pec_mitigation is not None:
+            options.resilience.pec_mitigation = self.pec_mitigation
         if self.gate_twirling is not None:
             options.twirling.enable_gates = self.gate_twirling
         if self.measure_twirling is not None:

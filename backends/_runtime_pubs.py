@@ -86,6 +86,7 @@ def level_slots(
     instances: int,
     allow_floor: bool,
     rng: np.random.Generator,
+    subtract_floor: bool = True,
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """The noise-slot values of every level and the ``noise`` entry of the metadata.
 
@@ -97,6 +98,8 @@ def level_slots(
         instances: ``R``, random Pauli-insertion instances per level (1 for amplitude damping).
         allow_floor: accept the device floor where a requested strength is below it.
         rng: draws the instances.
+        subtract_floor: inject only what the device's floor leaves (``False`` with ZNE or PEC,
+            which remove the device's noise: the full strength is injected).
 
     Returns:
         ``K`` arrays ``(R, L*n*m)`` (``(1, 0)`` without noise) and ``{"kind", "device_floor",
@@ -111,10 +114,14 @@ def level_slots(
     if kind != "none":
         floor = device_floor(kind, isa, backend, layers=spec.layers)
         noise_meta["device_floor"] = floor.tolist()
+        noise_meta["floor_subtracted"] = subtract_floor
         noise_meta["injected"] = []
         for level in levels:
             targets = np.array(spec.layer_strengths(level))
-            injected = injected_strengths(kind, targets, floor, allow_floor=allow_floor)
+            if subtract_floor:
+                injected = injected_strengths(kind, targets, floor, allow_floor=allow_floor)
+            else:
+                injected = np.repeat(targets[:, None], floor.shape[0], axis=1)
             noise_meta["injected"].append(injected.tolist())
             r = 1 if kind == "amplitude_damping" else instances
             per_level.append(slot_bindings(kind, injected, instances=r, rng=rng))

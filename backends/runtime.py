@@ -338,6 +338,7 @@ class RuntimeBackend:
             instances=self.instances,
             allow_floor=allow_floor,
             rng=np.random.default_rng(work.seed),
+            subtract_floor=not (self.kind == "ibm" and self.resilience.removes_device_noise),
         )
         n_instances = per_level[0].shape[0]
         labels = spec.pauli_labels()

@@ -21,7 +21,8 @@ result is cached in-process (:data:`CACHE_SIZE` entries, least recently used dro
 
 :func:`choose_layout` picks the physical qubits: the connected chain of ``n`` qubits with the
 lowest sum of readout errors, single-qubit (``sx``) errors and two-qubit errors along the
-chain, read from the backend's ``Target``.
+chain, read from the backend's ``Target``; for amplitude damping each data qubit also gets a
+dilation ancilla among its own neighbours.
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ def _unphysical(target: Any, q: int) -> bool:
     return bool(t1 and t2 and t2 > 2 * t1)
 
 
-def choose_layout(backend: Any, n: int) -> list[int]:
+def choose_layout(backend: Any, n: int, *, ancillas: bool = False) -> list[int]:
     """The connected chain of ``n`` physical qubits with the lowest combined error.
 
     Score: sum over the chain's qubits of readout (``measure``) and ``sx`` errors, plus the
@@ -217,20 +218,25 @@ def choose_layout(backend: Any, n: int) -> list[int]:
 
     Args:
         backend: a ``BackendV2`` (fake or real).
-        n: qubits needed.
+        n: data qubits needed.
+        ancillas: also give every data qubit an ancilla of its own among its neighbours off
+            the chain (the amplitude-damping dilation), scored like a chain edge and qubit;
+            a chain whose qubits cannot all get one is not chosen.
 
     Returns:
-        ``n`` physical qubit indices, in chain order.
+        ``n`` physical qubit indices in chain order (then, with ``ancillas``, the ``n``
+        ancillas, the ``q``-th next to the ``q``-th data qubit).
 
     Raises:
-        InvalidSpecError: the device has fewer than ``n`` qubits or no connected chain of
-            ``n`` (field ``circuit.n_qubits``).
+        InvalidSpecError: the device has fewer than ``n`` (``2n``) qubits or no connected
+            chain of ``n`` (with a neighbour each) (field ``circuit.n_qubits``).
     """
     target = backend.target
     size = int(backend.num_qubits)
-    if n > size:
+    if n * (2 if ancillas else 1) > size:
         raise InvalidSpecError(
-            f"{n} qubits needed, {backend.name} has {size}", field="circuit.n_qubits"
+            f"{n * (2 if ancillas else 1)} qubits needed, {backend.name} has {size}",
+            field="circuit.n_qubits",
         )
     qubit_cost = np.array(
         [_error(target, "measure", (q,)) + _error(target, "sx", (q,)) for q in range(size)]
@@ -243,7 +249,7 @@ def choose_layout(backend: Any, n: int) -> list[int]:
             if err is not None and err < 1.0:
                 neighbours[a][b] = err
                 neighbours[b][a] = err
-    if n == 1 and any(usable):
+    if n == 1 and any(usable) and not ancillas:
         return [int(np.argmin(np.where(usable, qubit_cost, np.inf)))]
     best: tuple[float, list[int]] | None = None
     scored = 0
@@ -256,16 +262,58 @@ def choose_layout(backend: Any, n: int) -> list[int]:
             continue
         if len(path) == n:
             scored += 1
-            best = (cost, path)
+            if not ancillas:
+                best = (cost, path)
+                continue
+            matched = _ancillas(path, neighbours, qubit_cost, usable)
+            if matched is not None and (best is None or cost + matched[0] < best[0]):
+                best = (cost + matched[0], [*path, *matched[1]])
             continue
         for nxt, err in neighbours[path[-1]].items():
             if usable[nxt] and nxt not in path:
                 stack.append(([*path, nxt], cost + err + float(qubit_cost[nxt])))
     if best is None:
+        extra = " with a free neighbour for each" if ancillas else ""
         raise InvalidSpecError(
-            f"{backend.name} has no connected chain of {n} qubits", field="circuit.n_qubits"
+            f"{backend.name} has no connected chain of {n} qubits{extra}",
+            field="circuit.n_qubits",
         )
     return best[1]
+
+
+def _ancillas(
+    chain: list[int],
+    neighbours: dict[int, dict[int, float]],
+    qubit_cost: np.ndarray,
+    usable: list[bool],
+) -> tuple[float, list[int]] | None:
+    """A distinct free neighbour for every chain qubit (augmenting paths, cheapest first),
+    and its cost; ``None`` when there is no such assignment."""
+    on_chain = set(chain)
+
+    def options(q: int) -> list[int]:
+        free = [a for a in neighbours[q] if usable[a] and a not in on_chain]
+        return sorted(free, key=lambda a: neighbours[q][a] + float(qubit_cost[a]))
+
+    owner: dict[int, int] = {}  # ancilla -> index in chain
+
+    def assign(i: int, seen: set[int]) -> bool:
+        for a in options(chain[i]):
+            if a in seen:
+                continue
+            seen.add(a)
+            if a not in owner or assign(owner[a], seen):
+                owner[a] = i
+                return True
+        return False
+
+    for i in range(len(chain)):
+        if not assign(i, set()):
+            return None
+    picked = {i: a for a, i in owner.items()}
+    out = [picked[i] for i in range(len(chain))]
+    cost = sum(neighbours[chain[i]][a] + float(qubit_cost[a]) for i, a in enumerate(out))
+    return cost, out
 
 
 def _without_idle_delays(circuit: QuantumCircuit) -> QuantumCircuit:
@@ -331,7 +379,14 @@ def transpile_spec(spec: PQCSpec, backend: Any, *, optimization_level: int = 1) 
     from qiskit.transpiler import generate_preset_pass_manager
 
     hw = hardware_circuit(spec)
-    layout = choose_layout(backend, hw.circuit.num_qubits)
+    layout = None
+    if hw.n_ancillas:  # every dilation ancilla next to its data qubit: no SWAPs in the layer
+        try:
+            layout = choose_layout(backend, hw.n_data, ancillas=True)
+        except InvalidSpecError:  # e.g. heavy-hex has too few degree-3 qubits in a row
+            layout = None  # the plain chain; routing adds SWAPs, the floor counts them
+    if layout is None:
+        layout = choose_layout(backend, hw.circuit.num_qubits)
     pm = generate_preset_pass_manager(
         optimization_level=optimization_level,
         backend=backend,

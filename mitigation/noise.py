@@ -139,8 +139,29 @@ def slot_bindings(
 _UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9, "ps": 1e-12}
 
 
+def _relaxation_rates(duration: float, t1: float, t2: float) -> tuple[float, float]:
+    """Pauli-twirled thermal relaxation over ``duration``: ``(p_x = p_y, p_z)``."""
+    relax = 1.0 - math.exp(-duration / t1)
+    dephase = 1.0 - math.exp(-duration / t2)
+    return relax / 4, max(dephase / 2 - relax / 4, 0.0)
+
+
+def _relaxation_infidelity(duration: float, qubits: list[tuple[float, float]]) -> float:
+    """Average gate infidelity of thermal relaxation on ``qubits`` ((T1, T2) each) over
+    ``duration``: ``d / (d + 1)`` times the process infidelity, which to first order is the sum
+    of each qubit's ``p_x + p_y + p_z`` (``d = 2^k``)."""
+    process = 0.0
+    for t1, t2 in qubits:
+        pxy, pz = _relaxation_rates(duration, t1, t2)
+        process += 2 * pxy + pz
+    d = 2 ** len(qubits)
+    return d / (d + 1) * process
+
+
 def _durations(isa: IsaCircuit, target: Any) -> tuple[float, dict[int, float], dict[int, float]]:
-    """ASAP makespan (s), one-qubit and two-qubit error sums per physical qubit."""
+    """ASAP makespan (s), and per physical qubit the one- and two-qubit gate errors *beyond*
+    thermal relaxation during the gate (reported errors include it; it is counted once, over
+    the whole layer, in :func:`device_pauli_rates`)."""
     clock: dict[int, float] = {}
     err1: dict[int, float] = {}
     err2: dict[int, float] = {}
@@ -160,6 +181,8 @@ def _durations(isa: IsaCircuit, target: Any) -> tuple[float, dict[int, float], d
             if props is not None:
                 duration = float(props.duration or 0.0)
                 error = float(props.error or 0.0)
+                relax = _relaxation_infidelity(duration, [_t1_t2(target, q) for q in qargs])
+                error = max(error - relax, 0.0)
         start = max((clock.get(q, 0.0) for q in qargs), default=0.0)
         for q in qargs:
             clock[q] = start + duration
@@ -176,31 +199,41 @@ def _t1_t2(target: Any, q: int) -> tuple[float, float]:
     return float(t1), float(min(t2, 2 * t1))
 
 
-def device_pauli_rates(isa: IsaCircuit, backend: Any, *, layers: int) -> np.ndarray:
-    """``(n, 3)`` estimated ``p_x, p_y, p_z`` per ansatz layer on each data qubit."""
-    target = backend.target
+def _gate_rates(isa: IsaCircuit, target: Any, *, layers: int) -> tuple[float, np.ndarray]:
+    """The layer time (s) and ``(n, 3)`` per-layer Pauli rates of the gate errors beyond
+    relaxation on each data qubit: a one-qubit gate of average error ``r`` adds ``r/2`` to
+    each of ``p_x, p_y, p_z``; a two-qubit gate ``r/3`` (the one-qubit marginal of two-qubit
+    depolarizing)."""
     makespan, err1, err2 = _durations(isa, target)
-    t = makespan / layers
     rates = np.zeros((isa.hardware.n_data, 3))
     for q in range(isa.hardware.n_data):
         phys = isa.layout[q]
-        t1, t2 = _t1_t2(target, phys)
-        relax = 1.0 - math.exp(-t / t1)
-        dephase = 1.0 - math.exp(-t / t2)
-        pxy = relax / 4
-        pz = max(dephase / 2 - relax / 4, 0.0)
-        gate = err1.get(phys, 0.0) / layers / 2 + err2.get(phys, 0.0) / layers / 3
-        rates[q] = (pxy + gate, pxy + gate, pz + gate)
+        rates[q] = err1.get(phys, 0.0) / layers / 2 + err2.get(phys, 0.0) / layers / 3
+    return makespan / layers, rates
+
+
+def device_pauli_rates(isa: IsaCircuit, backend: Any, *, layers: int) -> np.ndarray:
+    """``(n, 3)`` estimated ``p_x, p_y, p_z`` per ansatz layer on each data qubit: thermal
+    relaxation over the layer's time (idle included) plus the gate errors beyond it."""
+    target = backend.target
+    t, rates = _gate_rates(isa, target, layers=layers)
+    for q in range(isa.hardware.n_data):
+        pxy, pz = _relaxation_rates(t, *_t1_t2(target, isa.layout[q]))
+        rates[q] += (pxy, pxy, pz)
     return rates
 
 
 def device_damping(isa: IsaCircuit, backend: Any, *, layers: int) -> np.ndarray:
-    """``(n,)`` estimated amplitude damping ``1 - e^{-t/T1}`` per layer on each data qubit."""
+    """``(n,)`` estimated per-layer decay of the excited population on each data qubit:
+    ``1 - e^{-t/T1}`` over the layer's time, plus the flips (``p_x + p_y``) of the gate errors
+    beyond relaxation, the dilation's own gates included."""
     target = backend.target
-    makespan, _, _ = _durations(isa, target)
-    t = makespan / layers
+    t, rates = _gate_rates(isa, target, layers=layers)
     return np.array(
-        [1.0 - math.exp(-t / _t1_t2(target, isa.layout[q])[0]) for q in range(isa.hardware.n_data)]
+        [
+            1.0 - math.exp(-t / _t1_t2(target, isa.layout[q])[0]) + rates[q, 0] + rates[q, 1]
+            for q in range(isa.hardware.n_data)
+        ]
     )
 
 

@@ -278,5 +278,13 @@ def bench_hardware() -> None:
     main()
 
 
+@bench_app.command("floor")
+def bench_floor() -> None:
+    """Requested against delivered noise channels on fake IBM devices (the noise floor)."""
+    from qldm.bench.noise_floor import main
+
+    main()
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
