@@ -71,6 +71,11 @@ class QuantumLayer(nn.Module):
         run_id: the training run the server files the jobs under (remote mode).
         backend_options: keyword options for the in-process backend
             (``backends.get_backend(backend, **backend_options)``).
+        autograd: ``True`` (default): on ``exact`` without ``shots`` or ``url`` the torch
+            simulator runs inside the autograd graph. ``False``: the backend returns values
+            and both Jacobians in one run, as for every other backend (for a noiseless
+            product-encoded spec on ``exact`` that is the fused statevector engine with adjoint
+            Jacobians, several times faster at 12 qubits than autograd through the gates).
 
     Raises:
         InvalidSpecError: an invalid spec, noise level, ``shots`` or ``init_scale``.
@@ -93,6 +98,7 @@ class QuantumLayer(nn.Module):
         api_key: str | None = None,
         run_id: str | None = None,
         backend_options: Mapping[str, Any] | None = None,
+        autograd: bool = True,
     ) -> None:
         super().__init__()
         self.spec = spec if isinstance(spec, PQCSpec) else PQCSpec.parse(spec)
@@ -120,6 +126,7 @@ class QuantumLayer(nn.Module):
         self.run_id = run_id
         self._api_key = api_key
         self._backend_options = dict(backend_options or {})
+        self.autograd = bool(autograd)
         self._calls = 0
         self._evaluator: Evaluator | None = None
 
@@ -275,7 +282,9 @@ class QuantumLayer(nn.Module):
     @property
     def _in_graph(self) -> bool:
         """Whether the torch simulator runs inside the autograd graph (exact, local, no shots)."""
-        return self.url is None and self.backend == "exact" and self.shots is None
+        return (
+            self.autograd and self.url is None and self.backend == "exact" and self.shots is None
+        )
 
     def _next_seed(self) -> int | None:
         call = self._calls
