@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
+from qldm.backends.outputs import Metric, Output, check_state_request
 from qldm.circuits import PQCSpec
 from qldm.circuits.qpy import QpyCircuit
 from qldm.circuits.spec import check_noise_level
@@ -45,6 +46,7 @@ __all__ = [
     "Context",
     "Evaluation",
     "ExecutionOptions",
+    "NoiseSampling",
     "Task",
     "Workload",
     "circuit_kind",
@@ -56,12 +58,35 @@ class Task(StrEnum):
 
     - ``expectation``: values ``(K, B, O)``;
     - ``jacobian``: values and both Jacobians ``(K, B, O, I)``, ``(K, B, O, P)``;
-    - ``counts``: measured bitstrings of every qubit, ``K * B`` dicts (needs ``shots``).
+    - ``counts``: measured bitstrings of every qubit, ``K * B`` dicts (needs ``shots``);
+    - ``metric_tensor``: the Fubini-Study metric of the weights per sample, ``(1, B, P, P)``
+      (:mod:`qldm.backends.outputs`).
+
+    For ``expectation`` and ``jacobian`` the workload's ``output``
+    (:class:`qldm.backends.outputs.Output`) says what the values are: observables ``O``,
+    probabilities ``2**n`` or a fidelity ``1`` per sample.
     """
 
     EXPECTATION = "expectation"
     JACOBIAN = "jacobian"
     COUNTS = "counts"
+    METRIC_TENSOR = "metric_tensor"
+
+
+class NoiseSampling(StrEnum):
+    """How a spec's channels are evaluated.
+
+    - ``expectation``: the channel's exact average (density matrix): a deterministic function
+      of inputs and weights;
+    - ``trajectory``: every (noise level, sample) draws its own realization of every channel
+      after every layer (Pauli insertion for bit flip, phase flip, depolarizing; a quantum-jump
+      Kraus draw for amplitude damping), as a device with randomized noise delivers it; the
+      mean over draws is the ``expectation`` value (:mod:`qldm.backends.trajectory`). On a
+      spec without a channel it changes nothing.
+    """
+
+    EXPECTATION = "expectation"
+    TRAJECTORY = "trajectory"
 
 
 class CircuitKind(StrEnum):
@@ -92,22 +117,30 @@ def circuit_kind(circuit: Any) -> CircuitKind:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """The tasks and circuit kinds a backend runs.
+    """The tasks, circuit kinds and noise samplings a backend runs.
 
     Attributes:
         tasks: the :class:`Task` values it implements.
         circuits: the :class:`CircuitKind` values it takes.
+        noise_sampling: the :class:`NoiseSampling` values it implements.
     """
 
     tasks: frozenset[Task]
     circuits: frozenset[CircuitKind]
+    noise_sampling: frozenset[NoiseSampling] = frozenset({NoiseSampling.EXPECTATION})
 
-    def check(self, backend: str, task: Task | str, circuit: CircuitKind) -> None:
-        """Refuse a task or a circuit kind this backend does not run.
+    def check(
+        self,
+        backend: str,
+        task: Task | str,
+        circuit: CircuitKind,
+        noise_sampling: NoiseSampling | str = NoiseSampling.EXPECTATION,
+    ) -> None:
+        """Refuse a task, a circuit kind or a noise sampling this backend does not run.
 
         Raises:
-            BackendLimitError: ``field="task"`` or ``field="circuit"``, naming the backends
-                that do run it.
+            BackendLimitError: ``field="task"``, ``field="circuit"`` or
+                ``field="noise_sampling"``, naming what the backend does run.
         """
         if Task(task) not in self.tasks:
             raise BackendLimitError(
@@ -121,14 +154,22 @@ class Capabilities:
                 f"{_listed(self.circuits)}",
                 field="circuit",
             )
+        if NoiseSampling(noise_sampling) not in self.noise_sampling:
+            raise BackendLimitError(
+                f"the {backend} backend does not run noise_sampling={noise_sampling}; it runs "
+                f"{_listed(self.noise_sampling)} (trajectories run on exact and aer)",
+                field="noise_sampling",
+            )
 
 
 SIMULATOR = Capabilities(
     tasks=frozenset({Task.EXPECTATION, Task.JACOBIAN, Task.COUNTS}),
     circuits=frozenset({CircuitKind.SPEC, CircuitKind.QPY}),
+    noise_sampling=frozenset(NoiseSampling),
 )
 """``exact`` and ``aer``: every task, specs and QPY circuits (counts and QPY circuits are
-computed with Aer on both, :mod:`qldm.backends.counts`, :mod:`qldm.backends.qpy_aer`)."""
+computed with Aer on both, :mod:`qldm.backends.counts`, :mod:`qldm.backends.qpy_aer`), both
+noise samplings (trajectories on specs, for values and Jacobians)."""
 
 DEVICE = Capabilities(
     tasks=frozenset({Task.EXPECTATION, Task.JACOBIAN}),
@@ -210,9 +251,17 @@ class Workload:
         noise_levels: ``(K,)`` float64, each replacing the channel strength, or ``None`` (QPY
             circuits take none: their noise is in the circuit).
         task: what to compute (:class:`Task`).
+        output: what ``values`` hold for ``expectation``/``jacobian``
+            (:class:`qldm.backends.outputs.Output`; keyword-only).
+        targets: ``(B, 2 * 2**n)`` target states (real, then imaginary parts) for
+            ``output="fidelity"``, else ``None`` (keyword-only).
+        metric: ``full`` or ``block_diagonal`` for the ``metric_tensor`` task (keyword-only).
         shots: shots per circuit; ``None`` means exact expectation values (``counts`` needs
             shots).
-        seed: seed for shot sampling, a non-negative integer or ``None``.
+        seed: seed for shot sampling (and trajectory draws), a non-negative integer or
+            ``None``.
+        noise_sampling: how the spec's channels are evaluated (:class:`NoiseSampling`);
+            ``trajectory`` takes specs and the ``expectation`` and ``jacobian`` tasks.
     """
 
     circuit: Circuit
@@ -222,6 +271,10 @@ class Workload:
     task: Task = Task.EXPECTATION
     shots: int | None = None
     seed: int | None = None
+    noise_sampling: NoiseSampling = NoiseSampling.EXPECTATION
+    output: Output = field(default=Output.EXPECTATION, kw_only=True)
+    targets: np.ndarray | None = field(default=None, kw_only=True)
+    metric: Metric = field(default=Metric.FULL, kw_only=True)
 
     @classmethod
     def build(
@@ -232,14 +285,19 @@ class Workload:
         *,
         noise_levels: Any = None,
         task: Task | str = Task.EXPECTATION,
+        output: Output | str = Output.EXPECTATION,
+        targets: Any = None,
+        metric: Metric | str = Metric.FULL,
         shots: int | None = None,
         seed: int | None = None,
+        noise_sampling: NoiseSampling | str = NoiseSampling.EXPECTATION,
     ) -> Workload:
         """Validate shapes and values and build a workload.
 
         Raises:
             InvalidSpecError: naming ``circuit``, ``inputs``, ``weights``, ``noise_levels``,
-                ``task``, ``shots`` or ``seed``.
+                ``task``, ``shots``, ``seed`` or ``noise_sampling`` (an unknown value, or
+                ``trajectory`` with a QPY circuit or the ``counts`` task).
         """
         circuit_kind(circuit)
         try:
@@ -279,7 +337,17 @@ class Workload:
             raise InvalidSpecError(
                 f"seed must be a non-negative integer or null, got {seed!r}", field="seed"
             )
-        return cls(circuit, x, w, levels, chosen, shots, seed)
+        sampling = _noise_sampling(noise_sampling, circuit, chosen)
+        state = check_state_request(
+            circuit,
+            task=chosen.value,
+            inputs=x,
+            output=output,
+            targets=targets,
+            metric=metric,
+            noise_levels=levels,
+        )
+        return cls(circuit, x, w, levels, chosen, shots, seed, sampling, output=state[0], targets=state[1], metric=state[2])
 
     @property
     def kind(self) -> CircuitKind:
@@ -318,10 +386,11 @@ class Evaluation:
     """What a backend returns.
 
     Attributes:
-        values: ``(K, B, O)`` expectation values (tasks ``expectation`` and ``jacobian``),
-            ``None`` for ``counts``.
-        d_inputs: ``(K, B, O, I)`` derivatives by inputs (task ``jacobian``), else ``None``.
-        d_weights: ``(K, B, O, P)`` derivatives by weights (task ``jacobian``), else ``None``.
+        values: ``(K, B, W)`` for the tasks ``expectation`` and ``jacobian`` (``W`` is ``O``,
+            ``2**n`` or 1 by the workload's ``output``), ``(1, B, P, P)`` for
+            ``metric_tensor``, ``None`` for ``counts``.
+        d_inputs: ``(K, B, W, I)`` derivatives by inputs (task ``jacobian``), else ``None``.
+        d_weights: ``(K, B, W, P)`` derivatives by weights (task ``jacobian``), else ``None``.
         metadata: backend facts (circuits run, submissions, shots, timings, ...).
         counts: task ``counts``: ``K * B`` dicts, sample ``b`` of level ``k`` at index
             ``k * B + b``, each summing to ``shots``; else ``None``.
@@ -354,6 +423,30 @@ class Backend(Protocol):
             InvalidSpecError, BackendError: see each backend.
         """
         ...
+
+
+def _noise_sampling(value: Any, circuit: Circuit, task: Task) -> NoiseSampling:
+    try:
+        sampling = NoiseSampling(value)
+    except ValueError:
+        known = ", ".join(v.value for v in NoiseSampling)
+        raise InvalidSpecError(
+            f"unknown noise_sampling {value!r}: use {known}", field="noise_sampling"
+        ) from None
+    if sampling is NoiseSampling.TRAJECTORY:
+        if isinstance(circuit, QpyCircuit):
+            raise InvalidSpecError(
+                "trajectory sampling draws a spec's channels; a QPY circuit's noise is in the "
+                "circuit",
+                field="noise_sampling",
+            )
+        if task is Task.COUNTS:
+            raise InvalidSpecError(
+                "the counts task measures the density matrix's outcomes; trajectory sampling "
+                "is for the expectation and jacobian tasks",
+                field="noise_sampling",
+            )
+    return sampling
 
 
 def _as_vector(value: Any, size: int | None, name: str) -> np.ndarray:

@@ -53,11 +53,19 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from qldm.backends import _statevector
+from qldm.backends import _statevector, trajectory
 from qldm.backends import _torch_ops as ops
 from qldm.backends._aer_paths import aer_path
 from qldm.backends._shots import pauli_shot_means
-from qldm.backends.base import NO_CONTEXT, SIMULATOR, Capabilities, Context, Evaluation, Workload
+from qldm.backends.base import (
+    NO_CONTEXT,
+    SIMULATOR,
+    Capabilities,
+    Context,
+    Evaluation,
+    NoiseSampling,
+    Workload,
+)
 from qldm.circuits import PQCSpec, compile_spec
 from qldm.circuits.program import AnsatzOp, Channel, Gate
 from qldm.circuits.spec import check_noise_level
@@ -698,16 +706,21 @@ class ExactBackend:
 
         With ``shots``, every value is replaced by the mean of ``shots`` simulated +-1 outcomes
         (:func:`qldm.backends._shots.pauli_shot_means`, seeded by ``work.seed``); Jacobians
-        stay exact. The ``counts`` task and QPY circuits go to Aer (exactly, as on ``aer``).
-        ``context`` offers nothing this backend uses.
+        stay exact. With ``noise_sampling="trajectory"`` a noisy spec runs one statevector per
+        (noise level, sample) with every channel drawn (:func:`qldm.backends.trajectory.run`,
+        any number of qubits the memory allows); on a noiseless spec it changes nothing. The
+        ``counts`` task and QPY circuits go to Aer (exactly, as on ``aer``). ``context``
+        offers nothing this backend uses.
 
         Raises:
-            BackendLimitError: a noisy spec on more than 10 qubits.
+            BackendLimitError: a noisy spec on more than 10 qubits (expectation sampling).
         """
-        self.capabilities.check(self.name, work.task, work.kind)
+        self.capabilities.check(self.name, work.task, work.kind, work.noise_sampling)
         other = aer_path(self.name, work)
         if other is not None:
             return other.run(work, context)
+        if work.noise_sampling is NoiseSampling.TRAJECTORY and work.spec.noisy:
+            return trajectory.run(work, device=self.device, dtype=self.dtype)
         start = time.perf_counter()
         spec = work.spec
         x = torch.as_tensor(work.inputs, dtype=self.dtype, device=self.device)

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from qldm.backends.base import Backend, Context, Evaluation, Task, Workload
+from qldm.backends.base import Backend, Context, Evaluation, NoiseSampling, Task, Workload
 from qldm.circuits import PQCSpec
 from qldm.errors import BackendError
 
@@ -59,12 +59,21 @@ class LocalEvaluator:
         spec: the circuit.
         backend: the backend object.
         shots: shots per circuit, or ``None`` for exact expectations.
+        noise_sampling: ``expectation`` or ``trajectory`` (:class:`NoiseSampling`).
     """
 
-    def __init__(self, spec: PQCSpec, backend: Backend, *, shots: int | None) -> None:
+    def __init__(
+        self,
+        spec: PQCSpec,
+        backend: Backend,
+        *,
+        shots: int | None,
+        noise_sampling: NoiseSampling = NoiseSampling.EXPECTATION,
+    ) -> None:
         self.spec = spec
         self.backend = backend
         self.shots = shots
+        self.noise_sampling = noise_sampling
 
     def __call__(
         self,
@@ -83,6 +92,7 @@ class LocalEvaluator:
             task=task,
             shots=self.shots,
             seed=seed,
+            noise_sampling=self.noise_sampling,
         )
         return self.backend.run(work, Context())
 
@@ -96,6 +106,7 @@ class RemoteEvaluator:
         backend: the server-side backend name.
         shots: shots per circuit, or ``None``.
         run_id: the training run the jobs belong to, or ``None``.
+        noise_sampling: ``expectation`` or ``trajectory`` (:class:`NoiseSampling`).
     """
 
     def __init__(
@@ -106,12 +117,14 @@ class RemoteEvaluator:
         backend: str,
         shots: int | None,
         run_id: str | None,
+        noise_sampling: NoiseSampling = NoiseSampling.EXPECTATION,
     ) -> None:
         self.spec = spec
         self.client = client
         self.backend = backend
         self.shots = shots
         self.run_id = run_id
+        self.noise_sampling = noise_sampling
 
     def __call__(
         self,
@@ -132,8 +145,15 @@ class RemoteEvaluator:
             shots=self.shots,
             seed=seed,
             run_id=self.run_id,
+            **self._sampling(),
         )
         return result
+
+    def _sampling(self) -> dict[str, str]:
+        # only when not the default: a server that predates the field keeps taking the jobs
+        if self.noise_sampling is NoiseSampling.EXPECTATION:
+            return {}
+        return {"noise_sampling": str(self.noise_sampling)}
 
 
 def check_evaluation(

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from qldm.backends.base import NoiseSampling
 from qldm.circuits import PQCSpec
 from qldm.circuits.spec import check_noise_level
 from qldm.client._autograd import Evaluator, LocalEvaluator, RemoteEvaluator, evaluate
@@ -50,6 +51,26 @@ class QuantumLayer(nn.Module):
     ``(K, B, O)``. Noise levels given here are a buffer: they move with ``.to(device)`` and are
     saved in the ``state_dict``.
 
+    Noise sampling: with ``noise_sampling="expectation"`` (the default) a channel is its exact
+    density-matrix average, so the layer is a deterministic function. With ``"trajectory"``
+    every sample of a batch (at every noise level) draws its own realization of every channel
+    after every layer, as a device with randomized noise delivers it: a Pauli insertion for
+    bit flip, phase flip and depolarizing, a quantum-jump Kraus draw for amplitude damping
+    (:mod:`qldm.backends.trajectory`). The outputs vary from call to call; their mean over
+    draws is the ``"expectation"`` output. In-process on ``exact`` each trajectory is one
+    statevector (noisy circuits of 11-12 qubits run too) and gradients flow by autograd through
+    the drawn trajectory, draws held fixed: for the Pauli channels their mean over draws is the
+    gradient of the expectation; for amplitude damping, whose jump probability depends on the
+    state, it leaves out the score-function term (it is the exact gradient of the fixed-draw
+    trajectory, not an unbiased estimate of the gradient of the mean). With ``shots`` the values
+    are Born-rule estimates from ``shots`` shots of each sample's trajectory and the Jacobians
+    are still the trajectory's exact derivatives (a straight-through estimator: unbiased for the
+    gradient of the shot estimate's mean given the draw, without the parameter-shift terms'
+    shot noise; a parameter-shift rule does not hold for a renormalised amplitude-damping
+    trajectory). On a spec without a channel ``"trajectory"`` changes nothing. Draws come from
+    the per-call seed (``seed + n``); without ``seed`` each call's seed is drawn from torch's
+    global generator, so ``torch.manual_seed`` reproduces a run.
+
     Initialisation: ``weight ~ U(-init_scale, init_scale)`` (rotation angles). The default,
     ``pi``, covers every angle once; a small scale (e.g. 0.1) starts every rotation near zero,
     which keeps deep circuits away from barren plateaus.
@@ -63,8 +84,9 @@ class QuantumLayer(nn.Module):
         shots: shots per circuit; ``None`` for exact expectations. With ``shots``, the
             ``exact`` backend also goes through the Jacobian Function (its values carry
             binomial shot noise, see :class:`qldm.backends.exact.ExactBackend`).
-        seed: seeds shot sampling; call ``n`` of this layer uses ``seed + n``, so a run is
-            reproducible without repeating the same sampling noise at every step.
+        seed: seeds shot sampling and trajectory draws; call ``n`` of this layer uses
+            ``seed + n``, so a run is reproducible without repeating the same sampling noise
+            at every step.
         init_scale: half-width of the uniform weight initialisation, >= 0.
         url: base URL of a qldm server: evaluate there instead of in-process.
         api_key: the server's API key (remote mode).
@@ -76,9 +98,13 @@ class QuantumLayer(nn.Module):
             and both Jacobians in one run, as for every other backend (for a noiseless
             product-encoded spec on ``exact`` that is the fused statevector engine with adjoint
             Jacobians, several times faster at 12 qubits than autograd through the gates).
+        noise_sampling: ``"expectation"`` (exact channel averages) or ``"trajectory"`` (one
+            drawn realization per sample and call; runs on ``exact`` and ``aer``, in-process
+            or on a server).
 
     Raises:
-        InvalidSpecError: an invalid spec, noise level, ``shots`` or ``init_scale``.
+        InvalidSpecError: an invalid spec, noise level, ``shots``, ``init_scale`` or
+            ``noise_sampling``.
         UnknownBackendError: no backend has the name ``backend``.
     """
 
@@ -99,6 +125,7 @@ class QuantumLayer(nn.Module):
         run_id: str | None = None,
         backend_options: Mapping[str, Any] | None = None,
         autograd: bool = True,
+        noise_sampling: str = "expectation",
     ) -> None:
         super().__init__()
         self.spec = spec if isinstance(spec, PQCSpec) else PQCSpec.parse(spec)
@@ -118,6 +145,13 @@ class QuantumLayer(nn.Module):
             raise InvalidSpecError(
                 f"init_scale must be finite and >= 0, got {init_scale}", field="init_scale"
             )
+        try:
+            self.noise_sampling = NoiseSampling(noise_sampling)
+        except ValueError:
+            known = ", ".join(v.value for v in NoiseSampling)
+            raise InvalidSpecError(
+                f"unknown noise_sampling {noise_sampling!r}: use {known}", field="noise_sampling"
+            ) from None
         self.backend = backend
         self.shots = shots
         self.seed = seed
@@ -158,7 +192,9 @@ class QuantumLayer(nn.Module):
             inputs: ``(B, I)`` samples, on the layer's device.
             noise_levels: ``(K,)`` strengths for this call only; overrides the layer's buffer.
                 On the in-graph exact path a tensor that requires grad receives a gradient
-                (noise strength as a trainable parameter); other paths refuse one.
+                (noise strength as a trainable parameter); other paths, and trajectory
+                sampling of a noisy spec, refuse one. With trajectory sampling every level
+                draws its own trajectories.
 
         Returns:
             ``(B, O)`` values, or ``(K, B, O)`` when noise levels are in effect.
@@ -174,7 +210,23 @@ class QuantumLayer(nn.Module):
             levels = self._levels_tensor(noise_levels, keep_graph=True)
         dtype = torch.promote_types(x.dtype, self.weight.dtype)
         xc, wc = x.to(dtype), self.weight.to(dtype)
-        if self._in_graph:
+        if (
+            self._trajectories
+            and levels is not None
+            and levels.requires_grad
+            and torch.is_grad_enabled()
+        ):
+            raise InvalidSpecError(
+                "gradients by noise levels are not available with trajectory sampling "
+                "(the draw is not differentiable); detach the levels",
+                field="noise_levels",
+            )
+        if self._in_graph and self._trajectories:
+            from qldm.backends.trajectory import sample
+
+            rng = np.random.default_rng(self._next_seed())
+            values = sample(self.spec, xc, wc, noise_levels=levels, rng=rng)
+        elif self._in_graph:
             from qldm.backends.exact import expectation
 
             lv = None if levels is None else levels.to(device=wc.device, dtype=dtype)
@@ -214,6 +266,8 @@ class QuantumLayer(nn.Module):
             parts.append(f"noise_levels={self.noise_levels.numel()}")
         if self.shots is not None:
             parts.append(f"shots={self.shots}")
+        if self.noise_sampling is not NoiseSampling.EXPECTATION:
+            parts.append(f"noise_sampling={self.noise_sampling}")
         if self.url is not None:
             parts.append(f"url={self.url}")
         return ", ".join(parts)
@@ -286,10 +340,19 @@ class QuantumLayer(nn.Module):
             self.autograd and self.url is None and self.backend == "exact" and self.shots is None
         )
 
+    @property
+    def _trajectories(self) -> bool:
+        """Whether this layer draws channel trajectories (trajectory sampling, noisy spec)."""
+        return self.noise_sampling is NoiseSampling.TRAJECTORY and self.spec.noisy
+
     def _next_seed(self) -> int | None:
         call = self._calls
         self._calls += 1
-        return None if self.seed is None else (self.seed + call) % _SEED_MODULUS
+        if self.seed is None:
+            if self._trajectories:  # reproducible under torch.manual_seed
+                return int(torch.randint(0, 2**62, (1,)).item())
+            return None
+        return (self.seed + call) % _SEED_MODULUS
 
     def _get_evaluator(self) -> Evaluator:
         if self._evaluator is None:
@@ -298,11 +361,18 @@ class QuantumLayer(nn.Module):
 
                 client = ServiceClient(self.url, api_key=self._api_key)
                 self._evaluator = RemoteEvaluator(
-                    self.spec, client, backend=self.backend, shots=self.shots, run_id=self.run_id
+                    self.spec,
+                    client,
+                    backend=self.backend,
+                    shots=self.shots,
+                    run_id=self.run_id,
+                    noise_sampling=self.noise_sampling,
                 )
             else:
                 from qldm.backends import get_backend
 
                 backend = get_backend(self.backend, **self._backend_options)
-                self._evaluator = LocalEvaluator(self.spec, backend, shots=self.shots)
+                self._evaluator = LocalEvaluator(
+                    self.spec, backend, shots=self.shots, noise_sampling=self.noise_sampling
+                )
         return self._evaluator
