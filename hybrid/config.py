@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from qldm.circuits import QldmError
 
-Variant = Literal["noiseless", "gaussian", "amp_damp", "bit_flip", "phase_flip"]
+Variant = Literal["noiseless", "gaussian", "amp_damp", "bit_flip", "phase_flip", "classical"]
 VARIANTS: tuple[str, ...] = Variant.__args__  # type: ignore[attr-defined]
 
 VARIANT_CHANNEL: dict[str, str] = {
@@ -33,9 +33,15 @@ VARIANT_CHANNEL: dict[str, str] = {
     "amp_damp": "amplitude_damping",
     "bit_flip": "bit_flip",
     "phase_flip": "phase_flip",
+    "classical": "none",
 }
 """The PQC channel each variant puts after every ansatz layer (``gaussian`` adds classical
-noise to the PQC outputs instead)."""
+noise to the PQC outputs instead; ``classical`` has no PQC: a classical map with the PQC's
+parameter count takes its place, see :class:`qldm.hybrid.qldm.bottleneck.ClassicalMap`)."""
+
+Placement = Literal["latent", "generation"]
+NoiseSampling = Literal["expectation", "trajectory"]
+ScoreGrad = Literal["detached", "standardized"]
 
 
 class ConfigError(QldmError, ValueError):
@@ -86,6 +92,15 @@ class ModelConfig(_Closed):
         denoiser_hidden: width of the denoising MLP.
         denoiser_blocks: residual blocks of the denoising MLP.
         time_dim: size of the sinusoidal timestep embedding.
+        placement: where the PQC sits. ``latent`` (the paper's Algorithm 1): the diffusion
+            models the bottleneck's output ``q_to_latent(PQC(.))``, and generation decodes the
+            sampled latent directly, so the PQC does not run at generation. ``generation``: the
+            diffusion models the VAE latent before the PQC and the decoder reads
+            ``q_to_latent(PQC(latent_to_q(z)))``, so every generated image passes through the
+            (noisy) circuit.
+        noise_sampling: ``expectation`` (the channels' exact density-matrix average, a
+            deterministic function) or ``trajectory`` (every sample of a batch draws its own
+            realisation of every channel at every call, as a device delivers the noise).
     """
 
     latent_dim: int = Field(default=6, ge=1, le=256)
@@ -99,6 +114,8 @@ class ModelConfig(_Closed):
     denoiser_hidden: int = Field(default=128, ge=1, le=4096)
     denoiser_blocks: int = Field(default=3, ge=1, le=32)
     time_dim: int = Field(default=32, ge=2, le=1024)
+    placement: Placement = "latent"
+    noise_sampling: NoiseSampling = "expectation"
 
 
 class DiffusionConfig(_Closed):
@@ -143,6 +160,12 @@ class TrainConfig(_Closed):
         checkpoint_every: write ``last.pt`` every this many steps (and at the end).
         max_seconds: stop early (and checkpoint) after this much wall time; ``None``: no limit.
         threads: torch CPU threads (``None``: leave torch's default).
+        score_grad: how the score loss reaches the modules before the diffusion latent.
+            ``detached``: not at all (the denoiser alone learns from it). ``standardized``:
+            the score loss sees the latent standardised by the batch's own mean and std, with
+            the gradient flowing through the standardisation into the bottleneck (PQC weights
+            and maps) and the encoder; rescaling the latent towards 0 then gains nothing, so
+            the latent does not collapse.
     """
 
     steps: int = Field(default=2000, ge=1)
@@ -155,6 +178,7 @@ class TrainConfig(_Closed):
     checkpoint_every: int = Field(default=200, ge=1)
     max_seconds: float | None = Field(default=None, gt=0.0)
     threads: int | None = Field(default=None, ge=1)
+    score_grad: ScoreGrad = "standardized"
 
 
 class EvalConfig(_Closed):
@@ -176,7 +200,8 @@ class QLDMConfig(_Closed):
 
     Attributes:
         name: run name (the default output folder is ``runs/<name>``).
-        variant: ``noiseless``, ``gaussian``, ``amp_damp``, ``bit_flip`` or ``phase_flip``.
+        variant: ``noiseless``, ``gaussian``, ``amp_damp``, ``bit_flip``, ``phase_flip`` or
+            ``classical`` (no PQC: the classical control of the same parameter count).
         seed: seeds initialisation, batch order and every noise draw.
         out_dir: where checkpoints go (``None``: ``runs/<name>``).
         backend: the in-process ``QuantumLayer`` backend (``exact``: torch, autograd); with a
@@ -193,6 +218,16 @@ class QLDMConfig(_Closed):
     diffusion: DiffusionConfig = DiffusionConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _sampling_fits(self) -> QLDMConfig:
+        noisy = VARIANT_CHANNEL[self.variant] != "none" and self.model.noise_strength > 0
+        if self.model.noise_sampling == "trajectory" and not noisy:
+            raise ValueError(
+                "model.noise_sampling: trajectory sampling needs a noisy variant "
+                f"(amp_damp, bit_flip, phase_flip) with noise_strength > 0, not {self.variant!r}"
+            )
+        return self
 
     @property
     def output_dir(self) -> Path:
@@ -247,7 +282,7 @@ def parse_config(data: Any) -> QLDMConfig:
         loc = ".".join(str(p) for p in first.get("loc", ()))
         msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
         head, sep, rest = msg.partition(": ")
-        if sep and head.replace("_", "").isalnum() and not loc.endswith(head):
+        if sep and head.replace("_", "").replace(".", "").isalnum() and not loc.endswith(head):
             loc, msg = (f"{loc}.{head}" if loc else head), rest
         raise ConfigError(msg, field=loc or None) from None
 

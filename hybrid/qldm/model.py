@@ -27,18 +27,27 @@ line 29: ``L_recon = ||x_0 - x_hat||^2``     ``x_hat = D_psi(z~)``: the reconstr
                                              **through the quantum bottleneck**; Bernoulli NLL
                                              (summed over pixels) + ``kl_weight`` * KL.
 line 30: ``L = L_score + 0.1 L_recon``       same, ``recon_weight = 0.1`` (config).
-line 31: update all parameters               one Adam over all of them, but ``L_score`` sees
-                                             ``z~`` detached: otherwise the easiest way to
-                                             predict ``eps`` is to shrink ``z~`` to 0 (the
-                                             latent collapses). The encoder, PQC and maps learn
-                                             from the reconstruction term only; the denoiser
-                                             from the score term only.
+line 31: update all parameters               one Adam over all of them. ``train.score_grad``:
+                                             ``standardized`` (default): ``L_score`` sees the
+                                             latent standardised by its batch mean and std,
+                                             with gradient, so it trains the PQC weights, the
+                                             maps and the encoder too, and shrinking the
+                                             latent to 0 gains nothing (no collapse).
+                                             ``detached``: the old behaviour, the denoiser
+                                             alone learns from ``L_score``.
 ==========================================  =================================================
 
-Generation (with an exponential moving average of the denoiser's weights, as DDPM does):
-``z_T ~ N(0, I)`` -> DDPM or DDIM in the standardised latent -> un-standardise ->
-``D_psi`` -> image. The PQC is not run at generation (it shapes the latent space the decoder
-reads and the denoiser models); reconstruction (``x -> mu -> PQC -> D``) runs it.
+Placements (``model.placement``):
+
+- ``latent`` (Algorithm 1): the diffusion models the standardised bottleneck output
+  ``z~ = q_to_latent(PQC(latent_to_q(z0)))``; generation: ``z_T ~ N(0, I)`` -> DDPM/DDIM ->
+  un-standardise -> ``D_psi``. The PQC shapes the latent space but does not run at generation.
+- ``generation``: the diffusion models the standardised VAE latent ``z0`` (before the PQC);
+  generation: DDPM/DDIM -> un-standardise -> ``q_to_latent(PQC(latent_to_q(.)))`` -> ``D_psi``,
+  so every generated image passes through the (noisy) circuit, on whatever backend runs it.
+
+Sampling uses an exponential moving average of the denoiser's weights, as DDPM does.
+Reconstruction (``x -> mu -> bottleneck -> D``) runs the bottleneck in both placements.
 """
 
 from __future__ import annotations
@@ -148,6 +157,9 @@ class QLDM(nn.Module):
             url=url,
             api_key=api_key,
             run_id=run_id if url else None,
+            classical=config.variant == "classical",
+            noise_sampling=m.noise_sampling,
+            seed=config.seed,
         )
         self.standardizer = LatentStandardizer(m.latent_dim)
         self.schedule = NoiseSchedule(config.diffusion.schedule, config.diffusion.timesteps)
@@ -167,17 +179,36 @@ class QLDM(nn.Module):
     def latent_dim(self) -> int:
         return self.config.model.latent_dim
 
+    @property
+    def placement(self) -> str:
+        """``latent`` or ``generation`` (see the module docstring)."""
+        return self.config.model.placement
+
+    def encode_latent(
+        self, x: torch.Tensor, *, sample: bool, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x (B, C, H, W)`` -> ``(z0 (B, D), mu, log_var)``: the VAE latent before the PQC."""
+        mu, log_var = self.vae.encode(x)
+        if sample:
+            noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
+            return ConvVAE.reparameterize(mu, log_var, noise), mu, log_var
+        return mu, mu, log_var
+
     def quantum_latent(
         self, x: torch.Tensor, *, sample: bool, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x (B, C, H, W)`` -> ``(z~ (B, D), mu, log_var)``: encode, then the PQC path."""
-        mu, log_var = self.vae.encode(x)
-        if sample:
-            noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
-            z0 = ConvVAE.reparameterize(mu, log_var, noise)
-        else:
-            z0 = mu
+        z0, mu, log_var = self.encode_latent(x, sample=sample, generator=generator)
         return self.bottleneck(z0, generator=generator), mu, log_var
+
+    def decode_diffusion_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, C, H, W)`` from un-standardised diffusion latents ``z (B, D)``.
+
+        ``latent``: ``D(z)``; ``generation``: ``D(bottleneck(z))`` (the PQC runs here).
+        """
+        if self.placement == "generation":
+            z = self.bottleneck(z)
+        return self.vae.decode(z)
 
     def loss(
         self,
@@ -198,12 +229,19 @@ class QLDM(nn.Module):
             score_repeats: ``R``: the score loss averages over ``R`` draws of ``(t, eps)`` per
                 latent (``R * B`` rows).
         """
-        z_q, mu, log_var = self.quantum_latent(x, sample=True, generator=generator)
+        z_pre, mu, log_var = self.encode_latent(x, sample=True, generator=generator)
+        z_q = self.bottleneck(z_pre, generator=generator)
         recon = ConvVAE.recon_loss(self.vae.decode_logits(z_q), x)
         kl = ConvVAE.kl(mu, log_var)
+        z_diff = z_q if self.placement == "latent" else z_pre
         if self.training:
-            self.standardizer.update(z_q.detach())
-        z0 = self.standardizer.normalize(z_q.detach()).repeat(score_repeats, 1)
+            self.standardizer.update(z_diff.detach())
+        if self.config.train.score_grad == "standardized" and z_diff.shape[0] > 1:
+            centred = z_diff - z_diff.mean(dim=0)
+            z_std = centred / z_diff.std(dim=0).clamp_min(1e-4)
+        else:
+            z_std = self.standardizer.normalize(z_diff.detach())
+        z0 = z_std.repeat(score_repeats, 1)
         t = torch.randint(0, self.schedule.timesteps, (z0.shape[0],), generator=generator)
         eps = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
         z_t = self.schedule.add_noise(z0, t, eps)
@@ -236,7 +274,7 @@ class QLDM(nn.Module):
         for start in range(0, n, batch_size):
             b = min(batch_size, n - start)
             z = sampler.sample(self.denoiser_ema, (b, self.latent_dim), generator=generator)
-            out.append(self.vae.decode(self.standardizer.denormalize(z)))
+            out.append(self.decode_diffusion_latent(self.standardizer.denormalize(z)))
         return torch.cat(out)
 
     @torch.no_grad()
