@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
@@ -43,12 +44,14 @@ from qldm.backends.base import Task, Workload
 from qldm.circuits.qpy import QpyCircuit
 from qldm.circuits.spec import PQCSpec, spec_error_from_validation
 from qldm.errors import InvalidSpecError
+from qldm.jobs._strict import first_loose_value
 
 if TYPE_CHECKING:
     from qldm.backends.base import Evaluation
 
 __all__ = [
     "ARRAY_FIELDS",
+    "BACKEND_NAME",
     "TERMINAL",
     "ApiKey",
     "Job",
@@ -67,7 +70,9 @@ TaskName = Task
 ARRAY_FIELDS = ("inputs", "weights", "noise_levels")
 """The numeric fields of a :class:`JobRequest` (:meth:`JobRequest.arrays`)."""
 
-_BACKEND_NAME = re.compile(r"^(exact|aer|(aer|fake|ibm):[A-Za-z0-9_.\-]+)$")
+BACKEND_NAME = re.compile(r"^(exact|aer|(aer|fake|ibm):[A-Za-z0-9_.\-]+)$")
+"""The backend names a job or a run may give: ``exact``, ``aer``, ``aer:<device>``,
+``fake:<device>``, ``ibm:<device>``."""
 
 
 class _FloatArray:
@@ -79,11 +84,20 @@ class _FloatArray:
     serializes to nested lists in JSON mode (``model_dump()`` keeps the array).
     """
 
-    def __init__(self, ndim: int) -> None:
+    def __init__(self, ndim: int, *, min_items: int = 0) -> None:
         self.ndim = ndim
+        self.min_items = min_items
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
+        # the server refuses empty batches and empty noise-level lists: say so in the schema
+        out: dict[str, Any] = handler(schema)
+        if self.min_items:
+            out["minItems"] = self.min_items
+        return out
 
     def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
-        lists: core_schema.CoreSchema = core_schema.float_schema()
+        # strict: a JSON true or a numeric string is not a number (ints are)
+        lists: core_schema.CoreSchema = core_schema.float_schema(strict=True)
         for _ in range(self.ndim):
             lists = core_schema.list_schema(lists)
         return core_schema.no_info_wrap_validator_function(
@@ -96,7 +110,7 @@ class _FloatArray:
 
     def _validate(self, value: Any, lists: core_schema.ValidatorFunctionWrapHandler) -> np.ndarray:
         if isinstance(value, np.ndarray):
-            if value.dtype.kind not in "fiub":
+            if value.dtype.kind not in "fiu":
                 raise ValueError(f"expected real numbers, got dtype {value.dtype}")
         else:
             value = lists(value)
@@ -115,10 +129,12 @@ def _serialize(value: np.ndarray, info: core_schema.SerializationInfo) -> Any:
     return value.tolist() if info.mode_is_json() else value
 
 
-FloatMatrix = Annotated[np.ndarray, _FloatArray(2)]
+FloatMatrix = Annotated[np.ndarray, _FloatArray(2, min_items=1)]
 """A ``(rows, columns)`` float64 array; nested lists in JSON."""
 FloatVector = Annotated[np.ndarray, _FloatArray(1)]
 """A 1-D float64 array; a list in JSON."""
+NonEmptyVector = Annotated[np.ndarray, _FloatArray(1, min_items=1)]
+"""A 1-D float64 array of at least one number."""
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -241,7 +257,7 @@ class JobRequest(BaseModel):
     backend: str = "exact"
     inputs: FloatMatrix
     weights: FloatVector
-    noise_levels: FloatVector | None = None
+    noise_levels: NonEmptyVector | None = None
     shots: int | None = None
     seed: int | None = None
     run_id: str | None = Field(default=None, max_length=64)
@@ -252,7 +268,7 @@ class JobRequest(BaseModel):
     @model_validator(mode="after")
     def _check_arrays(self) -> JobRequest:
         # Errors raised here are re-raised by ``parse`` as InvalidSpecError("<field>: ...").
-        if not _BACKEND_NAME.match(self.backend):
+        if not BACKEND_NAME.match(self.backend):
             raise ValueError(
                 f"backend: unknown backend {self.backend!r}: use exact, aer, aer:<device>, "
                 "fake:<device> or ibm:<device>"
@@ -301,6 +317,10 @@ class JobRequest(BaseModel):
         try:
             if isinstance(data, (str, bytes)):
                 return cls.model_validate_json(data)
+            if isinstance(data, dict):
+                loose = first_loose_value(data, _json_schema(), skip=_ARRAY_FIELD_SET)
+                if loose is not None:
+                    raise InvalidSpecError(loose[1], field=loose[0])
             return cls.model_validate(data)
         except ValidationError as exc:
             raise _request_error(exc) from None
@@ -367,6 +387,14 @@ class JobRequest(BaseModel):
         chunk = self.model_copy(update=update)
         chunk._workload = None  # built again, for the chunk's samples, on first use
         return chunk
+
+
+_ARRAY_FIELD_SET = frozenset(ARRAY_FIELDS)
+
+
+@lru_cache(maxsize=1)
+def _json_schema() -> dict[str, Any]:
+    return JobRequest.model_json_schema()
 
 
 def _request_error(exc: ValidationError) -> InvalidSpecError:

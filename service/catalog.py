@@ -21,9 +21,9 @@ from qldm.backends import capabilities
 from qldm.backends.base import circuit_kind
 from qldm.circuits.spec import MAX_QUBITS
 from qldm.errors import BackendLimitError, UnknownBackendError
-from qldm.jobs.model import JobRequest
+from qldm.jobs.model import BACKEND_NAME, JobRequest
 
-__all__ = ["BackendInfo", "catalog", "check_request"]
+__all__ = ["BackendInfo", "catalog", "check_backend", "check_request"]
 
 Kind = Literal["exact", "aer", "fake", "ibm"]
 
@@ -118,12 +118,13 @@ def check_request(
         UnknownBackendError: an ``aer:``/``fake:`` device that does not exist, or ``ibm:``
             without an IBM token on the server (``field="backend"``).
         BackendLimitError: a task or circuit kind the backend does not run (its
-            :func:`qldm.backends.capabilities`: ``field="task"`` or ``field="circuit"``), more
+            :func:`qldm.backends.capabilities`: ``field="task"``, ``field="circuit"`` or
+            ``field="noise_sampling"``), more
             samples than ``max_batch`` (``field="inputs"``), more shots than ``max_shots``
             (``field="shots"``), or more qubits than the device has (``field="circuit"``).
     """
     capabilities(request.backend).check(
-        request.backend, request.task, circuit_kind(request.circuit)
+        request.backend, request.task, circuit_kind(request.circuit), request.noise_sampling
     )
     if request.n_samples > max_batch:
         raise BackendLimitError(
@@ -134,25 +135,47 @@ def check_request(
         raise BackendLimitError(
             f"{request.shots} shots, more than this server's limit of {max_shots}", field="shots"
         )
-    kind, _, device = request.backend.partition(":")
+    device_qubits = check_backend(request.backend, ibm_configured=ibm_configured)
+    n_qubits = _qubits(request)
+    if device_qubits is not None and n_qubits is not None and n_qubits > device_qubits:
+        device = request.backend.partition(":")[2]
+        raise BackendLimitError(
+            f"the circuit has {n_qubits} qubits, {device} has {device_qubits}", field="circuit"
+        )
+
+
+def check_backend(name: str, *, ibm_configured: bool) -> int | None:
+    """Refuse a backend name this server cannot run (for a job, or a run's ``backend``).
+
+    Returns:
+        The device's qubit count for ``aer:``/``fake:`` devices, else ``None``.
+
+    Raises:
+        UnknownBackendError: not ``exact``, ``aer``, ``aer:<device>``, ``fake:<device>`` or
+            ``ibm:<device>``; an ``aer:``/``fake:`` device that does not exist; or ``ibm:``
+            without an IBM token on the server (``field="backend"``).
+    """
+    if not BACKEND_NAME.match(name):
+        raise UnknownBackendError(
+            f"unknown backend {name!r}: use exact, aer, aer:<device>, fake:<device> or "
+            "ibm:<device> (GET /v1/backends lists them)",
+            field="backend",
+        )
+    kind, _, device = name.partition(":")
     if kind == "ibm":
         if not ibm_configured:
             raise UnknownBackendError(
                 "ibm: backends need an IBM token on the server (QLDM_IBM_TOKEN)", field="backend"
             )
-        return
+        return None
     if kind not in ("aer", "fake") or not device:
-        return
+        return None
     sizes = dict(_fake_devices())
     if device not in sizes:
         raise UnknownBackendError(
             f"no fake device {device!r}; GET /v1/backends lists them", field="backend"
         )
-    n_qubits = _qubits(request)
-    if n_qubits is not None and n_qubits > sizes[device]:
-        raise BackendLimitError(
-            f"the circuit has {n_qubits} qubits, {device} has {sizes[device]}", field="circuit"
-        )
+    return sizes[device]
 
 
 def _qubits(request: JobRequest) -> int | None:

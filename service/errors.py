@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from qldm.errors import QldmError, status_for
 
@@ -71,10 +72,28 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     code = _CODE_BY_HTTP_STATUS.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else "request failed"
     headers = dict(exc.headers or {}) | (_headers(exc.status_code) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     field = "body" if exc.status_code == 413 else None
     return JSONResponse(
         error_body(code, message, field), status_code=exc.status_code, headers=headers or None
     )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at this path (Starlette's own 405 names only the first
+    route's, so ``/v1/jobs/{id}`` answered ``Allow: GET`` though it takes ``DELETE`` too)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

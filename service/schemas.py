@@ -13,7 +13,15 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from qldm.jobs.model import Job, JobRequest, JobResult, JobStatus, Run, RunStatus
+from qldm.jobs.model import (
+    BACKEND_NAME,
+    Job,
+    JobRequest,
+    JobResult,
+    JobStatus,
+    Run,
+    RunStatus,
+)
 
 __all__ = [
     "BackendPublic",
@@ -152,7 +160,9 @@ class RunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(default="", max_length=200)
-    backend: str = Field(default="exact", max_length=100)
+    backend: str = Field(
+        default="exact", min_length=1, max_length=100, pattern=BACKEND_NAME.pattern
+    )
 
 
 class RunPublic(BaseModel):
