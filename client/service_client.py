@@ -20,7 +20,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -361,6 +361,7 @@ class ServiceClient:
         seed: int | None = None,
         run_id: str | None = None,
         timeout: float | None = None,
+        noise_sampling: str = "expectation",
     ) -> Evaluation:
         """Evaluate a circuit on the server: one job, submitted and waited for.
 
@@ -372,9 +373,11 @@ class ServiceClient:
             task: ``expectation`` or ``jacobian``.
             noise_levels: ``(K,)`` or ``None``.
             shots: shots per circuit, or ``None`` for exact values.
-            seed: seed for shot sampling.
+            seed: seed for shot sampling and trajectory draws.
             run_id: the run the job belongs to.
             timeout: seconds to wait for the result (``None``: no limit).
+            noise_sampling: ``expectation`` or ``trajectory`` (sent only when not the
+                default, so servers that predate the field take these jobs).
 
         Returns:
             ``Evaluation(values (K, B, O), d_inputs (K, B, O, I) | None,
@@ -394,6 +397,8 @@ class ServiceClient:
         }
         if body["noise_levels"] is None:
             del body["noise_levels"]
+        if noise_sampling != "expectation":
+            body["noise_sampling"] = noise_sampling
         job_id, result = self.run(body, timeout=timeout)
         if result.values is None:
             raise BackendError("the job returned no values", field="task")
@@ -429,6 +434,29 @@ class ServiceClient:
         """Close a run: it takes no more jobs (its runtime session, if any, is closed)."""
         data: dict[str, Any] = self._request("DELETE", f"/v1/runs/{run_id}").json()
         return data
+
+    def report_losses(self, run_id: str, points: Sequence[tuple[int, float]]) -> int:
+        """Report training losses to the run (the dashboard draws them): ``(step, loss)``
+        pairs, at most 1,000 per call; a step reported again replaces its loss.
+
+        Returns:
+            How many loss points the run has now.
+        """
+        body = {"points": [{"step": int(s), "loss": float(v)} for s, v in points]}
+        response = self._request("POST", f"/v1/runs/{run_id}/losses", json=body)
+        return int(response.json()["count"])
+
+    def run_losses(self, run_id: str, *, after: int = -1) -> list[tuple[int, float]]:
+        """The run's reported losses with ``step > after``, by step (every page)."""
+        out: list[tuple[int, float]] = []
+        while True:
+            page = self._request(
+                "GET", f"/v1/runs/{run_id}/losses", params={"after": after}
+            ).json()["data"]
+            out.extend((int(p["step"]), float(p["loss"])) for p in page)
+            if len(page) < 1000:
+                return out
+            after = out[-1][0]
 
     def backends(self) -> list[dict[str, Any]]:
         """Every backend the server offers: ``{"name", "kind", "qubits", "available"}``."""

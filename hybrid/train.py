@@ -25,6 +25,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ import torch
 
 from qldm.hybrid.config import ConfigError, QLDMConfig, parse_config
 from qldm.hybrid.qldm.model import QLDM
+from qldm.hybrid.run_losses import RunLossReporter
 
 CHECKPOINT_FORMAT = "qldm-checkpoint/1"
 CHECKPOINT_NAME = "last.pt"
@@ -265,10 +267,18 @@ class Trainer:
         every = self.config.train.checkpoint_every
         began = time.perf_counter()
         bar = _ProgressBar(total, start, enabled=self.progress, label=f"train {self.config.name}")
-        with bar:
+        # the server's run gets the losses too (its dashboard draws them)
+        losses = (
+            RunLossReporter(self.url, api_key=self.api_key, run_id=self.run_id)
+            if self.url and self.run_id
+            else nullcontext()
+        )
+        with bar, losses:
             while self.step < total:
                 record = self.train_step()
                 bar.update(record)
+                if isinstance(losses, RunLossReporter):
+                    losses.add(record)
                 if self.on_step is not None:
                     self.on_step(record)
                 if self.step % every == 0:

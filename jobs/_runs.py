@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import builtins
+import math
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
 from qldm.errors import InvalidSpecError, RunNotFoundError
@@ -13,7 +15,10 @@ from qldm.jobs import db
 from qldm.jobs._sql import SqlBase, new_id, now, require, utc
 from qldm.jobs.model import Run, RunStatus
 
-__all__ = ["RunStore"]
+__all__ = ["MAX_LOSS_POINTS", "RunStore"]
+
+MAX_LOSS_POINTS = 1000
+"""Most loss points one report may carry, and one page of :meth:`RunStore.run_losses`."""
 
 
 class RunStore(SqlBase):
@@ -106,6 +111,97 @@ class RunStore(SqlBase):
                 .values(status=RunStatus.CLOSED.value, closed_at=now())
             )
             return _run(self._run_row(conn, tenant, run_id))
+
+    def add_run_losses(
+        self, *, tenant: str, run_id: str, points: Sequence[tuple[int, float]]
+    ) -> int:
+        """Record training losses for the run: ``(step, loss)`` pairs; a step reported again
+        replaces its loss (a resumed training repeats steps). Closed runs take them too (a
+        client may report its last losses after closing).
+
+        Args:
+            tenant: the run's owner.
+            run_id: the run.
+            points: ``(step, loss)``, ``step >= 0``, ``loss`` finite; 1 to
+                :data:`MAX_LOSS_POINTS` of them.
+
+        Returns:
+            How many points were recorded.
+
+        Raises:
+            RunNotFoundError: no such run for this tenant.
+            InvalidSpecError: an empty or oversized batch, a negative step, a loss that is
+                not finite (``field="points"``).
+        """
+        if not 1 <= len(points) <= MAX_LOSS_POINTS:
+            raise InvalidSpecError(
+                f"must hold 1 to {MAX_LOSS_POINTS} points, got {len(points)}", field="points"
+            )
+        latest: dict[int, float] = {}
+        for step, loss in points:
+            if step < 0 or not math.isfinite(loss):
+                raise InvalidSpecError(
+                    f"step must be >= 0 and loss finite, got ({step}, {loss})", field="points"
+                )
+            latest[int(step)] = float(loss)
+        table = db.run_losses
+        with self._write() as conn:
+            self._run_row(conn, tenant, run_id)
+            conn.execute(
+                delete(table).where(table.c.run_id == run_id, table.c.step.in_(list(latest)))
+            )
+            at = now()
+            conn.execute(
+                insert(table),
+                [
+                    {"run_id": run_id, "step": step, "loss": loss, "created_at": at}
+                    for step, loss in latest.items()
+                ],
+            )
+        return len(latest)
+
+    def run_losses(
+        self, *, tenant: str, run_id: str, after: int = -1, limit: int = MAX_LOSS_POINTS
+    ) -> tuple[builtins.list[tuple[int, float]], int]:
+        """The run's losses with ``step > after``, by step, and how many the run has.
+
+        Raises:
+            RunNotFoundError: no such run for this tenant.
+            InvalidSpecError: ``limit`` outside ``[1, MAX_LOSS_POINTS]``.
+        """
+        if not 1 <= limit <= MAX_LOSS_POINTS:
+            raise InvalidSpecError(
+                f"must lie in [1, {MAX_LOSS_POINTS}], got {limit}", field="limit"
+            )
+        table = db.run_losses
+        with self._read() as conn:
+            self._run_row(conn, tenant, run_id)
+            total = conn.execute(
+                select(func.count()).select_from(table).where(table.c.run_id == run_id)
+            ).scalar_one()
+            rows = conn.execute(
+                select(table.c.step, table.c.loss)
+                .where(table.c.run_id == run_id, table.c.step > after)
+                .order_by(table.c.step)
+                .limit(limit)
+            ).all()
+        return [(int(r.step), float(r.loss)) for r in rows], int(total)
+
+    def run_job_counts(self, *, tenant: str, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """How many of the tenant's jobs each run has, by status (one query)."""
+        if not run_ids:
+            return {}
+        jobs = db.jobs
+        with self._read() as conn:
+            rows = conn.execute(
+                select(jobs.c.run_id, jobs.c.status, func.count())
+                .where(jobs.c.tenant == tenant, jobs.c.run_id.in_(list(run_ids)))
+                .group_by(jobs.c.run_id, jobs.c.status)
+            ).all()
+        out: dict[str, dict[str, int]] = {run_id: {} for run_id in run_ids}
+        for run_id, status, count in rows:
+            out[run_id][status] = int(count)
+        return out
 
     def set_run_session_id(self, run_id: str, session_id: str | None) -> None:
         """Remember the IBM Runtime session a run's jobs share."""

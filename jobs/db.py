@@ -10,6 +10,7 @@ Tables:
 - ``qldm_job_results``: the result of a succeeded job (arrays as ``.npz``, counts and
   metadata as JSON).
 - ``qldm_runs``: runs (groups of jobs, optionally one runtime session each).
+- ``qldm_run_losses``: the training losses a run's client reported, one row per step.
 - ``qldm_api_keys``: API keys, by SHA-256 and a lookup prefix.
 - ``qldm_m3_calibrations``: M3 readout calibrations per (device, qubits), newest first, with
   when and how they were measured (the assignment matrices as an ``.npz`` blob).
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -113,6 +115,15 @@ runs = Table(
     Column("closed_at", DateTime(timezone=True), nullable=True),
     Column("session_id", String(128), nullable=True),
     Index("ix_qldm_runs_tenant_created", "tenant", "created_at"),
+)
+
+run_losses = Table(
+    "qldm_run_losses",
+    metadata,
+    Column("run_id", String(32), ForeignKey("qldm_runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("step", BigInteger, primary_key=True, autoincrement=False),
+    Column("loss", Float, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 api_keys = Table(

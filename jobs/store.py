@@ -34,6 +34,7 @@ from qldm.errors import (
     InvalidSpecError,
     JobNotFinishedError,
     JobNotFoundError,
+    ResultExpiredError,
     RunClosedError,
     RunNotFoundError,
 )
@@ -41,13 +42,21 @@ from qldm.jobs import db
 from qldm.jobs._api_keys import API_KEY_PREFIX, ApiKeyStore
 from qldm.jobs._hot import HotCursor, HotStatement
 from qldm.jobs._m3_store import M3CalibrationStore
-from qldm.jobs._runs import RunStore
+from qldm.jobs._retention import PruneReport, RetentionStore
+from qldm.jobs._runs import MAX_LOSS_POINTS, RunStore
 from qldm.jobs._sql import json_default, new_id, pack, require, unpack, utc
 from qldm.jobs._sql import now as utcnow
 from qldm.jobs.model import Job, JobRequest, JobResult, JobStatus, RunStatus
 from qldm.paths import sqlite_url
 
-__all__ = ["API_KEY_PREFIX", "JobStore", "default_database_url", "pack_result"]
+__all__ = [
+    "API_KEY_PREFIX",
+    "MAX_LOSS_POINTS",
+    "JobStore",
+    "PruneReport",
+    "default_database_url",
+    "pack_result",
+]
 
 _ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
@@ -60,7 +69,7 @@ def default_database_url(data_dir: Path) -> str:
     return sqlite_url(data_dir)
 
 
-class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
+class JobStore(RunStore, ApiKeyStore, M3CalibrationStore, RetentionStore):
     """Jobs, results, runs, API keys and M3 readout calibrations in one SQL database.
 
     Args:
@@ -295,6 +304,7 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
             JobNotFoundError: no such job for this tenant.
             JobNotFinishedError: the job has not succeeded (the message says its state and,
                 for a failed job, why).
+            ResultExpiredError: the job succeeded but its result was pruned.
         """
         job = self.get(tenant=tenant, job_id=job_id)
         if job.status is not JobStatus.SUCCEEDED:
@@ -304,8 +314,12 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore):
             row = conn.execute(
                 select(db.job_results).where(db.job_results.c.job_id == job_id)
             ).first()
-        if row is None:  # pragma: no cover - complete() writes both in one transaction
-            raise JobNotFinishedError(f"job {job_id} has no stored result", field="job_id")
+        if row is None:  # complete() writes both in one transaction: the result was pruned
+            raise ResultExpiredError(
+                f"job {job_id} succeeded, but its result was pruned (the server keeps results "
+                "for QLDM_RESULT_TTL_S seconds, at most QLDM_MAX_RESULTS of them)",
+                field="job_id",
+            )
         blob = bytes(row.arrays)
         arrays = unpack(blob)
         result = JobResult(

@@ -86,6 +86,8 @@ def serve(
       QLDM_MAX_SHOTS             most shots per circuit (1000000)
       QLDM_MAX_WAIT_S            longest wait the server holds, seconds (60)
       QLDM_IDEMPOTENCY           honour Idempotency-Key (true)
+      QLDM_RESULT_TTL_S          keep results this many seconds (86400; '' = no limit)
+      QLDM_MAX_RESULTS           keep at most this many results (1000; '' = no limit)
       QLDM_IBM_TOKEN             IBM Quantum token for ibm: backends (a secret)
       QLDM_IBM_CHANNEL           IBM Quantum channel (ibm_quantum_platform)
       QLDM_IBM_INSTANCE          IBM Quantum instance
@@ -147,6 +149,47 @@ def keys_revoke(
     else:
         when = _when(key.revoked_at) if key.revoked_at is not None else "an earlier time"
         typer.echo(f"key {key.id} of tenant {key.tenant!r} was already revoked at {when}")
+
+
+@app.command()
+def prune(
+    older_than: Annotated[
+        float | None,
+        typer.Option(
+            help="Delete results older than this many seconds (default: QLDM_RESULT_TTL_S).",
+            show_default=False,
+        ),
+    ] = None,
+    keep: Annotated[
+        int | None,
+        typer.Option(
+            help="Keep at most this many results, the newest (default: QLDM_MAX_RESULTS).",
+            show_default=False,
+        ),
+    ] = None,
+    vacuum: Annotated[
+        bool, typer.Option(help="SQLite: give the freed space back to the file system.")
+    ] = True,
+) -> None:
+    """Delete old job results from the server's database; the jobs themselves stay.
+
+    A running server prunes by the same settings every few seconds; this prunes now, with
+    other limits if given, and shrinks the SQLite file.
+    """
+    from datetime import timedelta
+
+    from qldm.service.server import prune as _prune
+
+    settings = _settings()
+    age = timedelta(seconds=older_than) if older_than is not None else settings.result_ttl
+    count = keep if keep is not None else settings.max_results
+    report, note = _prune(settings=settings, older_than=age, keep=count, vacuum=vacuum)
+    typer.echo(
+        f"deleted {report.results_deleted} results, kept {report.results_kept} "
+        f"(age limit: {age or 'none'}, count limit: {count if count is not None else 'none'})"
+    )
+    if note is not None:
+        typer.echo(f"note: {note}", err=True)
 
 
 def _when(moment: datetime) -> str:

@@ -17,6 +17,9 @@ __all__ = ["run_demo"]
 
 log = logging.getLogger("qldm.demo")
 
+DEMO_MAX_RESULTS = 32
+"""Results the demo's server keeps (``QLDM_MAX_RESULTS``)."""
+
 
 def run_demo(*, out: Path, minutes: float, data_dir: Path, workers: int | None = None) -> None:
     """Start an embedded server, train the demo model through it, stop the server.
@@ -38,7 +41,10 @@ def run_demo(*, out: Path, minutes: float, data_dir: Path, workers: int | None =
     out.mkdir(parents=True, exist_ok=True)
     from qldm.hybrid.demo import run
 
-    with EmbeddedServer(out / "server", workers=workers) as server:
+    # the client reads each step's result once, at once: keep only the newest few (the
+    # database stays a few MB instead of ~170 kB per training step)
+    retention = {"QLDM_MAX_RESULTS": str(DEMO_MAX_RESULTS)}
+    with EmbeddedServer(out / "server", workers=workers, env=retention) as server:
         log.info("qldm demo: server at %s (log: %s)", server.url, server.log_path)
         print(f"qldm demo: embedded server at {server.url}; report in {out}")
         run(url=server.url, api_key=None, out=out, minutes=minutes, data_dir=data_dir)

@@ -28,6 +28,7 @@ __all__ = [
     "PayloadTooLargeError",
     "QldmError",
     "RequestValidationError",
+    "ResultExpiredError",
     "RunClosedError",
     "RunNotFoundError",
     "UnauthorizedError",
@@ -131,6 +132,12 @@ class JobCancelled(QldmError, RuntimeError):
     code = "cancelled"
 
 
+class ResultExpiredError(QldmError, LookupError):
+    """The job succeeded, but its result was pruned (the server's result retention)."""
+
+    code = "result_expired"
+
+
 class IdempotencyConflictError(QldmError, ValueError):
     """An idempotency key was reused with a different request body."""
 
@@ -195,6 +202,9 @@ ERRORS: dict[str, ErrorKind] = {
     "run_closed": ErrorKind(409, RunClosedError, "the run takes no more jobs"),
     "job_failed": ErrorKind(409, None, "the job failed; ``job_error`` holds its own error"),
     "conflict": ErrorKind(409, None, "the request conflicts with the resource's state"),
+    "result_expired": ErrorKind(
+        410, ResultExpiredError, "the job succeeded but its result was pruned (retention)"
+    ),
     "payload_too_large": ErrorKind(
         413, PayloadTooLargeError, "the body is larger than the server takes"
     ),

@@ -18,11 +18,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from qldm.errors import JobNotFinishedError
-from qldm.jobs.model import TERMINAL, Job, JobRequest, JobStatus
-from qldm.jobs.store import JobStore
+from qldm.jobs.model import TERMINAL, Job, JobRequest, JobStatus, Run
+from qldm.jobs.store import MAX_LOSS_POINTS, JobStore
 from qldm.service import catalog
 from qldm.service.arrays import NPZ_MEDIA_TYPE, with_document
 from qldm.service.auth import DEFAULT_TENANT, KeyCache, key_from_headers
@@ -39,12 +40,16 @@ from qldm.service.schemas import (
     JobPublic,
     JobsPublic,
     JobSubmitted,
+    LossPoint,
     ResultPublic,
     RunCreate,
+    RunLossesCreate,
+    RunLossesPublic,
     RunPublic,
     RunsPublic,
 )
 from qldm.service.settings import Settings, get_settings
+from qldm.service.ui import install_ui
 
 __all__ = ["create_app"]
 
@@ -55,7 +60,7 @@ MAX_OFFSET = 2**63 - 1
 """The largest list offset: SQL's 64-bit integers (SQLite overflows past it: a 422, not a 500)."""
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorPublic} for code in (400, 401, 404, 409, 413, 415, 422)
+    code: {"model": ErrorPublic} for code in (400, 401, 404, 409, 410, 413, 415, 422)
 }
 
 
@@ -263,9 +268,7 @@ async def job_result(
     job_id: str,
     state: StateDep,
     tenant: TenantDep,
-    wait: Annotated[
-        float, Query(ge=0.0, allow_inf_nan=False, description="seconds to wait for the job")
-    ] = 0.0,
+    wait: Annotated[float, Query(ge=0.0, description="seconds to wait for the job")] = 0.0,
     accept: AcceptHeader = None,
 ) -> Response:
     """The result of a succeeded job (JSON, or npz with ``Accept: application/x-npz``).
@@ -332,15 +335,16 @@ def list_backends(settings: SettingsDep, tenant: TenantDep) -> BackendsPublic:
 
 
 @router.post("/runs", status_code=201, response_model=RunPublic, summary="Open a run")
-def create_run(
-    body: RunCreate, store: StoreDep, tenant: TenantDep, settings: SettingsDep
-) -> RunPublic:
+def create_run(body: RunCreate, store: StoreDep, tenant: TenantDep) -> RunPublic:
     """Open a run: a group of jobs (one training run). Its first job on a ``fake:``/``ibm:``
-    backend opens the run's runtime Session; its later runtime jobs run in it. A backend this
-    server cannot run is refused (422 ``unknown_backend``)."""
-    catalog.check_backend(body.backend, ibm_configured=settings.ibm_token is not None)
+    backend opens the run's runtime Session; its later runtime jobs run in it."""
     name = body.name or "run"
     return RunPublic.of(store.create_run(tenant=tenant, name=name, backend=body.backend))
+
+
+def _runs_public(store: JobStore, tenant: str, runs: list[Run]) -> list[RunPublic]:
+    counts = store.run_job_counts(tenant=tenant, run_ids=[r.id for r in runs])
+    return [RunPublic.of(r, job_counts=counts.get(r.id)) for r in runs]
 
 
 @router.get("/runs", response_model=RunsPublic, summary="List runs")
@@ -352,13 +356,43 @@ def list_runs(
 ) -> RunsPublic:
     """A page of the tenant's runs, newest first."""
     runs, total = store.list_runs(tenant=tenant, limit=limit, offset=offset)
-    return RunsPublic(data=[RunPublic.of(r) for r in runs], count=total)
+    return RunsPublic(data=_runs_public(store, tenant, runs), count=total)
 
 
 @router.get("/runs/{run_id}", response_model=RunPublic, summary="Get a run")
 def get_run(run_id: str, store: StoreDep, tenant: TenantDep) -> RunPublic:
-    """The run."""
-    return RunPublic.of(store.get_run(tenant=tenant, run_id=run_id))
+    """The run, with its jobs counted by status."""
+    return _runs_public(store, tenant, [store.get_run(tenant=tenant, run_id=run_id)])[0]
+
+
+@router.post(
+    "/runs/{run_id}/losses",
+    response_model=RunLossesPublic,
+    summary="Report training losses",
+)
+def add_run_losses(
+    run_id: str, body: RunLossesCreate, store: StoreDep, tenant: TenantDep
+) -> RunLossesPublic:
+    """Record the training client's losses for its run (the dashboard draws them); a step
+    reported again replaces its loss. The answer counts the run's points."""
+    store.add_run_losses(
+        tenant=tenant, run_id=run_id, points=[(p.step, p.loss) for p in body.points]
+    )
+    _, total = store.run_losses(tenant=tenant, run_id=run_id, limit=1)
+    return RunLossesPublic(data=[], count=total)
+
+
+@router.get("/runs/{run_id}/losses", response_model=RunLossesPublic, summary="Get a run's losses")
+def run_losses(
+    run_id: str,
+    store: StoreDep,
+    tenant: TenantDep,
+    after: Annotated[int, Query(ge=-1, le=MAX_OFFSET, description="only steps after this")] = -1,
+    limit: Annotated[int, Query(ge=1, le=MAX_LOSS_POINTS)] = MAX_LOSS_POINTS,
+) -> RunLossesPublic:
+    """The run's losses by step, from ``after + 1`` on (a page of at most ``limit``)."""
+    points, total = store.run_losses(tenant=tenant, run_id=run_id, after=after, limit=limit)
+    return RunLossesPublic(data=[LossPoint(step=s, loss=v) for s, v in points], count=total)
 
 
 @router.delete("/runs/{run_id}", response_model=RunPublic, summary="Close a run")
@@ -417,7 +451,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.qldm.bodies.close()
             await run_in_threadpool(runtime.stop)
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI with /docs and /redoc served from fastapi-offline's own copies
+    # of Swagger UI and ReDoc (FastAPI's own pages load them from a CDN)
+    app = FastAPIOffline(
         title="qldm",
         version="1",
         summary="Parameterized quantum circuits as jobs: exact, Aer, IBM Runtime.",
@@ -436,6 +472,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _document_job_request(app)
     app.include_router(router)
     app.include_router(ops)
+    install_ui(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics_)
     return app

@@ -28,7 +28,7 @@ from sqlalchemy import text
 from qldm.errors import QldmError
 from qldm.jobs._sql import json_default
 from qldm.jobs.model import TERMINAL, Job, JobRequest, JobResult, JobStatus, Run, RunStatus
-from qldm.jobs.store import JobStore, pack_result
+from qldm.jobs.store import JobStore, PruneReport, pack_result
 from qldm.service.dblock import hold_sqlite, release
 from qldm.service.settings import Settings
 
@@ -40,6 +40,7 @@ _POLL_FIRST_S = 0.005
 _POLL_MAX_S = 0.1
 _POLL_LOCAL_S = 1.0  # a job this process runs wakes its waiters itself: the poll is a backstop
 _CHECKPOINT_EVERY_S = 1.0
+_PRUNE_EVERY_ROUNDS = 5  # prune results every 5 checkpoint rounds (seconds)
 _RECENT_RESULTS = 16  # results kept for their long-polls (a B = 128 Jacobian is ~0.5 MB)
 
 
@@ -168,12 +169,24 @@ class Runtime:
 
     def _checkpoints(self) -> None:
         """Fold SQLite's write-ahead log into the database every second, off the job path
-        (else a commit that crosses the WAL limit does it, and its job waits)."""
+        (else a commit that crosses the WAL limit does it, and its job waits), and prune the
+        results beyond the retention every few seconds (:meth:`prune`)."""
+        rounds = 0
         while not self._stopping.wait(_CHECKPOINT_EVERY_S):
+            rounds += 1
             try:
+                if rounds % _PRUNE_EVERY_ROUNDS == 0:
+                    self.prune()
                 self.store.checkpoint()
             except Exception:  # the next round tries again; commits still work meanwhile
-                log.warning("WAL checkpoint failed", exc_info=True)
+                log.warning("WAL checkpoint or result pruning failed", exc_info=True)
+
+    def prune(self) -> PruneReport:
+        """Delete the results beyond the settings' retention (``QLDM_RESULT_TTL_S``,
+        ``QLDM_MAX_RESULTS``); the jobs stay."""
+        return self.store.prune_results(
+            older_than=self.settings.result_ttl, keep=self.settings.max_results
+        )
 
     def stop(self) -> None:
         """Stop the dispatcher and the executor, and close the store."""

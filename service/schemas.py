@@ -2,7 +2,8 @@
 
 A family per entity: ``JobCreate`` (the body of ``POST /v1/jobs``, the job request itself),
 ``JobSubmitted``, ``JobPublic``, ``JobsPublic(data, count)``, ``ResultPublic``; ``RunCreate``,
-``RunPublic``, ``RunsPublic``; ``BackendPublic``, ``BackendsPublic``; ``ErrorPublic``.
+``RunPublic``, ``RunsPublic``, ``RunLossesCreate``, ``RunLossesPublic``; ``BackendPublic``,
+``BackendsPublic``; ``ErrorPublic``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from qldm.jobs.model import (
     Run,
     RunStatus,
 )
+from qldm.jobs.store import MAX_LOSS_POINTS
 
 __all__ = [
     "BackendPublic",
@@ -33,8 +35,11 @@ __all__ = [
     "JobPublic",
     "JobSubmitted",
     "JobsPublic",
+    "LossPoint",
     "ResultPublic",
     "RunCreate",
+    "RunLossesCreate",
+    "RunLossesPublic",
     "RunPublic",
     "RunsPublic",
 ]
@@ -180,10 +185,13 @@ class RunPublic(BaseModel):
     created_at: datetime
     closed_at: datetime | None
     session_id: str | None = None
+    job_counts: dict[JobStatus, int] = Field(
+        default_factory=dict, description="the run's jobs by status (statuses with none left out)"
+    )
 
     @classmethod
-    def of(cls, run: Run) -> RunPublic:
-        """The public view of a store snapshot."""
+    def of(cls, run: Run, *, job_counts: dict[str, int] | None = None) -> RunPublic:
+        """The public view of a store snapshot, with its jobs counted by status."""
         return cls(
             id=run.id,
             name=run.name,
@@ -192,6 +200,7 @@ class RunPublic(BaseModel):
             created_at=run.created_at,
             closed_at=run.closed_at,
             session_id=run.session_id,
+            job_counts={JobStatus(k): v for k, v in (job_counts or {}).items()},
         )
 
 
@@ -199,6 +208,31 @@ class RunsPublic(BaseModel):
     """A page of runs and the total count."""
 
     data: list[RunPublic]
+    count: int
+
+
+class LossPoint(BaseModel):
+    """One training step's loss, as the training client reports it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    step: int = Field(ge=0, le=2**63 - 1)
+    loss: float = Field(allow_inf_nan=False)
+
+
+class RunLossesCreate(BaseModel):
+    """The body of ``POST /v1/runs/{run_id}/losses``: a batch of training losses (a step
+    reported again replaces its loss)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    points: list[LossPoint] = Field(min_length=1, max_length=MAX_LOSS_POINTS)
+
+
+class RunLossesPublic(BaseModel):
+    """A run's losses by step (``data``), and how many the run has (``count``)."""
+
+    data: list[LossPoint]
     count: int
 
 

@@ -16,14 +16,17 @@ from qldm.errors import QldmError
 from qldm.service.settings import Settings, UnsafeSettingsError
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from qldm.jobs.model import ApiKey
-    from qldm.jobs.store import JobStore
+    from qldm.jobs.store import JobStore, PruneReport
 
 __all__ = [
     "ApiKeyNotFoundError",
     "auth_note",
     "create_key",
     "list_keys",
+    "prune",
     "revoke_key",
     "serve",
 ]
@@ -142,6 +145,38 @@ def revoke_key(key_id: str, *, settings: Settings) -> tuple[ApiKey, bool]:
             field="key_id",
         )
     return key, revoked
+
+
+def prune(
+    *,
+    settings: Settings,
+    older_than: timedelta | None,
+    keep: int | None,
+    vacuum: bool = True,
+) -> tuple[PruneReport, str | None]:
+    """Delete results beyond a retention from the server's database (the jobs stay).
+
+    Args:
+        settings: the settings (their database).
+        older_than: delete results older than this (``None``: no age limit).
+        keep: keep at most this many results, the newest (``None``: no count limit).
+        vacuum: SQLite: give the freed space back to the file system afterwards.
+
+    Returns:
+        What was deleted and kept, and why the vacuum was skipped (``None`` when it ran or
+        was not asked for).
+    """
+    from sqlalchemy.exc import OperationalError
+
+    with _store(settings) as store:
+        report = store.prune_results(older_than=older_than, keep=keep)
+        if not vacuum:
+            return report, None
+        try:
+            store.vacuum()
+        except OperationalError as exc:  # a running server holds the file
+            return report, f"vacuum skipped, the database is busy ({exc.orig})"
+    return report, None
 
 
 def auth_note(settings: Settings) -> str | None:

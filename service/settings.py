@@ -17,6 +17,7 @@ combinations at start-up.
 from __future__ import annotations
 
 import ipaddress
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -60,6 +61,9 @@ class Settings(BaseSettings):
         max_wait_s: longest wait the server holds (``GET /v1/jobs/{id}/result?wait=``, and
             ``POST /v1/jobs`` with ``Prefer: wait``).
         idempotency: honour the ``Idempotency-Key`` header of ``POST /v1/jobs``.
+        result_ttl_s: keep a finished job's result this many seconds (``None``: no age
+            limit); the job itself stays, and its pruned result is a 410 ``result_expired``.
+        max_results: keep at most this many results, the newest (``None``: no count limit).
         ibm_token: IBM Quantum token for ``ibm:`` backends; never logged nor returned.
         ibm_channel: IBM Quantum channel (``ibm_quantum_platform``, ``ibm_cloud``).
         ibm_instance: IBM Quantum instance (CRN or hub/group/project).
@@ -81,6 +85,8 @@ class Settings(BaseSettings):
     max_shots: int = Field(default=1_000_000, ge=1)
     max_wait_s: float = Field(default=60.0, ge=0.0, le=3600.0)
     idempotency: bool = True
+    result_ttl_s: float | None = Field(default=86_400.0, ge=0.0)
+    max_results: int | None = Field(default=1000, ge=0)
     ibm_token: SecretStr | None = None
     ibm_channel: SecretStr | None = None
     ibm_instance: SecretStr | None = None
@@ -91,7 +97,15 @@ class Settings(BaseSettings):
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
 
-    @field_validator("ibm_token", "ibm_channel", "ibm_instance", "ray_address", mode="before")
+    @field_validator(
+        "ibm_token",
+        "ibm_channel",
+        "ibm_instance",
+        "ray_address",
+        "result_ttl_s",
+        "max_results",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # docker-compose passes unset variables through as empty strings
@@ -103,6 +117,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return sqlite_url(self.data_dir)
+
+    @property
+    def result_ttl(self) -> timedelta | None:
+        """``result_ttl_s`` as a duration (``None``: results are kept whatever their age)."""
+        return None if self.result_ttl_s is None else timedelta(seconds=self.result_ttl_s)
 
     @property
     def loopback_only(self) -> bool:
