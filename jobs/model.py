@@ -31,16 +31,18 @@ from pydantic import (
     Discriminator,
     Field,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
     Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import core_schema
 
 from qldm.backends._spsa import MAX_DIRECTIONS
-from qldm.backends.base import Task, Workload
+from qldm.backends.base import NoiseSampling, Task, Workload
 from qldm.circuits.qpy import QpyCircuit
 from qldm.circuits.spec import PQCSpec, spec_error_from_validation
 from qldm.errors import InvalidSpecError
@@ -243,7 +245,11 @@ class JobRequest(BaseModel):
         weights: ``(P,)`` float64 array.
         noise_levels: ``(K,)`` channel strengths, or ``None`` (the circuit's own, ``K = 1``).
         shots: shots per circuit; ``None`` gives exact expectation values.
-        seed: seed for shot sampling.
+        seed: seed for shot sampling and trajectory draws.
+        noise_sampling: ``expectation`` (exact channel averages, the default) or
+            ``trajectory`` (every sample draws its own realization of the spec's channels;
+            :class:`qldm.backends.base.NoiseSampling`); on a spec without a channel it changes
+            nothing. Left out of the stored request text when it is the default.
         run_id: the run this job belongs to, or ``None``.
         options: execution options.
 
@@ -260,6 +266,7 @@ class JobRequest(BaseModel):
     noise_levels: NonEmptyVector | None = None
     shots: int | None = None
     seed: int | None = None
+    noise_sampling: NoiseSampling = NoiseSampling.EXPECTATION
     run_id: str | None = Field(default=None, max_length=64)
     options: JobOptions = JobOptions()
 
@@ -283,6 +290,14 @@ class JobRequest(BaseModel):
             raise ValueError(f"{exc.field}: {exc.message}" if exc.field else exc.message) from None
         return self
 
+    @model_serializer(mode="wrap")
+    def _drop_default_noise_sampling(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # requests with the default sampling serialize (and fingerprint) as before
+        data = handler(self)
+        if self.noise_sampling is NoiseSampling.EXPECTATION and isinstance(data, dict):
+            data.pop("noise_sampling", None)
+        return data
+
     def _build_workload(self) -> Workload:
         return Workload.build(
             self.circuit,
@@ -292,6 +307,7 @@ class JobRequest(BaseModel):
             task=self.task,
             shots=self.shots,
             seed=self.seed,
+            noise_sampling=self.noise_sampling,
         )
 
     def __eq__(self, other: object) -> bool:
