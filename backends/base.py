@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
+from qldm.backends.outputs import Metric, Output, check_state_request
 from qldm.circuits import PQCSpec
 from qldm.circuits.qpy import QpyCircuit
 from qldm.circuits.spec import check_noise_level
@@ -57,12 +58,19 @@ class Task(StrEnum):
 
     - ``expectation``: values ``(K, B, O)``;
     - ``jacobian``: values and both Jacobians ``(K, B, O, I)``, ``(K, B, O, P)``;
-    - ``counts``: measured bitstrings of every qubit, ``K * B`` dicts (needs ``shots``).
+    - ``counts``: measured bitstrings of every qubit, ``K * B`` dicts (needs ``shots``);
+    - ``metric_tensor``: the Fubini-Study metric of the weights per sample, ``(1, B, P, P)``
+      (:mod:`qldm.backends.outputs`).
+
+    For ``expectation`` and ``jacobian`` the workload's ``output``
+    (:class:`qldm.backends.outputs.Output`) says what the values are: observables ``O``,
+    probabilities ``2**n`` or a fidelity ``1`` per sample.
     """
 
     EXPECTATION = "expectation"
     JACOBIAN = "jacobian"
     COUNTS = "counts"
+    METRIC_TENSOR = "metric_tensor"
 
 
 class NoiseSampling(StrEnum):
@@ -155,7 +163,7 @@ class Capabilities:
 
 
 SIMULATOR = Capabilities(
-    tasks=frozenset({Task.EXPECTATION, Task.JACOBIAN, Task.COUNTS}),
+    tasks=frozenset({Task.EXPECTATION, Task.JACOBIAN, Task.COUNTS, Task.METRIC_TENSOR}),
     circuits=frozenset({CircuitKind.SPEC, CircuitKind.QPY}),
     noise_sampling=frozenset(NoiseSampling),
 )
@@ -243,6 +251,11 @@ class Workload:
         noise_levels: ``(K,)`` float64, each replacing the channel strength, or ``None`` (QPY
             circuits take none: their noise is in the circuit).
         task: what to compute (:class:`Task`).
+        output: what ``values`` hold for ``expectation``/``jacobian``
+            (:class:`qldm.backends.outputs.Output`; keyword-only).
+        targets: ``(B, 2 * 2**n)`` target states (real, then imaginary parts) for
+            ``output="fidelity"``, else ``None`` (keyword-only).
+        metric: ``full`` or ``block_diagonal`` for the ``metric_tensor`` task (keyword-only).
         shots: shots per circuit; ``None`` means exact expectation values (``counts`` needs
             shots).
         seed: seed for shot sampling (and trajectory draws), a non-negative integer or
@@ -259,6 +272,9 @@ class Workload:
     shots: int | None = None
     seed: int | None = None
     noise_sampling: NoiseSampling = NoiseSampling.EXPECTATION
+    output: Output = field(default=Output.EXPECTATION, kw_only=True)
+    targets: np.ndarray | None = field(default=None, kw_only=True)
+    metric: Metric = field(default=Metric.FULL, kw_only=True)
 
     @classmethod
     def build(
@@ -269,6 +285,9 @@ class Workload:
         *,
         noise_levels: Any = None,
         task: Task | str = Task.EXPECTATION,
+        output: Output | str = Output.EXPECTATION,
+        targets: Any = None,
+        metric: Metric | str = Metric.FULL,
         shots: int | None = None,
         seed: int | None = None,
         noise_sampling: NoiseSampling | str = NoiseSampling.EXPECTATION,
@@ -319,7 +338,16 @@ class Workload:
                 f"seed must be a non-negative integer or null, got {seed!r}", field="seed"
             )
         sampling = _noise_sampling(noise_sampling, circuit, chosen)
-        return cls(circuit, x, w, levels, chosen, shots, seed, sampling)
+        state = check_state_request(
+            circuit,
+            task=chosen.value,
+            inputs=x,
+            output=output,
+            targets=targets,
+            metric=metric,
+            noise_levels=levels,
+        )
+        return cls(circuit, x, w, levels, chosen, shots, seed, sampling, output=state[0], targets=state[1], metric=state[2])
 
     @property
     def kind(self) -> CircuitKind:
@@ -358,10 +386,11 @@ class Evaluation:
     """What a backend returns.
 
     Attributes:
-        values: ``(K, B, O)`` expectation values (tasks ``expectation`` and ``jacobian``),
-            ``None`` for ``counts``.
-        d_inputs: ``(K, B, O, I)`` derivatives by inputs (task ``jacobian``), else ``None``.
-        d_weights: ``(K, B, O, P)`` derivatives by weights (task ``jacobian``), else ``None``.
+        values: ``(K, B, W)`` for the tasks ``expectation`` and ``jacobian`` (``W`` is ``O``,
+            ``2**n`` or 1 by the workload's ``output``), ``(1, B, P, P)`` for
+            ``metric_tensor``, ``None`` for ``counts``.
+        d_inputs: ``(K, B, W, I)`` derivatives by inputs (task ``jacobian``), else ``None``.
+        d_weights: ``(K, B, W, P)`` derivatives by weights (task ``jacobian``), else ``None``.
         metadata: backend facts (circuits run, submissions, shots, timings, ...).
         counts: task ``counts``: ``K * B`` dicts, sample ``b`` of level ``k`` at index
             ``k * B + b``, each summing to ``shots``; else ``None``.

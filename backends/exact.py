@@ -66,6 +66,7 @@ from qldm.backends.base import (
     NoiseSampling,
     Workload,
 )
+from qldm.backends.outputs import check_state_support, needs_state_engine
 from qldm.circuits import PQCSpec, compile_spec
 from qldm.circuits.program import AnsatzOp, Channel, Gate
 from qldm.circuits.spec import check_noise_level
@@ -716,6 +717,11 @@ class ExactBackend:
             BackendLimitError: a noisy spec on more than 10 qubits (expectation sampling).
         """
         self.capabilities.check(self.name, work.task, work.kind, work.noise_sampling)
+        check_state_support(self.name, work)
+        if needs_state_engine(work):
+            from qldm.backends._exact_states import run_states
+
+            return run_states(work, device=self.device, dtype=self.dtype)
         other = aer_path(self.name, work)
         if other is not None:
             return other.run(work, context)

@@ -39,6 +39,13 @@ The encodings (``x`` is one sample):
 - ``phase``: H then P(x_i) on qubit i.
 - ``amplitude``: the real state x / |x| (2^n inputs, Qiskit's basis order). A zero vector is
   an error.
+- ``complex_amplitude``: the complex state z / |z| with ``z = x[:2^n] + i x[2^n:]`` (2 * 2^n
+  inputs: real parts, then imaginary parts). A zero vector is an error.
+
+Timestep embedding (``spec.timestep``): the program describes the ansatz's angles ``theta``
+(``n_weights = P_a``) and the data inputs only (``n_inputs = I - m``); the engines compute the
+per-sample angles ``theta_k = w_k + sum_j tau_j v_{j,k}`` from the spec's weights and the
+timestep features (:mod:`qldm.circuits.timestep`).
 - ``basis``: RX(pi x_i) on qubit i, which prepares |x> (up to a global phase) for bits
   x_i in {0, 1}; derivatives by inputs are those of this smooth extension.
 """
@@ -84,9 +91,11 @@ class Channel:
 
 @dataclass(frozen=True)
 class AmplitudeEncoding:
-    """Prepare the real, normalised input vector as the state of all qubits."""
+    """Prepare the normalised input vector as the state of all qubits (real, or complex:
+    real parts then imaginary parts)."""
 
     n_qubits: int
+    complex: bool = False
 
 
 EncodingOp = Gate | AmplitudeEncoding
@@ -101,8 +110,8 @@ class Program:
         n_qubits: number of qubits.
         encoding: ops that depend only on the inputs, applied first to |0...0>.
         ansatz: ops that depend only on the weights, and the channels (if the spec has one).
-        n_inputs: number of inputs ``I``.
-        n_weights: number of weights ``P``.
+        n_inputs: number of inputs the encoding reads (``I``; ``I - m`` with a timestep).
+        n_weights: number of ansatz angles (``P``; ``P_a`` with a timestep).
     """
 
     n_qubits: int
@@ -136,7 +145,7 @@ def _compile(spec: PQCSpec) -> Program:
         n_qubits=n,
         encoding=tuple(encoding),
         ansatz=tuple(ansatz),
-        n_inputs=spec.n_inputs,
+        n_inputs=spec.n_data_inputs,
         n_weights=spec.layers * per_layer,
     )
     _check_invariants(program)
@@ -146,6 +155,8 @@ def _compile(spec: PQCSpec) -> Program:
 def _encoding_ops(encoding: str, n: int) -> list[EncodingOp]:
     if encoding == "amplitude":
         return [AmplitudeEncoding(n)]
+    if encoding == "complex_amplitude":
+        return [AmplitudeEncoding(n, complex=True)]
     ops: list[EncodingOp] = []
     for q in range(n):
         if encoding == "angle_ry":

@@ -12,7 +12,7 @@ from qiskit.circuit.library import StatePreparation
 from qiskit.quantum_info import SparsePauliOp
 
 from qldm.circuits.program import AmplitudeEncoding, Channel, Gate, Param, compile_spec
-from qldm.circuits.spec import PQCSpec
+from qldm.circuits.spec import STATE_ENCODINGS, PQCSpec
 from qldm.errors import InvalidSpecError
 
 
@@ -50,18 +50,29 @@ def build(
     Args:
         spec: the circuit description.
         noise_level: replaces the channel strength of every layer.
-        amplitudes: for the ``amplitude`` encoding, one sample ``(2^n,)``; normalised here.
+        amplitudes: for the ``amplitude`` encoding, one sample ``(2^n,)``; for
+            ``complex_amplitude`` ``(2 * 2^n,)`` (real parts, then imaginary parts) or a
+            complex ``(2^n,)``; normalised here.
         channels: ``False`` leaves the channels out (for hardware, where noise is realized
             differently: see :mod:`mitigation`).
 
     Raises:
-        InvalidSpecError: ``amplitudes`` missing, misshaped or zero for an ``amplitude`` spec.
+        InvalidSpecError: ``amplitudes`` missing, misshaped or zero for an ``amplitude`` spec;
+            a spec with a ``timestep`` (field ``timestep``: build
+            ``spec.without_timestep()`` and bind each sample's angles,
+            :mod:`qldm.circuits.timestep`).
     """
     from qiskit_aer import noise as aer_noise
 
+    if spec.timestep is not None:
+        raise InvalidSpecError(
+            "a spec with a timestep has per-sample angles: build spec.without_timestep() and "
+            "bind each sample's angles (qldm.circuits.timestep.effective_angles)",
+            field="timestep",
+        )
     program = compile_spec(spec)
     strengths = spec.layer_strengths(noise_level)
-    n_inputs = 0 if spec.encoding == "amplitude" else spec.n_inputs
+    n_inputs = 0 if spec.encoding in STATE_ENCODINGS else spec.n_inputs
     x = ParameterVector("x", n_inputs)
     w = ParameterVector("w", spec.n_weights)
     qc = QuantumCircuit(spec.n_qubits)
@@ -111,12 +122,42 @@ def _aer_error(aer_noise: Any, kind: str, strength: float) -> Any:
     raise ValueError(f"no Aer error for channel kind {kind!r}")
 
 
+def state_vector(amplitudes: Any, spec: PQCSpec) -> np.ndarray:
+    """One sample's encoded state for the ``amplitude``/``complex_amplitude`` encodings,
+    ``(2^n,)`` normalised (real for ``amplitude``, complex128 for ``complex_amplitude``).
+
+    Raises:
+        InvalidSpecError: missing, misshaped, zero or non-finite amplitudes (field ``inputs``).
+    """
+    return _normalised(amplitudes, spec)
+
+
 def _normalised(amplitudes: Any, spec: PQCSpec) -> np.ndarray:
     if amplitudes is None:
         raise InvalidSpecError(
             "the amplitude encoding needs the sample's amplitudes to build a circuit",
             field="inputs",
         )
+    if spec.encoding == "complex_amplitude":
+        raw = np.asarray(amplitudes).reshape(-1)
+        d = 2**spec.n_qubits
+        if np.iscomplexobj(raw) and raw.shape == (d,):
+            vec = raw.astype(np.complex128)
+        elif raw.shape == (2 * d,):
+            real = raw.astype(float)
+            vec = real[:d] + 1j * real[d:]
+        else:
+            raise InvalidSpecError(
+                f"expected {2 * d} real amplitudes (real parts, then imaginary parts) or {d} "
+                f"complex ones, got shape {raw.shape}",
+                field="inputs",
+            )
+        norm = float(np.linalg.norm(vec))
+        if not np.isfinite(norm) or norm == 0.0:
+            raise InvalidSpecError(
+                "amplitude encoding of a zero (or non-finite) vector", field="inputs"
+            )
+        return vec / norm
     vec = np.asarray(amplitudes, dtype=float).reshape(-1)
     if vec.shape != (spec.n_inputs,):
         raise InvalidSpecError(

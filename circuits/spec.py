@@ -18,7 +18,17 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from qldm.errors import InvalidSpecError
 
@@ -31,13 +41,21 @@ MAX_LAYERS = 64
 MAX_OBSERVABLES = 256
 """Most observables one spec may measure."""
 
-Encoding = Literal["angle_ry", "angle_rx", "dense_angle", "phase", "amplitude", "basis"]
+Encoding = Literal[
+    "angle_ry", "angle_rx", "dense_angle", "phase", "amplitude", "basis", "complex_amplitude"
+]
 Ansatz = Literal["ry_rz_brickwork", "basic_entangler", "hqconv", "fqconv", "mps"]
 ChannelKind = Literal["none", "amplitude_damping", "bit_flip", "phase_flip", "depolarizing"]
 
 ENCODINGS: tuple[str, ...] = Encoding.__args__  # type: ignore[attr-defined]
 ANSATZE: tuple[str, ...] = Ansatz.__args__  # type: ignore[attr-defined]
 CHANNEL_KINDS: tuple[str, ...] = ChannelKind.__args__  # type: ignore[attr-defined]
+
+MAX_TIMESTEP_FEATURES = 8
+"""Most timestep features (the last inputs) a spec's ``timestep`` embedding may read."""
+
+STATE_ENCODINGS = frozenset({"amplitude", "complex_amplitude"})
+"""Encodings that prepare a whole normalised vector as the state (no encoding gates)."""
 
 QCONV_BLOCK = 4
 """Qubits per image channel in the ``hqconv``/``fqconv`` ansätze (a 2x2 patch per channel)."""
@@ -75,6 +93,23 @@ class ChannelSpec(BaseModel):
         return value
 
 
+class TimestepSpec(BaseModel):
+    """A timestep embedding inside the ansatz: the last ``features`` inputs enter every angle.
+
+    With ``tau = (tau_1..tau_m)`` the last ``m = features`` inputs of a sample and ``P_a`` the
+    ansatz's angles, the weights are ``[w (P_a), v_1 (P_a), ..., v_m (P_a)]`` and gate ``k``
+    turns by ``scale_k * (w_k + sum_j tau_j v_{j,k})``. The encoding reads only the first
+    ``I - m`` inputs.
+
+    Attributes:
+        features: ``m``, 1 to :data:`MAX_TIMESTEP_FEATURES`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    features: int = Field(default=1, ge=1, le=MAX_TIMESTEP_FEATURES)
+
+
 class PQCSpec(BaseModel):
     """A parameterized quantum circuit: encoding, ansatz, noise channel and observables.
 
@@ -86,6 +121,8 @@ class PQCSpec(BaseModel):
         channel: the noise channel applied to every qubit after every layer.
         observables: ``"z_each"`` (Z on qubit i, for i = 0..n-1) or a list of Pauli strings in
             Qiskit's label order (the rightmost character acts on qubit 0).
+        timestep: a :class:`TimestepSpec` (the last inputs enter the ansatz's angles), or
+            ``None`` (left out of the spec's JSON when ``None``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -96,6 +133,16 @@ class PQCSpec(BaseModel):
     layers: int = Field(default=1, ge=1, le=MAX_LAYERS)
     channel: ChannelSpec = ChannelSpec()
     observables: Literal["z_each"] | tuple[str, ...] = "z_each"
+    timestep: TimestepSpec | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_absent_timestep(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.timestep is None:
+            data.pop("timestep", None)  # specs without one serialize as they always did
+        return data
 
     @field_validator("observables")
     @classmethod
@@ -145,12 +192,24 @@ class PQCSpec(BaseModel):
 
     @property
     def n_inputs(self) -> int:
-        """Number of classical inputs per sample, ``I``."""
+        """Number of classical inputs per sample, ``I`` (data inputs, then timestep features)."""
+        return self.n_data_inputs + self.timestep_features
+
+    @property
+    def n_data_inputs(self) -> int:
+        """Inputs the encoding reads: the first ``I - m`` (``m`` timestep features)."""
         if self.encoding == "dense_angle":
             return 2 * self.n_qubits
         if self.encoding == "amplitude":
             return 2**self.n_qubits
+        if self.encoding == "complex_amplitude":
+            return 2 * 2**self.n_qubits
         return self.n_qubits
+
+    @property
+    def timestep_features(self) -> int:
+        """``m``: how many trailing inputs are timestep features (0 without ``timestep``)."""
+        return 0 if self.timestep is None else self.timestep.features
 
     @property
     def weights_per_layer(self) -> int:
@@ -166,9 +225,20 @@ class PQCSpec(BaseModel):
         return 2 * n  # ry_rz_brickwork: RY+RZ per qubit; fqconv: CRZ+CRX per qubit
 
     @property
-    def n_weights(self) -> int:
-        """Number of trainable weights, ``P``."""
+    def n_ansatz_weights(self) -> int:
+        """Number of ansatz angles, ``P_a`` (the weights without timestep slopes)."""
         return self.layers * self.weights_per_layer
+
+    @property
+    def n_weights(self) -> int:
+        """Number of trainable weights, ``P = (1 + m) P_a``."""
+        return (1 + self.timestep_features) * self.n_ansatz_weights
+
+    def without_timestep(self) -> PQCSpec:
+        """The same circuit with no timestep embedding (its ansatz angles are the weights)."""
+        if self.timestep is None:
+            return self
+        return self.model_copy(update={"timestep": None})
 
     @property
     def n_outputs(self) -> int:

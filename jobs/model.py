@@ -31,6 +31,7 @@ from pydantic import (
     Discriminator,
     Field,
     PrivateAttr,
+    SerializationInfo,
     SerializerFunctionWrapHandler,
     Tag,
     ValidationError,
@@ -42,7 +43,8 @@ from pydantic import (
 from pydantic_core import core_schema
 
 from qldm.backends._spsa import MAX_DIRECTIONS
-from qldm.backends.base import NoiseSampling, Task, Workload
+from qldm.backends.base import Task, Workload
+from qldm.backends.outputs import Metric, Output
 from qldm.circuits.qpy import QpyCircuit
 from qldm.circuits.spec import PQCSpec, spec_error_from_validation
 from qldm.errors import InvalidSpecError
@@ -69,7 +71,7 @@ __all__ = [
 TaskName = Task
 """The tasks a job may ask for: :class:`qldm.backends.base.Task` (a new task is one value there)."""
 
-ARRAY_FIELDS = ("inputs", "weights", "noise_levels")
+ARRAY_FIELDS = ("inputs", "weights", "noise_levels", "targets")
 """The numeric fields of a :class:`JobRequest` (:meth:`JobRequest.arrays`)."""
 
 BACKEND_NAME = re.compile(r"^(exact|aer|(aer|fake|ibm):[A-Za-z0-9_.\-]+)$")
@@ -238,18 +240,21 @@ class JobRequest(BaseModel):
 
     Attributes:
         circuit: a :class:`qldm.circuits.PQCSpec`, or a QPY circuit (an object with a ``qpy`` key).
-        task: ``expectation`` (values), ``jacobian`` (values and both Jacobians) or
-            ``counts`` (measured bitstrings; needs ``shots``).
+        task: ``expectation`` (values), ``jacobian`` (values and both Jacobians),
+            ``counts`` (measured bitstrings; needs ``shots``) or ``metric_tensor`` (the
+            Fubini-Study metric of the weights, ``(1, B, P, P)``).
+        output: what the values are for ``expectation``/``jacobian``: ``expectation``
+            (observables), ``probabilities`` (``2**n`` per sample) or ``fidelity`` (one per
+            sample, against ``targets``); :mod:`qldm.backends.outputs`.
+        targets: ``(B, 2 * 2**n)`` target states (real parts, then imaginary parts) for
+            ``output="fidelity"``; else ``None``.
+        metric: ``full`` or ``block_diagonal`` (task ``metric_tensor`` only).
         backend: ``exact``, ``aer``, ``aer:<device>``, ``fake:<device>`` or ``ibm:<device>``.
         inputs: ``(B, I)`` float64 array (JSON: a list of lists).
         weights: ``(P,)`` float64 array.
         noise_levels: ``(K,)`` channel strengths, or ``None`` (the circuit's own, ``K = 1``).
         shots: shots per circuit; ``None`` gives exact expectation values.
-        seed: seed for shot sampling and trajectory draws.
-        noise_sampling: ``expectation`` (exact channel averages, the default) or
-            ``trajectory`` (every sample draws its own realization of the spec's channels;
-            :class:`qldm.backends.base.NoiseSampling`); on a spec without a channel it changes
-            nothing. Left out of the stored request text when it is the default.
+        seed: seed for shot sampling.
         run_id: the run this job belongs to, or ``None``.
         options: execution options.
 
@@ -264,9 +269,11 @@ class JobRequest(BaseModel):
     inputs: FloatMatrix
     weights: FloatVector
     noise_levels: NonEmptyVector | None = None
+    output: Output = Output.EXPECTATION
+    targets: FloatMatrix | None = None
+    metric: Metric = Metric.FULL
     shots: int | None = None
     seed: int | None = None
-    noise_sampling: NoiseSampling = NoiseSampling.EXPECTATION
     run_id: str | None = Field(default=None, max_length=64)
     options: JobOptions = JobOptions()
 
@@ -291,11 +298,17 @@ class JobRequest(BaseModel):
         return self
 
     @model_serializer(mode="wrap")
-    def _drop_default_noise_sampling(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # requests with the default sampling serialize (and fingerprint) as before
-        data = handler(self)
-        if self.noise_sampling is NoiseSampling.EXPECTATION and isinstance(data, dict):
-            data.pop("noise_sampling", None)
+    def _drop_default_state_fields(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        # requests that use no state-level output serialize (and fingerprint) as before
+        data: dict[str, Any] = handler(self)
+        if self.output is Output.EXPECTATION:
+            data.pop("output", None)
+        if self.targets is None:
+            data.pop("targets", None)
+        if self.metric is Metric.FULL:
+            data.pop("metric", None)
         return data
 
     def _build_workload(self) -> Workload:
@@ -305,9 +318,11 @@ class JobRequest(BaseModel):
             self.weights,
             noise_levels=self.noise_levels,
             task=self.task,
+            output=self.output,
+            targets=self.targets,
+            metric=self.metric,
             shots=self.shots,
             seed=self.seed,
-            noise_sampling=self.noise_sampling,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -371,6 +386,8 @@ class JobRequest(BaseModel):
         out = {"inputs": self.inputs, "weights": self.weights}
         if self.noise_levels is not None:
             out["noise_levels"] = self.noise_levels
+        if self.targets is not None:
+            out["targets"] = self.targets
         return out
 
     def fingerprint(self) -> str:
@@ -398,6 +415,8 @@ class JobRequest(BaseModel):
         """The same request on samples ``start:stop`` only (one chunk of a large job), with
         ``seed`` as its shot-sampling seed when given."""
         update: dict[str, Any] = {"inputs": self.inputs[start:stop]}
+        if self.targets is not None:
+            update["targets"] = self.targets[start:stop]
         if seed is not None:
             update["seed"] = seed
         chunk = self.model_copy(update=update)
@@ -489,9 +508,10 @@ class JobResult:
     """What a finished job returns.
 
     Attributes:
-        values: ``(K, B, O)`` expectation values (``None`` for the counts task).
-        d_inputs: ``(K, B, O, I)`` or ``None``.
-        d_weights: ``(K, B, O, P)`` or ``None``.
+        values: ``(K, B, W)`` (``W``: ``O`` observables, ``2**n`` probabilities or 1
+            fidelity), ``(1, B, P, P)`` for the metric_tensor task, ``None`` for counts.
+        d_inputs: ``(K, B, W, I)`` or ``None``.
+        d_weights: ``(K, B, W, P)`` or ``None``.
         counts: for the counts task, ``K * B`` dicts bitstring -> count, sample ``b`` of level
             ``k`` at index ``k * B + b``; else ``None``.
         metadata: backend facts (circuits, submissions, shots, timings, chunks, ...).
