@@ -19,10 +19,11 @@ from qldm.backends.base import (
     CircuitKind,
     Context,
     Evaluation,
+    NoiseSampling,
     Task,
     Workload,
 )
-from qldm.errors import UnknownBackendError
+from qldm.errors import BackendLimitError, UnknownBackendError
 
 __all__ = [
     "NO_CONTEXT",
@@ -33,9 +34,14 @@ __all__ = [
     "Evaluation",
     "Task",
     "Workload",
+    "admit",
     "capabilities",
     "get_backend",
 ]
+
+MAX_DENSITY_QUBITS = 10
+"""Largest noisy circuit the ``exact`` backend's Heisenberg (density) engine takes: a row of
+Pauli coefficients is ``4**n`` numbers (8 MiB at 10 qubits)."""
 
 _UNKNOWN = "use exact, aer, aer:<device>, fake:<device> or ibm:<device>"
 
@@ -54,6 +60,35 @@ def capabilities(name: str) -> Capabilities:
     if kind in ("aer", "fake", "ibm") and device:
         return DEVICE
     raise UnknownBackendError(f"unknown backend {name!r}: {_UNKNOWN}", field="backend")
+
+
+def admit(name: str, work: Workload) -> None:
+    """Refuse, before anything runs, work the backend called ``name`` would refuse for its
+    shape: a task, circuit kind or noise sampling it lacks (:func:`capabilities`), or a noisy
+    spec too large for the ``exact`` backend's density engine. Builds no backend (no torch).
+
+    Raises:
+        UnknownBackendError: no backend has this name (``field="backend"``).
+        BackendLimitError: ``field="task"``, ``"circuit"`` or ``"noise_sampling"`` (see
+            :meth:`Capabilities.check`), or ``"circuit.n_qubits"``: a noisy spec on more than
+            :data:`MAX_DENSITY_QUBITS` qubits on ``exact`` with expectation sampling (what it
+            would fail with when it runs).
+    """
+    capabilities(name).check(name, work.task, work.kind, work.noise_sampling)
+    if (
+        name == "exact"
+        and work.kind is CircuitKind.SPEC
+        and work.task in (Task.EXPECTATION, Task.JACOBIAN)
+        and work.noise_sampling is NoiseSampling.EXPECTATION
+        and work.spec.noisy
+        and work.spec.n_qubits > MAX_DENSITY_QUBITS
+    ):
+        raise BackendLimitError(
+            f"the exact backend simulates noisy circuits (density matrices) on at most "
+            f"{MAX_DENSITY_QUBITS} qubits, got {work.spec.n_qubits}; use a noiseless spec, "
+            "noise_sampling='trajectory', or the aer backend",
+            field="circuit.n_qubits",
+        )
 
 
 def get_backend(name: str, **options: Any) -> Backend:

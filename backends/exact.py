@@ -53,7 +53,7 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from qldm.backends import _statevector, trajectory
+from qldm.backends import MAX_DENSITY_QUBITS, _statevector, trajectory
 from qldm.backends import _torch_ops as ops
 from qldm.backends._aer_paths import aer_path
 from qldm.backends._shots import pauli_shot_means
@@ -73,10 +73,6 @@ from qldm.circuits.spec import check_noise_level
 from qldm.errors import BackendLimitError, InvalidSpecError
 
 __all__ = ["MAX_DENSITY_QUBITS", "ExactBackend", "expectation"]
-
-MAX_DENSITY_QUBITS = 10
-"""Largest circuit the Heisenberg (density) engine takes: a row of Pauli coefficients is
-``4**n`` numbers (8 MiB at 10 qubits)."""
 
 
 _CHUNK_ELEMENTS = 36 * 4**6

@@ -17,8 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from qldm.backends import capabilities
-from qldm.backends.base import circuit_kind
+from qldm.backends import admit
 from qldm.circuits.spec import MAX_QUBITS
 from qldm.errors import BackendLimitError, UnknownBackendError
 from qldm.jobs.model import BACKEND_NAME, JobRequest
@@ -117,15 +116,14 @@ def check_request(
     Raises:
         UnknownBackendError: an ``aer:``/``fake:`` device that does not exist, or ``ibm:``
             without an IBM token on the server (``field="backend"``).
-        BackendLimitError: a task or circuit kind the backend does not run (its
-            :func:`qldm.backends.capabilities`: ``field="task"``, ``field="circuit"`` or
-            ``field="noise_sampling"``), more
+        BackendLimitError: a task, circuit kind or noise sampling the backend does not run,
+            or a circuit too large for its engine (:func:`qldm.backends.admit`:
+            ``field="task"``, ``"circuit"``, ``"noise_sampling"`` or ``"circuit.n_qubits"``),
+            more
             samples than ``max_batch`` (``field="inputs"``), more shots than ``max_shots``
             (``field="shots"``), or more qubits than the device has (``field="circuit"``).
     """
-    capabilities(request.backend).check(
-        request.backend, request.task, circuit_kind(request.circuit), request.noise_sampling
-    )
+    admit(request.backend, request.workload())
     if request.n_samples > max_batch:
         raise BackendLimitError(
             f"{request.n_samples} samples, more than this server's limit of {max_batch} per job",

@@ -163,3 +163,18 @@ def test_405_lists_every_method_of_the_path(
     methods = {m.strip() for m in r.headers["Allow"].split(",")}
     assert allowed <= methods and method not in methods
     assert r.json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("n_qubits", [11, 12])
+def test_a_noisy_job_too_large_for_exact_is_refused_at_submission(
+    deployment: Deployment, unchanged: None, n_qubits: int
+) -> None:
+    """Item 6: it was accepted (202) and failed later with ``backend_limit``."""
+    body = {
+        "circuit": {"n_qubits": n_qubits, "channel": {"kind": "bit_flip", "strength": 0.1}},
+        "inputs": [[0.1] * n_qubits],
+        "weights": [0.1] * (2 * n_qubits),
+        "backend": "exact",
+    }
+    r = HTTP.post(f"{deployment.url}/v1/jobs", json=body, headers=deployment.headers())
+    _assert_error(r, 400, "backend_limit", "circuit.n_qubits")
