@@ -43,7 +43,7 @@ from pydantic import (
 from pydantic_core import core_schema
 
 from qldm.backends._spsa import MAX_DIRECTIONS
-from qldm.backends.base import Task, Workload
+from qldm.backends.base import NoiseSampling, Task, Workload
 from qldm.backends.outputs import Metric, Output
 from qldm.circuits.qpy import QpyCircuit
 from qldm.circuits.spec import PQCSpec, spec_error_from_validation
@@ -254,7 +254,11 @@ class JobRequest(BaseModel):
         weights: ``(P,)`` float64 array.
         noise_levels: ``(K,)`` channel strengths, or ``None`` (the circuit's own, ``K = 1``).
         shots: shots per circuit; ``None`` gives exact expectation values.
-        seed: seed for shot sampling.
+        seed: seed for shot sampling and trajectory draws.
+        noise_sampling: ``expectation`` (exact channel averages, the default) or
+            ``trajectory`` (every sample draws its own realization of the spec's channels;
+            :class:`qldm.backends.base.NoiseSampling`); on a spec without a channel it changes
+            nothing. Left out of the stored request text when it is the default.
         run_id: the run this job belongs to, or ``None``.
         options: execution options.
 
@@ -274,6 +278,7 @@ class JobRequest(BaseModel):
     metric: Metric = Metric.FULL
     shots: int | None = None
     seed: int | None = None
+    noise_sampling: NoiseSampling = NoiseSampling.EXPECTATION
     run_id: str | None = Field(default=None, max_length=64)
     options: JobOptions = JobOptions()
 
@@ -309,6 +314,8 @@ class JobRequest(BaseModel):
             data.pop("targets", None)
         if self.metric is Metric.FULL:
             data.pop("metric", None)
+        if self.noise_sampling is NoiseSampling.EXPECTATION:
+            data.pop("noise_sampling", None)
         return data
 
     def _build_workload(self) -> Workload:
@@ -323,6 +330,7 @@ class JobRequest(BaseModel):
             metric=self.metric,
             shots=self.shots,
             seed=self.seed,
+            noise_sampling=self.noise_sampling,
         )
 
     def __eq__(self, other: object) -> bool:
