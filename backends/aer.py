@@ -38,7 +38,7 @@ normalised state (exact, no synthesis; also valid on the density-matrix method).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -49,7 +49,15 @@ from qiskit.primitives.containers.bindings_array import BindingsArray
 from qldm.backends._aer_paths import aer_path
 from qldm.backends._shift import ShiftPlan, combine_levels, plan_shifts
 from qldm.backends._shots import pauli_shot_means
-from qldm.backends.base import NO_CONTEXT, SIMULATOR, Capabilities, Context, Evaluation, Workload
+from qldm.backends.base import (
+    NO_CONTEXT,
+    SIMULATOR,
+    Capabilities,
+    Context,
+    Evaluation,
+    NoiseSampling,
+    Workload,
+)
 from qldm.circuits import PQCSpec
 from qldm.circuits.qiskit_builder import QiskitCircuit, build
 from qldm.errors import BackendError, BackendLimitError, InvalidSpecError
@@ -131,9 +139,28 @@ class AerBackend:
             )
         return self._estimators[method]
 
+    def trajectory_estimator(self, seed: int | None) -> Any:
+        """A ``statevector`` ``EstimatorV2`` with one shot per parameter set and the simulator
+        seed ``seed``: it samples the Kraus instructions of a circuit as trajectories."""
+        from qiskit_aer.primitives import EstimatorV2
+
+        backend_options = {"method": "statevector", **self._options}
+        if seed is not None:
+            backend_options["seed_simulator"] = seed
+        return EstimatorV2(
+            options={
+                "default_precision": 0.0,
+                "backend_options": backend_options,
+                "run_options": {"shots": 1},
+            }
+        )
+
     def run(self, work: Workload, context: Context = NO_CONTEXT) -> Evaluation:
         """Evaluate ``work`` in one ``EstimatorV2.run`` (the ``counts`` task and QPY circuits
         in one Aer run of their own path; ``context`` offers nothing this backend uses).
+
+        With ``noise_sampling="trajectory"`` a noisy spec draws every channel per (noise
+        level, sample) instead (:mod:`qldm.backends._aer_trajectory`).
 
         Returns:
             :class:`Evaluation` with ``values (K, B, O)`` and, for task ``jacobian``,
@@ -145,10 +172,14 @@ class AerBackend:
                 ``amplitude``-encoded one that binds more than :data:`MAX_BOUND_AMPLITUDES`.
             BackendError: Aer failed.
         """
-        self.capabilities.check(self.name, work.task, work.kind)
+        self.capabilities.check(self.name, work.task, work.kind, work.noise_sampling)
         other = aer_path(self.name, work)
         if other is not None:
             return other.run(work, context)
+        if work.noise_sampling is NoiseSampling.TRAJECTORY and work.spec.noisy:
+            from qldm.backends._aer_trajectory import run_trajectories
+
+            return run_trajectories(self, work)
         start = time.perf_counter()
         spec = work.spec
         levels = work.level_values()
@@ -163,7 +194,7 @@ class AerBackend:
                     "in all); split the batch",
                     field="inputs",
                 )
-        pubs = [pub for level in levels for pub in _pubs(spec, plan, level)]
+        pubs = [pub for level in levels for pub in pubs_for(spec, plan, level)]
         estimator = self.estimator(method)
         try:
             result = estimator.run(pubs, precision=0.0).result()
@@ -206,18 +237,37 @@ class AerBackend:
         return self.method
 
 
-def _pubs(spec: PQCSpec, plan: ShiftPlan, level: float | None) -> list[tuple[Any, ...]]:
-    """One PUB per circuit group at this noise level: ``(circuit, (1, O), (S, 1, C))``."""
+def pubs_for(
+    spec: PQCSpec,
+    plan: ShiftPlan,
+    level: float | None,
+    *,
+    transform: Callable[[QuantumCircuit], QuantumCircuit] | None = None,
+) -> list[tuple[Any, ...]]:
+    """One PUB per circuit group at this noise level: ``(circuit, (1, O), (S, 1, C))``.
+
+    Args:
+        spec: the circuit.
+        plan: the parameter sets (:func:`qldm.backends._shift.plan_shifts`).
+        level: the noise level, or ``None`` (the spec's strengths).
+        transform: applied to the Aer-ready circuit before binding (trajectory sampling puts
+            its drawn Paulis in the channels' places).
+    """
     observables = [spec.pauli_labels()]
+
+    def ready(circuit: QuantumCircuit) -> QuantumCircuit:
+        circuit = _aer_gates(circuit)
+        return circuit if transform is None else transform(circuit)
+
     if spec.encoding != "amplitude":
         template = build(spec, noise_level=level)
-        circuit = _aer_gates(template.circuit)
+        circuit = ready(template.circuit)
         return [
             (circuit, observables, _bindings(template, group.parameter_sets))
             for group in plan.groups
         ]
     template = build(spec, noise_level=level, amplitudes=plan.groups[0].amplitudes)
-    ansatz = _aer_gates(template.circuit)
+    ansatz = ready(template.circuit)
     pubs: list[tuple[Any, ...]] = []
     for group in plan.groups:
         circuit = _with_state(ansatz, group.amplitudes)

@@ -63,7 +63,7 @@ from qldm.circuits import PQCSpec, compile_spec
 from qldm.circuits.program import Channel, Gate
 from qldm.errors import InvalidSpecError
 
-__all__ = ["draw_uniforms", "pauli_codes", "run", "sample", "simulate"]
+__all__ = ["draw_uniforms", "pauli_codes", "run", "sample", "simulate", "strength_rows"]
 
 _CHUNK_AMPLITUDES = 1 << 22
 """Rows simulated together: about this many amplitudes (64 MiB complex128) per chunk."""
@@ -269,7 +269,7 @@ def simulate(
 # ---------------------------------------------------------------------------- entry points
 
 
-def _strength_rows(spec: PQCSpec, levels: np.ndarray | None, b: int) -> np.ndarray:
+def strength_rows(spec: PQCSpec, levels: np.ndarray | None, b: int) -> np.ndarray:
     """``(K B, layers)``: the strengths of every row (level-major)."""
     if levels is None:
         per_level = np.array([spec.layer_strengths()], dtype=np.float64)
@@ -305,7 +305,7 @@ def sample(
     b = inputs.shape[0]
     levels = None if noise_levels is None else noise_levels.detach().cpu().double().numpy()
     k = 1 if levels is None else levels.size
-    strengths = _strength_rows(spec, levels, b)
+    strengths = strength_rows(spec, levels, b)
     uniforms = draw_uniforms(spec, k * b, rng)
     psi0 = ops.statevectors(spec, inputs)
     w = weights.to(dtype=inputs.dtype, device=inputs.device)
@@ -354,7 +354,7 @@ def run(work: Workload, *, device: torch.device, dtype: torch.dtype) -> Evaluati
         raise InvalidSpecError("amplitude encoding of a zero vector", field="inputs")
     rng = np.random.default_rng(work.seed)
     b, k = work.inputs.shape[0], work.n_levels
-    strengths = _strength_rows(spec, work.noise_levels, b)
+    strengths = strength_rows(spec, work.noise_levels, b)
     uniforms = draw_uniforms(spec, k * b, rng)
     x = torch.as_tensor(work.inputs, dtype=dtype, device=device)
     w = torch.as_tensor(work.weights, dtype=dtype, device=device)
