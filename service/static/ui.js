@@ -17,7 +17,7 @@ function el(tag, attrs, ...children) {
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined) continue;
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -146,8 +146,8 @@ function lossChart(points, { width = 640, height = 220, small = false } = {}) {
       t.textContent = num(y, 3);
       svg.append(t);
     }
-    for (const x of [x0, x1]) {
-      const t = svgEl("text", { x: X(x), y: height - 8, "text-anchor": "middle", class: "axis" });
+    for (const [x, anchor] of [[x0, "start"], [x1, "end"]]) {
+      const t = svgEl("text", { x: X(x), y: height - 8, "text-anchor": anchor, class: "axis" });
       t.textContent = `step ${x}`;
       svg.append(t);
     }
