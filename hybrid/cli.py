@@ -55,6 +55,11 @@ def feature_net(data_dir: Path) -> FeatureNet:
 
 def train(config: Path, *, url: str | None, api_key: str | None, data_dir: Path) -> None:
     """Train (or resume) the run described by CONFIG; print where the checkpoint went."""
+    from qldm.hybrid.unet import cli as unet_cli
+
+    if unet_cli.is_unet_config(config):  # kind: unet
+        unet_cli.train(config, data_dir=data_dir)
+        return
     from qldm.hybrid.qdiff.config import is_qdiff_config
 
     if is_qdiff_config(config):  # kind: quantum_unet | qdm_denoiser | depolarizing_diffusion
@@ -76,6 +81,11 @@ def train(config: Path, *, url: str | None, api_key: str | None, data_dir: Path)
 
 def sample(checkpoint: Path, *, n: int, out: Path | None) -> None:
     """Write a PNG grid of ``n`` samples (default ``<run>/samples.png``)."""
+    from qldm.hybrid.unet import cli as unet_cli
+
+    if unet_cli.is_unet_checkpoint(checkpoint):
+        unet_cli.sample(checkpoint, n=n, out=out)
+        return
     if _is_qdiff_checkpoint(checkpoint):
         _sample_qdiff(checkpoint, n=n, out=out)
         return
@@ -91,6 +101,11 @@ def sample(checkpoint: Path, *, n: int, out: Path | None) -> None:
 
 def evaluate(checkpoint: Path, *, out: Path | None, data_dir: Path) -> None:
     """Write metrics JSON, sample and reconstruction grids, loss curve and index.html."""
+    from qldm.hybrid.unet import cli as unet_cli
+
+    if unet_cli.is_unet_checkpoint(checkpoint):
+        unet_cli.evaluate(checkpoint, out=out, data_dir=data_dir)
+        return
     if _is_qdiff_checkpoint(checkpoint):
         from qldm.hybrid.qdiff.run import evaluate_run
 
