@@ -182,7 +182,9 @@ class StateCapabilities:
 
 
 EXACT_STATES = StateCapabilities(frozenset(Output), frozenset(Metric), True, True)
-AER_STATES = StateCapabilities(frozenset(Output), frozenset({Metric.BLOCK_DIAGONAL}), True, True)
+AER_STATES = StateCapabilities(frozenset({Output.EXPECTATION}), frozenset(), False, False)
+"""Not yet: Aer's probabilities/fidelity (compute-uncompute), block-diagonal metric from
+measured circuits, timestep and complex amplitudes are the next step (docs/api.md status)."""
 DEVICE_STATES = StateCapabilities(frozenset({Output.EXPECTATION}), frozenset(), False, False)
 
 
@@ -208,13 +210,13 @@ def check_state_support(name: str, work: Any) -> None:
     caps = state_capabilities(name)
     if work.output not in caps.outputs:
         raise BackendLimitError(
-            f"the {name} backend does not compute output={work.output}; exact and aer do",
+            f"the {name} backend does not compute output={work.output}; exact does",
             field="output",
         )
     if work.task == "metric_tensor" and work.metric not in caps.metrics:
         if not caps.metrics:
             raise BackendLimitError(
-                f"the {name} backend does not run the metric_tensor task; exact and aer do",
+                f"the {name} backend does not run the metric_tensor task; exact does",
                 field="task",
             )
         raise BackendLimitError(
@@ -227,7 +229,7 @@ def check_state_support(name: str, work: Any) -> None:
         return
     if spec.timestep is not None and not caps.timestep:
         raise BackendLimitError(
-            f"the {name} backend does not run specs with a timestep; exact and aer do",
+            f"the {name} backend does not run specs with a timestep; exact does",
             field="circuit.timestep",
         )
     if spec.timestep is not None and work.task == "counts":
@@ -236,9 +238,15 @@ def check_state_support(name: str, work: Any) -> None:
             "with shots (frequencies) instead",
             field="task",
         )
+    if spec.encoding == "complex_amplitude" and work.task == "counts":
+        raise BackendLimitError(
+            "the counts task does not take the complex_amplitude encoding yet: ask for "
+            "output=probabilities with shots (frequencies) instead",
+            field="task",
+        )
     if spec.encoding == "complex_amplitude" and not caps.complex_amplitude:
         raise BackendLimitError(
-            f"the {name} backend does not run the complex_amplitude encoding; exact and aer do",
+            f"the {name} backend does not run the complex_amplitude encoding; exact does",
             field="circuit.encoding",
         )
     noisy_state = work.output is not Output.EXPECTATION and spec.noisy

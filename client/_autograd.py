@@ -24,12 +24,16 @@ import numpy as np
 import torch
 
 from qldm.backends.base import Backend, Context, Evaluation, NoiseSampling, Task, Workload
+from qldm.backends.outputs import Metric, Output, check_state_support, output_width
 from qldm.circuits import PQCSpec
 from qldm.errors import BackendError
 
 
 class Evaluator(Protocol):
     """Evaluates a spec on a batch: values, and the Jacobians when ``task == "jacobian"``."""
+
+    output: Output
+    """What ``values`` hold for the expectation/jacobian tasks."""
 
     def __call__(
         self,
@@ -62,6 +66,9 @@ class LocalEvaluator:
         noise_sampling: ``expectation`` or ``trajectory`` (:class:`NoiseSampling`).
     """
 
+    output: Output = Output.EXPECTATION
+    """What ``values`` hold for the expectation/jacobian tasks (set by ``QuantumLayer``)."""
+
     def __init__(
         self,
         spec: PQCSpec,
@@ -83,6 +90,8 @@ class LocalEvaluator:
         noise_levels: np.ndarray | None,
         task: Task,
         seed: int | None,
+        targets: np.ndarray | None = None,
+        metric: Metric = Metric.FULL,
     ) -> Evaluation:
         work = Workload.build(
             self.spec,
@@ -93,7 +102,11 @@ class LocalEvaluator:
             shots=self.shots,
             seed=seed,
             noise_sampling=self.noise_sampling,
+            output=self.output if task in (Task.EXPECTATION, Task.JACOBIAN) else Output.EXPECTATION,
+            targets=targets if task in (Task.EXPECTATION, Task.JACOBIAN) else None,
+            metric=metric,
         )
+        check_state_support(self.backend.name, work)
         return self.backend.run(work, Context())
 
 
@@ -108,6 +121,9 @@ class RemoteEvaluator:
         run_id: the training run the jobs belong to, or ``None``.
         noise_sampling: ``expectation`` or ``trajectory`` (:class:`NoiseSampling`).
     """
+
+    output: Output = Output.EXPECTATION
+    """What ``values`` hold for the expectation/jacobian tasks (set by ``QuantumLayer``)."""
 
     def __init__(
         self,
@@ -134,7 +150,14 @@ class RemoteEvaluator:
         noise_levels: np.ndarray | None,
         task: Task,
         seed: int | None,
+        targets: np.ndarray | None = None,
+        metric: Metric = Metric.FULL,
     ) -> Evaluation:
+        state: dict[str, Any] = {}
+        if task in (Task.EXPECTATION, Task.JACOBIAN) and self.output is not Output.EXPECTATION:
+            state = {"output": str(self.output), "targets": targets}
+        if metric is not Metric.FULL:
+            state["metric"] = str(metric)
         result: Evaluation = self.client.evaluate(
             self.spec,
             inputs,
@@ -146,6 +169,7 @@ class RemoteEvaluator:
             seed=seed,
             run_id=self.run_id,
             **self._sampling(),
+            **state,
         )
         return result
 
@@ -157,7 +181,13 @@ class RemoteEvaluator:
 
 
 def check_evaluation(
-    result: Evaluation, *, k: int, b: int, spec: PQCSpec, task: Task
+    result: Evaluation,
+    *,
+    k: int,
+    b: int,
+    spec: PQCSpec,
+    task: Task,
+    output: Output = Output.EXPECTATION,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Check an evaluation's shapes against the request; return its arrays as float64.
 
@@ -168,7 +198,7 @@ def check_evaluation(
     Raises:
         BackendError: a shape does not match, or the Jacobians are missing.
     """
-    o, i, p = spec.n_outputs, spec.n_inputs, spec.n_weights
+    o, i, p = output_width(spec, output), spec.n_inputs, spec.n_weights
     if result.values is None:
         raise BackendError("the backend returned no values", field="task")
     values = _shaped(result.values, (k, b, o), "values")
@@ -211,7 +241,12 @@ class BackendFunction(torch.autograd.Function):
         k = 1 if noise_levels is None else int(noise_levels.size)
         result = evaluator(x, w, noise_levels=noise_levels, task=task, seed=seed)
         values, d_inputs, d_weights = check_evaluation(
-            result, k=k, b=x.shape[0], spec=spec, task=task
+            result,
+            k=k,
+            b=x.shape[0],
+            spec=spec,
+            task=task,
+            output=getattr(evaluator, "output", Output.EXPECTATION),
         )
         device, dtype = inputs.device, inputs.dtype
 

@@ -28,9 +28,17 @@ import torch
 from torch import nn
 
 from qldm.backends.base import NoiseSampling
+from qldm.backends.outputs import Metric, Output
 from qldm.circuits import PQCSpec
 from qldm.circuits.spec import check_noise_level
 from qldm.client._autograd import Evaluator, LocalEvaluator, RemoteEvaluator, evaluate
+from qldm.client._states import (
+    BoundTargets,
+    complete_inputs,
+    in_graph_values,
+    metric_from_evaluator,
+    target_array,
+)
 from qldm.errors import InvalidSpecError
 
 __all__ = ["QuantumLayer"]
@@ -102,9 +110,13 @@ class QuantumLayer(nn.Module):
             drawn realization per sample and call; runs on ``exact`` and ``aer``, in-process
             or on a server).
 
+        output: ``"expectation"`` (the observables, ``(B, O)``), ``"probabilities"`` (Born-rule
+            probabilities of all ``2**n`` outcomes, ``(B, 2**n)``) or ``"fidelity"``
+            (``|<target|U|psi(x)>|^2``, ``(B,)``); docs/api.md, section QuantumLayer.
+
     Raises:
-        InvalidSpecError: an invalid spec, noise level, ``shots``, ``init_scale`` or
-            ``noise_sampling``.
+        InvalidSpecError: an invalid spec, noise level, ``shots``, ``init_scale``,
+            ``noise_sampling`` or ``output``.
         UnknownBackendError: no backend has the name ``backend``.
     """
 
@@ -126,6 +138,7 @@ class QuantumLayer(nn.Module):
         backend_options: Mapping[str, Any] | None = None,
         autograd: bool = True,
         noise_sampling: str = "expectation",
+        output: str = "expectation",
     ) -> None:
         super().__init__()
         self.spec = spec if isinstance(spec, PQCSpec) else PQCSpec.parse(spec)
@@ -151,6 +164,13 @@ class QuantumLayer(nn.Module):
             known = ", ".join(v.value for v in NoiseSampling)
             raise InvalidSpecError(
                 f"unknown noise_sampling {noise_sampling!r}: use {known}", field="noise_sampling"
+            ) from None
+        try:
+            self.output = Output(output)
+        except ValueError:
+            known = ", ".join(v.value for v in Output)
+            raise InvalidSpecError(
+                f"unknown output {output!r}: use {known}", field="output"
             ) from None
         self.backend = backend
         self.shots = shots
@@ -181,7 +201,9 @@ class QuantumLayer(nn.Module):
         with torch.no_grad():
             self.weight.uniform_(-self.init_scale, self.init_scale)
 
-    def forward(self, inputs: torch.Tensor, *, noise_levels: Any = None) -> torch.Tensor:
+    def forward(
+        self, inputs: torch.Tensor, *, noise_levels: Any = None, target: Any = None, t: Any = None
+    ) -> torch.Tensor:
         """Expectation values of the observables.
 
         The computation runs in the wider of the input's and the weight's floating dtypes; the
@@ -196,14 +218,23 @@ class QuantumLayer(nn.Module):
                 sampling of a noisy spec, refuse one. With trajectory sampling every level
                 draws its own trajectories.
 
+            target: ``output="fidelity"`` only: ``(B, 2**n)`` complex or ``(B, 2 * 2**n)`` real
+                target states (normalised here; no gradient flows to them).
+            t: specs with a ``timestep`` only: ``(B,)`` or ``(B, m)`` timestep features,
+                appended as the last inputs (then ``inputs`` are the data inputs).
+
+        ``inputs`` may be a complex ``(B, 2**n)`` tensor for the ``complex_amplitude`` encoding.
+
         Returns:
-            ``(B, O)`` values, or ``(K, B, O)`` when noise levels are in effect.
+            ``(B, O)`` values (``(B, 2**n)`` probabilities, ``(B,)`` fidelities), with a leading
+            ``K`` axis when noise levels are in effect.
 
         Raises:
             InvalidSpecError: ``inputs`` of the wrong shape, type or device, or invalid noise
                 levels.
         """
-        x = self._check_inputs(inputs)
+        x = self._check_inputs(complete_inputs(self.spec, inputs, t))
+        targets = target_array(self.spec, self.output, target, x.shape[0])
         if noise_levels is None:
             levels = self.noise_levels
         else:
@@ -226,6 +257,10 @@ class QuantumLayer(nn.Module):
 
             rng = np.random.default_rng(self._next_seed())
             values = sample(self.spec, xc, wc, noise_levels=levels, rng=rng)
+        elif self._in_graph and self._state_level:
+            values = in_graph_values(
+                self.spec, xc, wc, output=self.output, targets=targets, levels=levels
+            )
         elif self._in_graph:
             from qldm.backends.exact import expectation
 
@@ -240,10 +275,60 @@ class QuantumLayer(nn.Module):
                 )
             lv_np = None if levels is None else levels.detach().cpu().double().numpy()
             values = evaluate(
-                self._get_evaluator(), self.spec, xc, wc, noise_levels=lv_np, seed=self._next_seed()
+                BoundTargets(self._get_evaluator(), targets),
+                self.spec,
+                xc,
+                wc,
+                noise_levels=lv_np,
+                seed=self._next_seed(),
             )
         values = values.to(x.dtype)
+        if self.output is Output.FIDELITY:
+            values = values[..., 0]
         return values if levels is not None else values.squeeze(0)
+
+    def metric_tensor(
+        self, inputs: torch.Tensor, *, t: Any = None, block_diagonal: bool = False
+    ) -> torch.Tensor:
+        """The Fubini-Study metric of the weights for every sample, ``(B, P, P)``.
+
+        ``g_ij = Re<d_i psi|d_j psi> - Re(<d_i psi|psi><psi|d_j psi>)`` of
+        ``|psi> = U(w)|psi(x_b)>`` (docs/api.md); no autograd graph. ``exact`` computes the
+        full matrix or its block diagonal, ``aer`` (in-process or on a server) the block
+        diagonal from measured circuits.
+
+        Args:
+            inputs: ``(B, I)`` (or complex, or the data inputs with ``t``), as for forward.
+            t: timestep features ``(B,)`` or ``(B, m)`` for a spec with ``timestep``.
+            block_diagonal: the block-diagonal approximation (:mod:`qldm.circuits.metric`).
+
+        Returns:
+            ``(B, P, P)`` in the input's real dtype, on the layer's device.
+
+        Raises:
+            InvalidSpecError: a noisy spec (field ``circuit.channel``), bad inputs.
+            BackendLimitError: ``block_diagonal=False`` on a backend that measures only the
+                block diagonal (field ``metric``).
+        """
+        x = self._check_inputs(complete_inputs(self.spec, inputs, t)).detach()
+        metric = Metric.BLOCK_DIAGONAL if block_diagonal else Metric.FULL
+        dtype = torch.promote_types(x.dtype, self.weight.dtype)
+        if self._in_graph:
+            from qldm.backends import _states
+
+            _states.check_states_finite(self.spec, x)
+            w = self.weight.detach().to(dtype)
+            g = _states.metric_tensor(self.spec, x.to(dtype), w, block_diagonal=block_diagonal)
+        else:
+            arr = metric_from_evaluator(
+                self._get_evaluator(),
+                x.cpu().double().numpy(),
+                self.weight.detach().cpu().double().numpy(),
+                metric=metric,
+                spec=self.spec,
+            )
+            g = torch.from_numpy(arr).to(device=self.weight.device)
+        return g.to(x.dtype)
 
     def extra_repr(self) -> str:
         s = self.spec
@@ -334,11 +419,19 @@ class QuantumLayer(nn.Module):
         return torch.as_tensor(arr, dtype=torch.float64, device=device)
 
     @property
+    def _state_level(self) -> bool:
+        """Whether the state-level torch engine computes this layer's values in the graph."""
+        s = self.spec
+        return (
+            self.output is not Output.EXPECTATION
+            or s.timestep is not None
+            or s.encoding == "complex_amplitude"
+        )
+
+    @property
     def _in_graph(self) -> bool:
         """Whether the torch simulator runs inside the autograd graph (exact, local, no shots)."""
-        return (
-            self.autograd and self.url is None and self.backend == "exact" and self.shots is None
-        )
+        return self.autograd and self.url is None and self.backend == "exact" and self.shots is None
 
     @property
     def _trajectories(self) -> bool:
@@ -375,4 +468,5 @@ class QuantumLayer(nn.Module):
                 self._evaluator = LocalEvaluator(
                     self.spec, backend, shots=self.shots, noise_sampling=self.noise_sampling
                 )
+        self._evaluator.output = self.output
         return self._evaluator

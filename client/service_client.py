@@ -361,6 +361,9 @@ class ServiceClient:
         seed: int | None = None,
         run_id: str | None = None,
         timeout: float | None = None,
+        output: str = "expectation",
+        targets: Any = None,
+        metric: str = "full",
         noise_sampling: str = "expectation",
     ) -> Evaluation:
         """Evaluate a circuit on the server: one job, submitted and waited for.
@@ -370,12 +373,15 @@ class ServiceClient:
             inputs: ``(B, I)``.
             weights: ``(P,)``.
             backend: the server-side backend.
-            task: ``expectation`` or ``jacobian``.
+            task: ``expectation``, ``jacobian`` or ``metric_tensor``.
             noise_levels: ``(K,)`` or ``None``.
             shots: shots per circuit, or ``None`` for exact values.
             seed: seed for shot sampling and trajectory draws.
             run_id: the run the job belongs to.
             timeout: seconds to wait for the result (``None``: no limit).
+            output: ``expectation``, ``probabilities`` or ``fidelity`` (docs/api.md).
+            targets: ``(B, 2 * 2**n)`` fidelity targets (real, then imaginary parts).
+            metric: ``full`` or ``block_diagonal`` (task ``metric_tensor``).
             noise_sampling: ``expectation`` or ``trajectory`` (sent only when not the
                 default, so servers that predate the field take these jobs).
 
@@ -397,6 +403,12 @@ class ServiceClient:
         }
         if body["noise_levels"] is None:
             del body["noise_levels"]
+        if output != "expectation":  # only when used: older servers keep taking the jobs
+            body["output"] = output
+        if targets is not None:
+            body["targets"] = np.asarray(targets, dtype=np.float64)
+        if metric != "full":
+            body["metric"] = metric
         if noise_sampling != "expectation":
             body["noise_sampling"] = noise_sampling
         job_id, result = self.run(body, timeout=timeout)

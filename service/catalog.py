@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from qldm.backends import admit
+from qldm.backends.outputs import check_state_support
 from qldm.circuits.spec import MAX_QUBITS
 from qldm.errors import BackendLimitError, UnknownBackendError
 from qldm.jobs.model import BACKEND_NAME, JobRequest
@@ -124,6 +125,7 @@ def check_request(
             (``field="shots"``), or more qubits than the device has (``field="circuit"``).
     """
     admit(request.backend, request.workload())
+    check_state_support(request.backend, request.workload())
     if request.n_samples > max_batch:
         raise BackendLimitError(
             f"{request.n_samples} samples, more than this server's limit of {max_batch} per job",
