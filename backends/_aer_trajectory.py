@@ -44,7 +44,7 @@ from qiskit.circuit import QuantumCircuit
 from qldm.backends._shift import ShiftPlan, combine_levels, plan_shifts
 from qldm.backends._shots import pauli_shot_means
 from qldm.backends.base import Evaluation, Workload
-from qldm.backends.trajectory import draw_uniforms, pauli_codes, strength_rows
+from qldm.backends.trajectory import check_supported, draw_uniforms, pauli_codes, strength_rows
 from qldm.errors import BackendError
 
 if TYPE_CHECKING:
@@ -66,9 +66,11 @@ def run_trajectories(backend: AerBackend, work: Workload) -> Evaluation:
 
     Raises:
         BackendError: Aer failed.
+        BackendLimitError: see :func:`qldm.backends.trajectory.check_supported`.
     """
     start = time.perf_counter()
     spec = work.spec
+    check_supported(spec, getattr(work, "output", "expectation"))
     rng = np.random.default_rng(work.seed)
     jacobian = work.task == "jacobian"
     if spec.channel.kind == "amplitude_damping":

@@ -61,9 +61,17 @@ from qldm.backends._statevector import _blocks
 from qldm.backends.base import Evaluation, Workload
 from qldm.circuits import PQCSpec, compile_spec
 from qldm.circuits.program import Channel, Gate
-from qldm.errors import InvalidSpecError
+from qldm.errors import BackendLimitError, InvalidSpecError
 
-__all__ = ["draw_uniforms", "pauli_codes", "run", "sample", "simulate", "strength_rows"]
+__all__ = [
+    "check_supported",
+    "draw_uniforms",
+    "pauli_codes",
+    "run",
+    "sample",
+    "simulate",
+    "strength_rows",
+]
 
 _CHUNK_AMPLITUDES = 1 << 22
 """Rows simulated together: about this many amplitudes (64 MiB complex128) per chunk."""
@@ -269,6 +277,25 @@ def simulate(
 # ---------------------------------------------------------------------------- entry points
 
 
+def check_supported(spec: PQCSpec, output: object = "expectation") -> None:
+    """Refuse what trajectory sampling does not cover: expectation values of the observables
+    of specs without a timestep embedding.
+
+    Raises:
+        BackendLimitError: another output, or a spec with a timestep (``noise_sampling``).
+    """
+    if str(output) != "expectation":
+        raise BackendLimitError(
+            f"trajectory sampling computes expectation values, not output={output}",
+            field="noise_sampling",
+        )
+    if getattr(spec, "timestep", None) is not None:
+        raise BackendLimitError(
+            "trajectory sampling does not take specs with a timestep embedding yet",
+            field="noise_sampling",
+        )
+
+
 def strength_rows(spec: PQCSpec, levels: np.ndarray | None, b: int) -> np.ndarray:
     """``(K B, layers)``: the strengths of every row (level-major)."""
     if levels is None:
@@ -301,7 +328,9 @@ def sample(
 
     Raises:
         InvalidSpecError: an amplitude-encoded zero vector (``inputs``).
+        BackendLimitError: see :func:`check_supported`.
     """
+    check_supported(spec)
     b = inputs.shape[0]
     levels = None if noise_levels is None else noise_levels.detach().cpu().double().numpy()
     k = 1 if levels is None else levels.size
@@ -347,9 +376,14 @@ def run(work: Workload, *, device: torch.device, dtype: torch.dtype) -> Evaluati
     Returns:
         An :class:`Evaluation` of float64 arrays; metadata names the engine, the sampling and
         the seed.
+
+    Raises:
+        InvalidSpecError: an amplitude-encoded zero vector (``inputs``).
+        BackendLimitError: see :func:`check_supported`.
     """
     start_time = time.perf_counter()
     spec = work.spec
+    check_supported(spec, getattr(work, "output", "expectation"))
     if spec.encoding == "amplitude" and np.any(np.linalg.norm(work.inputs, axis=1) == 0.0):
         raise InvalidSpecError("amplitude encoding of a zero vector", field="inputs")
     rng = np.random.default_rng(work.seed)
