@@ -12,6 +12,7 @@ Re-exported by :mod:`qldm.backends.runtime`, which is where other code imports t
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -112,3 +113,32 @@ def ibm_service(
         return QiskitRuntimeService(channel=channel, token=token, instance=instance)
     except Exception as exc:
         raise BackendError(f"IBM Quantum refused the credentials: {exc}") from exc
+
+
+def refresh_backend(backend: Any, name: str, *, ibm: bool) -> bool:
+    """Fetch ``backend``'s configuration, properties and target again: ``IBMBackend.refresh()``
+    on ``ibm:``; on other backends only a ``refresh`` that takes no arguments (a fake device's
+    own ``refresh(service)`` needs a real account; its calibration is a fixed file).
+
+    Returns:
+        Whether it was refreshed.
+
+    Raises:
+        BackendError: the refresh failed.
+    """
+    refresh = getattr(backend, "refresh", None)
+    if refresh is None:
+        return False
+    required = [
+        p
+        for p in inspect.signature(refresh).parameters.values()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if not ibm and required:
+        return False
+    try:
+        refresh()
+    except Exception as exc:
+        raise BackendError(f"could not refresh {name}'s calibration: {exc}") from exc
+    return True

@@ -9,7 +9,7 @@ combined into values and Jacobians). :func:`step_metadata` describes all three.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -70,10 +70,12 @@ class Submitted:
         job_id: the runtime (or primitive) job id.
         result: the primitive's result; ``None`` when ``cached`` holds the rows.
         cached: ``(mitigated, raw)`` rows ``(K, S, O)`` from the result cache, or ``None``.
-        submissions: 0 (re-attached) or 1.
+        submissions: runtime jobs submitted (0 when re-attached; more than 1 when split).
         resumed: re-attached to an earlier submission.
         resubmitted_reason: why a resume id could not be re-attached, or ``None``.
         seconds: spent submitting and waiting.
+        usage_s: the runtime's reported usage (quantum seconds), ``None`` when not reported.
+        statuses: the runtime states the job(s) went through while waited on.
     """
 
     job_id: str
@@ -83,6 +85,8 @@ class Submitted:
     resumed: bool = False
     resubmitted_reason: str | None = None
     seconds: float = 0.0
+    usage_s: float | None = None
+    statuses: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,17 @@ later jobs of the run run in the same Session:
 the runtime (queued jobs of the Session still finish) and drops this process's Session objects
 of the run; a worker that meets a job of a closed run refuses it and drops its own.
 
-Standalone jobs (no run) never come here: they run in a fresh ``Batch``.
+Execution modes (:data:`Mode`; IBM's "execution modes" guide): ``job`` (the primitive on the
+backend itself), ``batch`` (a ``Batch``: what a job split into several submissions always uses)
+and ``session`` (a dedicated ``Session``). Default: ``session`` for a job of a run, ``job`` for a
+job without one. When the runtime refuses a Session, as it does on the Open plan ("Open Plan
+users cannot run session jobs", IBM's migration guide, quoted in
+PennyLaneAI/pennylane-qiskit#631; the error reads "You are not authorized to run a session when
+using the open plan", qiskit-community/spank-plugins#133), the job runs in a ``Batch`` instead
+and the run records ``refused:<reason>`` in place of a Session id, so its later jobs go straight
+to batches. A run's Session that the runtime ended (its ``max_time``, its idle timeout: the
+library raises "The session is closed.") is replaced by a new one for the run's next
+submission (:meth:`ExecutionMode.renew`), recorded on the run by a compare-and-set.
 """
 
 from __future__ import annotations
@@ -34,18 +44,47 @@ from qldm.errors import BackendError, InvalidSpecError
 __all__ = [
     "LOCAL_PREFIX",
     "MAX_OPEN",
+    "MODES",
+    "REFUSED_PREFIX",
     "ExecutionMode",
+    "Mode",
     "RunSession",
     "close_run_session",
     "drop_run_sessions",
     "open_sessions",
     "session_for",
+    "session_gone",
+    "session_refused",
 ]
 
 log = logging.getLogger(__name__)
 
 LOCAL_PREFIX = "local:"
 """Marker ids of Sessions that have no runtime id (local testing mode, simulators)."""
+
+REFUSED_PREFIX = "refused:"
+"""What a run records in place of a Session id when the runtime refused to open one."""
+
+Mode = Literal["job", "batch", "session"]
+"""How a job's submissions reach the runtime (IBM's execution modes)."""
+
+MODES: tuple[str, ...] = ("job", "batch", "session")
+
+_REFUSALS = ("open plan", "not authorized to run a session", "sessions are not supported")
+_GONE = ("session is closed", "session has expired", "session is not active", "session expired")
+
+
+def session_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is the runtime refusing to open a Session (the Open plan's answer)."""
+    text = " ".join(str(e) for e in (exc, exc.__cause__) if e is not None).lower()
+    return any(marker in text for marker in _REFUSALS)
+
+
+def session_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` says the Session a job was submitted to is closed or expired."""
+    text = " ".join(str(e) for e in (exc, exc.__cause__) if e is not None).lower()
+    return any(marker in text for marker in _GONE)
+
 
 MAX_OPEN = 64
 """Session objects kept per process; the least recently used is forgotten (not closed: the
@@ -63,30 +102,42 @@ class RunSession:
         adopt: ``adopt(candidate) -> held``: record ``candidate`` as the run's Session unless
             the run holds one already, and return the one it holds (the store's
             compare-and-set). ``None`` without a store: the candidate is kept.
+        replace: ``replace(old, new) -> held``: record ``new`` in place of the ended Session
+            ``old`` unless another worker replaced it first (a compare-and-set).
+        mode: the run's execution mode (``None``: ``session``).
     """
 
     run_id: str
     session_id: str | None = None
     adopt: Callable[[str], str] | None = None
+    replace: Callable[[str, str], str] | None = None
+    mode: Mode | None = None
 
 
 class ExecutionMode:
     """Where one job's runtime work runs: a Session given to the backend, the run's Session
-    (opened on first use, so a job re-attached to a cached result opens none), or ``None``
-    (the caller opens a ``Batch``, or runs on a simulator directly).
+    (opened on first use, so a job re-attached to a cached result opens none), a ``Batch``, or
+    the backend itself (job mode).
 
     Args:
         backend: the device.
         run: the job's run, or ``None``.
-        session: a Session the backend was built with (it wins over the run's).
+        session: a Session the backend was built with (it wins over everything else).
         service: the ``QiskitRuntimeService`` on ``ibm:``.
         runtime: ``False`` for backends that run without the runtime (``aer:<device>``): no
             Session, whatever the run.
+        requested: the job's or backend's execution mode; ``None``: the run's, else ``session``
+            for a job of a run and ``job`` otherwise.
 
     Attributes:
-        execution_mode: ``session``, ``batch`` or ``direct`` (no runtime).
-        session_id: the Session's id or ``local:`` marker (``None`` for a Batch, or while the
-            run's Session is not open yet and the run holds none).
+        execution_mode: ``job``, ``batch``, ``session`` or ``direct`` (no runtime).
+        session_id: the Session's id or ``local:`` marker (``None`` without a Session, or
+            while the run's Session is not open yet and the run holds none).
+        fallback_reason: why a requested Session became a ``Batch`` (the runtime refused it).
+        renewed_from: the ended Session a new one replaced for this job.
+
+    Raises:
+        InvalidSpecError: an unknown mode (``field="execution_mode"``).
     """
 
     def __init__(
@@ -97,31 +148,97 @@ class ExecutionMode:
         session: Any = None,
         service: Any = None,
         runtime: bool = True,
+        requested: str | None = None,
     ) -> None:
         if not runtime:
             run = session = None
+        if requested is not None and requested not in MODES:
+            raise InvalidSpecError(
+                f"must be one of {', '.join(MODES)}, got {requested!r}", field="execution_mode"
+            )
         self._backend = backend
-        self._run = run
         self._service = service
         self._session: Any = session
         self.session_id: str | None = None
+        self.fallback_reason: str | None = None
+        self.renewed_from: str | None = None
+        self._own = False
+        mode = requested or (run.mode if run is not None else None)
         if session is not None:
+            mode = "session"
             self.session_id = getattr(session, "session_id", None)
-        elif run is not None:
-            self.session_id = run.session_id
-        self.execution_mode: Literal["session", "batch", "direct"] = (
-            "session" if session is not None or run is not None else "batch"
+        elif mode is None:
+            mode = "session" if run is not None else "job"
+        self._run = run if mode == "session" and session is None else None
+        held = self._run.session_id if self._run is not None else None
+        if held is not None and held.startswith(REFUSED_PREFIX):
+            mode = "batch"
+            self.fallback_reason = held[len(REFUSED_PREFIX) :]
+            self._run = None
+        elif self._run is not None:
+            self.session_id = self._run.session_id
+        self.execution_mode: Literal["job", "batch", "session", "direct"] = (
+            "direct" if not runtime else mode  # type: ignore[assignment]
         )
-        if not runtime:
-            self.execution_mode = "direct"
 
     def session(self) -> Any:
-        """The Session to run in (opening the run's on first use), or ``None`` for a Batch."""
-        if self._session is None and self._run is not None:
-            self._session, self.session_id = session_for(
-                self._run, self._backend, service=self._service
-            )
+        """The Session to run in (opening the run's, or a job's own, on first use), or ``None``
+        (batch or job mode; also after the runtime refused a Session: then
+        :attr:`fallback_reason` says why and the run records it)."""
+        if self.execution_mode != "session" or self._session is not None:
+            return self._session
+        try:
+            if self._run is not None:
+                self._session, self.session_id = session_for(
+                    self._run, self._backend, service=self._service
+                )
+            else:  # a job of its own asked for a Session
+                self._session = _new_session(self._backend)
+                self.session_id = self._session.session_id or f"{LOCAL_PREFIX}{uuid.uuid4().hex}"
+                self._own = True
+        except BackendError as exc:
+            if not session_refused(exc):
+                raise
+            self._refused(exc)
         return self._session
+
+    def _refused(self, exc: BaseException) -> None:
+        reason = f"the runtime refused a Session ({exc}); ran in a Batch"
+        log.warning("%s", reason)
+        self.execution_mode = "batch"
+        self.fallback_reason = reason
+        self.session_id = None
+        if self._run is not None and self._run.adopt is not None:
+            self._run.adopt(f"{REFUSED_PREFIX}{reason}"[:255])
+
+    def renew(self) -> Any:
+        """Replace the run's Session that the runtime ended with a new one (recorded on the run
+        unless another worker replaced it first, whose Session is then used).
+
+        Raises:
+            BackendError: no run's Session to renew, or the runtime refused a new one.
+        """
+        run, old = self._run, self.session_id
+        if run is None or old is None:
+            raise BackendError("only a run's Session can be renewed")
+        drop_run_sessions(run.run_id)
+        fresh = _new_session(self._backend)
+        sid = fresh.session_id or f"{LOCAL_PREFIX}{uuid.uuid4().hex}"
+        held = run.replace(old, sid) if run.replace is not None else sid
+        if held != sid and not held.startswith(LOCAL_PREFIX):
+            _close_quietly(fresh)
+            fresh = _reopen(held, self._backend, self._service)
+        key = (run.run_id, str(self._backend.name))
+        with _lock:
+            _open[key] = (held, fresh)
+        self._session, self.session_id, self.renewed_from = fresh, held, old
+        return fresh
+
+    def close(self) -> None:
+        """Close a Session this job opened for itself (never the run's)."""
+        if self._own and self._session is not None:
+            _close_quietly(self._session)
+            self._session = None
 
 
 _lock = threading.Lock()

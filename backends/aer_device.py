@@ -14,11 +14,9 @@ job's id is checkpointed and results are cached under it like the runtime's; the
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from typing import Any
 
-from qldm.backends._runtime_steps import Prepared
-from qldm.backends._sessions import ExecutionMode
+from qldm.backends._runtime_submit import SubmitOptions
 from qldm.backends.runtime import RuntimeBackend, fake_device
 
 
@@ -46,19 +44,12 @@ class AerDeviceBackend(RuntimeBackend):
             warnings.simplefilter("ignore")
             return AerSimulator.from_backend(fake_device(device))
 
-    def _submit(
-        self,
-        prepared: Prepared,
-        checkpoint: Callable[[str], None] | None,
-        mode: ExecutionMode,
-    ) -> tuple[Any, str]:
+    def _primitive(self, runtime_mode: Any, use_m3: bool, options: SubmitOptions) -> Any:
+        """Qiskit's ``BackendSamplerV2``/``BackendEstimatorV2`` on the simulator itself."""
         from qiskit.primitives import BackendEstimatorV2, BackendSamplerV2
 
-        seed = prepared.work.seed
-        options = {} if seed is None else {"seed_simulator": int(seed) % (2**31)}
-        primitive: Any
-        if prepared.use_m3:
-            primitive = BackendSamplerV2(backend=self.backend, options=options)
-        else:
-            primitive = BackendEstimatorV2(backend=self.backend, options=options)
-        return self._submit_and_wait(primitive, prepared, checkpoint)
+        seed = options.seed
+        settings = {} if seed is None else {"seed_simulator": int(seed) % (2**31)}
+        if use_m3:
+            return BackendSamplerV2(backend=self.backend, options=settings)
+        return BackendEstimatorV2(backend=self.backend, options=settings)

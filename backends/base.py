@@ -222,6 +222,10 @@ class Context:
             run (runtime backends open a fresh ``Batch``).
         m3_store: where M3 calibrations are kept (the job store inside the server); ``None``:
             the backend's file cache.
+        should_cancel: polled while a runtime backend waits on the runtime; ``True`` cancels
+            the runtime job(s) and raises :class:`qldm.errors.JobCancelled`.
+        on_status: called with the runtime job's state (``queued``, ``running``, ``done``...)
+            each time it changes.
     """
 
     checkpoint: Callable[[str], None] | None = None
@@ -229,6 +233,8 @@ class Context:
     options: ExecutionOptions | None = None
     run_session: RunSession | None = None
     m3_store: CalibrationStorage | None = None
+    should_cancel: Callable[[], bool] | None = None
+    on_status: Callable[[str], None] | None = None
 
     @property
     def run_id(self) -> str | None:

@@ -1,73 +1,45 @@
 """``fake:<device>`` and ``ibm:<device>``: qiskit-ibm-runtime primitives, one submission a step.
 
-Both names take the same path; only where the backend comes from differs:
+- ``fake:<device>``: a fake backend of ``qiskit_ibm_runtime.fake_provider`` (``fake:manila``),
+  run in the runtime's *local testing mode* (Aer with the device's noise model, in-process).
+- ``ibm:<device>``: ``QiskitRuntimeService(channel=, token=, instance=).backend(device)``, the
+  credentials from the constructor only (a server passes its settings through
+  :class:`RuntimeConfig`), never from a request.
 
-- ``fake:<device>`` is a fake backend of ``qiskit_ibm_runtime.fake_provider`` (``fake:manila``
-  or ``fake:fake_manila``: ``FakeManilaV2``), run in the runtime's *local testing mode*: the
-  fake backend is the ``backend`` of a ``Batch``/``Session`` and the primitives run it on Aer
-  with the device's noise model, in this process.
-- ``ibm:<device>`` is ``QiskitRuntimeService(channel=, token=, instance=).backend(device)``.
-  The credentials come from the constructor only: a server passes its settings'
-  (``QLDM_IBM_TOKEN``, ``QLDM_IBM_CHANNEL``, ``QLDM_IBM_INSTANCE``) through
-  :class:`RuntimeConfig`; never from a request.
+One workload (a training step: values, every parameter-shift term, every noise level) runs in
+steps that can be called on their own (records in :mod:`qldm.backends._runtime_steps`):
+:meth:`RuntimeBackend.prepare` (transpile once, noise floor, shift plan, one PUB per level;
+nothing runs), :meth:`RuntimeBackend.calibrate` (M3, :mod:`qldm.backends._runtime_m3`),
+:meth:`RuntimeBackend.submit` (the job's execution mode, split over the per-job limit, cancel,
+status, timeout, usage: :mod:`qldm.backends._runtime_submit`; or a re-attach by runtime job id
+after a restart, from ``<data_dir>/runtime_results/`` or the runtime) and
+:meth:`RuntimeBackend.postprocess` (averaging over instances, M3, combining into values and
+Jacobians). :meth:`RuntimeBackend.estimate` prices a workload without submitting it
+(:mod:`qldm.backends._runtime_cost`). docs/hardware.md tells the whole story.
 
-One workload (a training step: forward values, every parameter-shift term, every noise level)
-goes through three steps, each a method that can be called on its own
-(:mod:`qldm.backends._runtime_steps` holds the records they pass on):
-
-1. :meth:`RuntimeBackend.prepare`, outside any session, runs nothing:
-   :func:`qldm.circuits.transpile.transpile_spec` gives the cached ISA circuit (noise realized
-   as parameter slots, :mod:`qldm.mitigation.noise`), the device's noise floor is estimated
-   and the injected remainder computed for every level, the shift plan
-   (:mod:`qldm.backends._shift`) lays out the ``S`` parameter sets (fewer for subset or SPSA
-   Jacobians), and :mod:`qldm.backends._runtime_pubs` turns them into one PUB per level: the
-   ISA circuit with bindings ``(R, S)`` (``R`` random Pauli-insertion instances, shots split
-   across them). With ``mitigate_readout`` and diagonal (I/Z) observables the primitive is
-   ``SamplerV2`` + M3, otherwise ``EstimatorV2`` (with the runtime's own ``resilience``
-   options on ``ibm:``); :meth:`RuntimeBackend.calibrate` then finds or measures the M3
-   calibration (:mod:`qldm.mitigation.m3`: per device and qubits, reused until older than
-   ``m3_max_age_s``, kept in the job store inside the server and in ``<data_dir>/m3/``
-   standalone), outside the step's submission;
-2. :meth:`RuntimeBackend.submit`: ONE primitive ``run`` inside the job's run's ``Session``
-   (:mod:`qldm.backends._sessions`: the run's first runtime job opens it, later ones re-open
-   it) or, for a job without a run, a fresh ``Batch``; the runtime job id goes to
-   ``checkpoint`` right after submission. Or it re-attaches (below);
-3. :meth:`RuntimeBackend.postprocess`: the result is averaged over instances (M3 applied to
-   the sampler's counts) and combined into values and Jacobians.
-
-Re-attaching after a restart (``resume_runtime_job_id``): every finished result is written to
-a small cache, ``<data_dir>/runtime_results/<job id>.npz`` (per-level values, raw and
-mitigated, plus a fingerprint of the workload; :mod:`qldm.backends._runtime_results`). A
-resumed run reads that file when it exists (no submission). Otherwise ``ibm:`` fetches the job
-with ``service.job(id)`` and waits for it.
-A local-testing-mode job lives in the process that submitted it, so when that process died
-before the job finished there is nothing to re-attach to: the workload is submitted again and
-the metadata says ``"resubmitted": true`` with the reason.
-
-This module holds :class:`RuntimeBackend` (options, the steps above, submission in a Session or
-Batch, M3 calibration, re-attaching). The parts it composes live next to it and are
-re-exported here where other code imports them:
-
-- :mod:`qldm.backends._runtime_devices`: :func:`fake_device`, :func:`ibm_service`,
-  :class:`RuntimeConfig`;
-- :mod:`qldm.backends._runtime_options`: :class:`ResilienceOptions` and its validation;
-- :mod:`qldm.backends._runtime_pubs`: subset/SPSA row choice, noise slots per level, PUBs and
-  the averaging (with M3) of their results;
-- :mod:`qldm.backends._runtime_results`: the workload fingerprint and the result cache.
+Composed parts, re-exported here where other code imports them: :mod:`._runtime_devices`
+(:func:`fake_device`, :func:`ibm_service`, :class:`RuntimeConfig`), :mod:`._runtime_options`
+(:class:`ResilienceOptions`), :mod:`._runtime_pubs` (rows, noise slots, PUBs, averaging),
+:mod:`._runtime_results` (fingerprint, result cache), :mod:`._sessions` (execution modes).
 """
 
 from __future__ import annotations
 
 import math
 import time
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from qldm.backends._runtime_devices import RuntimeConfig, fake_device, ibm_service
+from qldm.backends._runtime_cost import MAX_EXECUTIONS, Cost, estimate
+from qldm.backends._runtime_devices import (
+    RuntimeConfig,
+    fake_device,
+    ibm_service,
+    refresh_backend,
+)
+from qldm.backends._runtime_m3 import readout_calibration
 from qldm.backends._runtime_options import ResilienceOptions, resilience_options
 from qldm.backends._runtime_pubs import (
     average_results,
@@ -77,7 +49,16 @@ from qldm.backends._runtime_pubs import (
 )
 from qldm.backends._runtime_results import ResultCache, fingerprint
 from qldm.backends._runtime_steps import Gathered, Prepared, Submitted, step_metadata
-from qldm.backends._sessions import ExecutionMode
+from qldm.backends._runtime_submit import (
+    SubmitOptions,
+    joined,
+    prepared_cost,
+    primitive,
+    submit_options,
+    wait,
+)
+from qldm.backends._runtime_submit import submit as submit_pubs
+from qldm.backends._sessions import MODES, ExecutionMode
 from qldm.backends._shift import combine_levels, plan_shifts
 from qldm.backends._spsa import check_directions, spsa_rule
 from qldm.backends.base import (
@@ -90,7 +71,7 @@ from qldm.backends.base import (
     Task,
     Workload,
 )
-from qldm.circuits.transpile import IsaCircuit, transpile_spec
+from qldm.circuits.transpile import transpile_spec
 from qldm.errors import BackendError, InvalidSpecError, UnknownBackendError
 from qldm.mitigation.m3 import (
     DEFAULT_MAX_AGE_S,
@@ -125,8 +106,19 @@ class RuntimeBackend:
             ``m3_max_age_s`` overrides it).
         m3_shots: shots per M3 calibration circuit.
         session: a runtime ``Session`` to run every job in (embedding qldm in-process); ``None``:
-            a job of a run runs in the run's Session (the context's ``run_session``), any
-            other job in a fresh ``Batch``.
+            the execution mode decides.
+        execution_mode: ``job``, ``batch`` or ``session`` (a job's option overrides it);
+            ``None``: ``session`` for a job of a run (``batch`` where the runtime refuses
+            Sessions, as on the Open plan), ``job`` otherwise.
+        max_execution_time: the runtime's ``max_execution_time`` in seconds of QPU time
+            (``ibm:``); a workload estimated above it is refused before submission.
+        execution_limit: executions (circuits x shots) per sampler job; over it a workload is
+            split into several jobs in one ``Batch`` (``None``: no limit).
+        split_jobs: split a workload over ``execution_limit`` (else refuse it).
+        result_timeout_s: how long to wait for the runtime's results (``None``: no limit).
+        calibration_max_age_min: refresh the device's properties and target when the last
+            refresh is older (``ibm:``; and fake devices whose ``refresh()`` takes no
+            arguments).
         instances: random Pauli-insertion instances per noise level (shots split across them).
         default_shots: shots per parameter set when the workload asks for exact values.
         allow_noise_floor: accept the device floor where a requested strength is below it.
@@ -157,6 +149,12 @@ class RuntimeBackend:
         m3_max_age_s: float = DEFAULT_MAX_AGE_S,
         m3_shots: int = 4000,
         session: Any = None,
+        execution_mode: str | None = None,
+        max_execution_time: int | None = None,
+        execution_limit: int | None = MAX_EXECUTIONS,
+        split_jobs: bool = True,
+        result_timeout_s: float | None = None,
+        calibration_max_age_min: float = 30.0,
         instances: int = 32,
         default_shots: int = DEFAULT_SHOTS,
         allow_noise_floor: bool = False,
@@ -182,6 +180,15 @@ class RuntimeBackend:
         self.m3_max_age_s = float(m3_max_age_s)
         self.m3_shots = int(m3_shots)
         self.session = session
+        if execution_mode is not None and execution_mode not in MODES:
+            raise InvalidSpecError(f"must be one of {', '.join(MODES)}", field="execution_mode")
+        self.execution_mode = execution_mode
+        self.max_execution_time = max_execution_time
+        self.execution_limit = execution_limit
+        self.split_jobs = bool(split_jobs)
+        self.result_timeout_s = result_timeout_s
+        self.calibration_max_age_s = 60.0 * float(calibration_max_age_min)
+        self._refreshed = time.monotonic()
         self.instances = instances
         self.default_shots = int(default_shots)
         self.allow_noise_floor = bool(allow_noise_floor)
@@ -264,6 +271,7 @@ class RuntimeBackend:
         """
         self.capabilities.check(self.name, work.task, work.kind)
         start = time.perf_counter()
+        refreshed = self.refresh_calibration()
         prepared = self.prepare(work, context.options)
         mode = ExecutionMode(
             self.backend,
@@ -271,6 +279,7 @@ class RuntimeBackend:
             session=self.session,
             service=self._service,
             runtime=self.SESSIONS,
+            requested=getattr(context.options, "execution_mode", None) or self.execution_mode,
         )
         calibration, m3_meta = self.calibrate(prepared, mode, context)
         outside = time.perf_counter() - start
@@ -293,6 +302,14 @@ class RuntimeBackend:
         }
         metadata["seconds_in_session"] = submitted.seconds
         metadata["seconds_outside"] = outside
+        metadata["calibration_refreshed"] = refreshed
+        metadata["cost"] = prepared_cost(prepared, self.backend, self.execution_limit)
+        metadata["usage_s"] = submitted.usage_s
+        metadata["runtime_statuses"] = submitted.statuses
+        if mode.fallback_reason is not None:
+            metadata["execution_fallback"] = mode.fallback_reason
+        if mode.renewed_from is not None:
+            metadata["session_renewed_from"] = mode.renewed_from
         if m3_meta is not None:
             metadata["m3_calibration"] = m3_meta
             metadata["m3_calibration_age_s"] = m3_meta["age_s"]
@@ -367,55 +384,102 @@ class RuntimeBackend:
         self, prepared: Prepared, mode: ExecutionMode, context: Context = NO_CONTEXT
     ) -> tuple[ReadoutCalibration | None, dict[str, Any] | None]:
         """The M3 calibration the post-processing needs, and its metadata (``(None, None)``
-        without M3): the stored one of the chosen qubits while it is young enough (the job's
-        ``m3_max_age_s``, else the backend's), else one measured now, outside the step's
-        submission. Kept in ``context.m3_store``, or the backend's files."""
-        if not prepared.use_m3:
-            return None, None
-        store = context.m3_store
-        cache = self.calibrations if store is None else CalibrationCache(store, shots=self.m3_shots)
-        measured_before = cache.calibrations_run
-        max_age = getattr(context.options, "m3_max_age_s", None)
-        calibration = self._calibration(
-            prepared.isa, cache, self.m3_max_age_s if max_age is None else float(max_age), mode
-        )
-        meta = calibration.summary(
-            measured=cache.calibrations_run > measured_before,
-            source="store" if store is not None else "file",
-        )
-        return calibration, meta
+        without M3): :func:`qldm.backends._runtime_m3.readout_calibration`."""
+        return readout_calibration(self, prepared, mode, context)
 
     def submit(
         self, prepared: Prepared, mode: ExecutionMode, context: Context = NO_CONTEXT
     ) -> Submitted:
-        """Step 2: one primitive ``run`` of the PUBs, in the job's Session or a fresh
-        ``Batch``, its id to ``context.checkpoint`` before the wait; or, with
-        ``context.resume_runtime_job_id``, re-attach: the cached result of that runtime job
-        when there is one, else (``ibm:``) the runtime job itself. A local-testing-mode job
-        with no cached result died with its process: it is submitted again, and said so.
+        """Step 2: the PUBs in the job's execution mode (several jobs in one ``Batch`` when
+        over the per-job limit), every runtime job id to ``context.checkpoint`` before the wait,
+        the runtime's states to ``context.on_status``, ``context.should_cancel`` honoured while
+        waiting; or, with ``context.resume_runtime_job_id``, re-attach: the cached result of
+        that runtime job when there is one, else (``ibm:``) the runtime job(s) themselves. A
+        local-testing-mode job with no cached result died with its process: it is submitted
+        again, and said so.
 
         Raises:
-            BackendError: the submission or the job failed, or the resume id's cached result
-                belongs to another workload.
+            InvalidSpecError: over the limit with splitting off (``options.split_jobs``), or
+                estimated over ``max_execution_time`` (``options.max_execution_time``).
+            JobCancelled: cancelled while waiting (the runtime jobs are cancelled too).
+            BackendError: the submission or the job failed, the wait timed out, or the resume
+                id's cached result belongs to another workload.
         """
         resume = context.resume_runtime_job_id
         cached = ResultCache(self.data_dir).load(resume, prepared.digest)
         if cached is not None and resume is not None:
             return Submitted(resume, None, cached, submissions=0, resumed=True)
+        options = self._submit_options(prepared, context)
         t0 = time.perf_counter()
         if resume is not None and self.kind == "ibm":
-            result = self._attach(resume)
-            return Submitted(resume, result, None, submissions=0, resumed=True, seconds=_since(t0))
+            jobs = [self._attach(job_id) for job_id in resume.split(",")]
+            waited = wait(
+                jobs, options, should_cancel=context.should_cancel, on_status=context.on_status
+            )
+            result = joined(prepared, waited.results, options)
+            return Submitted(
+                resume,
+                result,
+                None,
+                submissions=0,
+                resumed=True,
+                seconds=_since(t0),
+                usage_s=waited.usage_s,
+                statuses=waited.statuses,
+            )
         reason = None
         if resume is not None:
             reason = (
                 "local testing mode jobs end with the process that submitted them, and "
                 "no finished result was cached for this runtime job id"
             )
-        result, job_id = self._submit(prepared, context.checkpoint, mode)
-        return Submitted(
-            job_id, result, None, submissions=1, resubmitted_reason=reason, seconds=_since(t0)
+        waited = submit_pubs(
+            prepared,
+            mode,
+            self.backend,
+            options,
+            make_primitive=self._primitive,
+            checkpoint=context.checkpoint,
+            should_cancel=context.should_cancel,
+            on_status=context.on_status,
         )
+        return Submitted(
+            ",".join(waited.job_ids),
+            waited.results,
+            None,
+            submissions=len(waited.job_ids),
+            resubmitted_reason=reason,
+            seconds=_since(t0),
+            usage_s=waited.usage_s,
+            statuses=waited.statuses,
+        )
+
+    def estimate(self, work: Workload, options: ExecutionOptions | None = None) -> Cost:
+        """What ``work`` would cost, without submitting anything (prepare only: transpile,
+        floor, PUBs).
+
+        Raises:
+            NoiseFloorError, InvalidSpecError: as :meth:`prepare`.
+        """
+        return estimate(self.prepare(work, options), self.backend, limit=self.execution_limit)
+
+    def refresh_calibration(self, *, force: bool = False) -> bool:
+        """Fetch the device's properties and target again when the last fetch is older than
+        ``calibration_max_age_min`` (or ``force``), so the transpile-cache key (calibration
+        date), the layout, M3's "device recalibrated" rule and the noise floor follow the
+        device. ``ibm:`` backends refresh through ``IBMBackend.refresh()``; fake devices only
+        when their ``refresh`` takes no arguments (their calibration is a fixed file).
+
+        Returns:
+            Whether the backend was refreshed.
+        """
+        now = time.monotonic()
+        if not force and now - self._refreshed < self.calibration_max_age_s:
+            return False
+        if not refresh_backend(self.backend, self.name, ibm=self.kind == "ibm"):
+            return False
+        self._refreshed = now
+        return True
 
     def postprocess(
         self, prepared: Prepared, submitted: Submitted, calibration: ReadoutCalibration | None
@@ -455,93 +519,17 @@ class RuntimeBackend:
 
     # ------------------------------------------------------------------ internals
 
-    def _submit_and_wait(
-        self,
-        primitive: Any,
-        prepared: Prepared,
-        checkpoint: Callable[[str], None] | None,
-    ) -> tuple[Any, str]:
-        """Submit the PUBs to a sampler (M3) or estimator, hand its job id to ``checkpoint``
-        before waiting, and return ``(result, job id)``.
+    def _submit_options(self, prepared: Prepared, context: Context) -> SubmitOptions:
+        """The job's submission options (:func:`submit_options`)."""
+        return submit_options(prepared, context, self)
 
-        Raises:
-            BackendError: the submission or the job failed.
-        """
-        pubs, shots = prepared.pubs, prepared.shots_per_instance
-        try:
-            if prepared.use_m3:
-                job = primitive.run([(*pub, shots) for pub in pubs])
-            else:
-                job = primitive.run(pubs, precision=1.0 / math.sqrt(shots))
-        except Exception as exc:
-            raise BackendError(f"submission to {self.name} failed: {exc}") from exc
-        job_id = str(job.job_id())
-        if checkpoint is not None:
-            checkpoint(job_id)
-        try:
-            return job.result(), job_id
-        except Exception as exc:
-            raise BackendError(f"job {job_id} on {self.name} failed: {exc}") from exc
-
-    def _submit(
-        self,
-        prepared: Prepared,
-        checkpoint: Callable[[str], None] | None,
-        mode: ExecutionMode,
-    ) -> tuple[Any, str]:
-        """Submit in the job's Session, or in a fresh ``Batch`` (closed once the job is done)."""
-        from qiskit_ibm_runtime import Batch
-
-        def go(runtime_mode: Any) -> tuple[Any, str]:
-            primitive = self._primitive(runtime_mode, prepared.use_m3, prepared.work.seed)
-            return self._submit_and_wait(primitive, prepared, checkpoint)
-
-        session = mode.session()
-        if session is not None:
-            return go(session)
-        with Batch(backend=self.backend) as batch:
-            return go(batch)
-
-    def _primitive(self, mode: Any, use_m3: bool, seed: int | None) -> Any:
-        from qiskit_ibm_runtime import EstimatorV2, SamplerV2
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            primitive = SamplerV2(mode=mode) if use_m3 else EstimatorV2(mode=mode)
-        if self.kind != "ibm" and seed is not None:
-            primitive.options.simulator.seed_simulator = int(seed) % (2**31)
-        if not use_m3 and self.kind == "ibm":
-            self.resilience.apply(primitive.options)
-        return primitive
-
-    def _calibration(
-        self, isa: IsaCircuit, cache: CalibrationCache, max_age_s: float, mode: ExecutionMode
-    ) -> ReadoutCalibration:
-        """The M3 calibration of the chosen data qubits: the stored one while it is younger
-        than ``max_age_s`` and was measured under the device's current calibration, else a new
-        one, measured outside the step's submission. On ``ibm:``, where the runtime is the only
-        way to run circuits, it runs in the job's Session, or in its own ``Batch``."""
-        qubits = tuple(isa.layout[: isa.hardware.n_data])
-        device_cal = None if isa.calibration == "unknown" else isa.calibration
-
-        def get(runtime_mode: Any) -> ReadoutCalibration:
-            return cache.get_or_calibrate(
-                self.backend, qubits, max_age_s, mode=runtime_mode, device_calibration=device_cal
-            )
-
-        if self.kind != "ibm":
-            return get(None)
-        session = mode.session()
-        if session is not None:
-            return get(session)
-        from qiskit_ibm_runtime import Batch
-
-        with Batch(backend=self.backend) as batch:
-            return get(batch)
+    def _primitive(self, runtime_mode: Any, use_m3: bool, options: SubmitOptions) -> Any:
+        """The runtime primitive on ``runtime_mode`` (a Session, Batch or the backend)."""
+        return primitive(runtime_mode, use_m3, options)
 
     def _attach(self, job_id: str) -> Any:
         try:
-            return self._service.job(job_id).result()
+            return self._service.job(job_id)
         except Exception as exc:
             raise BackendError(f"could not re-attach to runtime job {job_id}: {exc}") from exc
 

@@ -192,6 +192,11 @@ def _durations(isa: IsaCircuit, target: Any) -> tuple[float, dict[int, float], d
     return max(clock.values(), default=0.0), err1, err2
 
 
+def layer_makespan(isa: IsaCircuit, target: Any) -> float:
+    """The scheduled duration (s) of the ISA circuit, measurements excluded."""
+    return _durations(isa, target)[0]
+
+
 def _t1_t2(target: Any, q: int) -> tuple[float, float]:
     props = target.qubit_properties[q] if target.qubit_properties else None
     t1 = getattr(props, "t1", None) or math.inf

@@ -22,7 +22,7 @@ from qldm.backends._sessions import (
     session_for,
 )
 from qldm.backends.runtime import fake_device
-from qldm.errors import BackendError, RunClosedError
+from qldm.errors import RunClosedError
 from qldm.jobs.model import JobRequest, JobResult, RunStatus
 from qldm.jobs.runner import JobFailure, execute, run_stored_job
 from qldm.jobs.store import JobStore
@@ -86,7 +86,7 @@ def test_jobs_of_a_run_share_its_session_and_standalone_jobs_use_a_batch(
     assert second.metadata["session_id"] == sid
     assert store.get_run(tenant="t", run_id=run.id).session_id == sid
     assert open_sessions() == {(run.id, "fake_manila"): sid}  # one Session object here
-    assert alone.metadata["execution_mode"] == "batch" and alone.metadata["session_id"] is None
+    assert alone.metadata["execution_mode"] == "job" and alone.metadata["session_id"] is None
     # Inside the session the numbers are the same physics: <Z> = cos(x), M3-mitigated.
     for result, x in ((first, 0.0), (second, np.pi), (alone, np.pi / 3)):
         assert result.values is not None
@@ -146,7 +146,7 @@ def test_a_submitted_job_of_a_closed_run_still_reattaches(store: JobStore) -> No
     store.close_run(tenant="t", run_id=run.id)
     again = run_stored_job(store.url, job.id, claimed.attempts)
     assert again.metadata["resumed"] is True and again.metadata["submissions"] == 0
-    assert again.metadata["execution_mode"] == "batch"
+    assert again.metadata["execution_mode"] == "job"
     np.testing.assert_array_equal(again.values, first.values)
 
 
@@ -164,12 +164,15 @@ def test_a_run_without_a_store_keeps_one_session_per_process() -> None:
     b = execute(_ry(0.5, run_id="local-run", seed=4))
     assert a.metadata["execution_mode"] == "session"
     assert a.metadata["session_id"] == b.metadata["session_id"]
-    # The primitives really run in that Session object: once it is closed, the run's next
-    # job is refused by the runtime itself.
-    session, _ = session_for(RunSession("local-run"), fake_device("manila"))
+    # The primitives really run in that Session object: once it is closed (what the runtime
+    # does at its max_time or idle timeout; the library then raises "The session is closed."),
+    # the run's next job opens a new Session instead of failing, and says so.
+    session, old = session_for(RunSession("local-run"), fake_device("manila"))
     session.close()
-    with pytest.raises(BackendError, match="session is closed"):
-        execute(_ry(0.7, run_id="local-run"))
+    c = execute(_ry(0.7, run_id="local-run"))
+    assert c.metadata["session_renewed_from"] == old
+    assert c.metadata["session_id"] not in (None, old)
+    assert c.values is not None and c.values[0, 0, 0] == pytest.approx(np.cos(0.7), abs=0.06)
     assert drop_run_sessions("local-run") == 1
     aer = execute(JobRequest.parse({**_ry(0.0).model_dump(), "backend": "aer:manila"}))
     assert aer.metadata["execution_mode"] == "direct" and aer.metadata["session_id"] is None

@@ -355,7 +355,7 @@ def test_submit_checkpoints_then_reattaches_by_resume_id(tmp_path: Path, calls: 
     submitted = backend.submit(prepared, mode, Context(checkpoint=ids.append))
     assert calls.estimator == 1 and ids == [submitted.job_id] and submitted.submissions == 1
     assert submitted.result is not None and submitted.cached is None and not submitted.resumed
-    assert mode.execution_mode == "batch"
+    assert mode.execution_mode == "job"
     gathered = backend.postprocess(prepared, submitted, None)
     ResultCache(backend.data_dir).store(ids[0], prepared.digest, gathered.mitigated, gathered.raw)
 

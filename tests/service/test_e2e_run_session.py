@@ -43,7 +43,7 @@ def test_a_run_holds_one_session_until_it_is_closed(deployment: Deployment) -> N
         assert sid.startswith("local:")  # local testing mode: a marker, not a runtime id
         assert {r.metadata["execution_mode"] for r in results} == {"session"}
         assert client.get_run(run["id"])["session_id"] == sid
-        assert batch.metadata["execution_mode"] == "batch"
+        assert batch.metadata["execution_mode"] == "job"
         assert batch.metadata["session_id"] is None
         for result, x in zip([*results, batch], [*xs, np.pi / 3], strict=True):
             assert result.values is not None

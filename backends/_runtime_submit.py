@@ -1,0 +1,353 @@
+"""Submitting a prepared runtime workload and waiting for it: modes, limits, cancel, usage.
+
+:func:`submit` is step 2 of :class:`qldm.backends.runtime.RuntimeBackend` when it submits
+(rather than re-attaches):
+
+- the PUBs of a ``SamplerV2`` workload over IBM's per-job execution limit are cut into pieces
+  (:func:`qldm.backends._runtime_cost.split_pubs`) submitted as several jobs in one ``Batch``;
+  with ``split_jobs`` off that is refused before anything is submitted
+  (``field="options.split_jobs"``);
+- the primitive runs in the job's execution mode (:class:`qldm.backends._sessions.ExecutionMode`:
+  the run's Session, a job's own Session, a ``Batch``, or the backend itself); a run's Session
+  that the runtime ended is renewed once and the submission retried;
+- ``max_execution_time`` goes to the primitive's options (IBM cancels a job that exceeds it;
+  "Maximum execution time" guide), the job is tagged with the run id (``job_tags``);
+- every runtime job id goes to ``checkpoint`` right after its submission (several joined by
+  commas), before any wait;
+- waiting polls the job's status: every change goes to ``on_status`` (``queued``,
+  ``running``, ...), ``should_cancel()`` cancels the runtime jobs and raises
+  :class:`qldm.errors.JobCancelled`, and past ``timeout_s`` the wait ends with a
+  :class:`qldm.errors.BackendError` (the runtime job keeps its id, so a later resume can
+  still re-attach to it);
+- the runtime's reported usage (``job.usage()``, quantum seconds; IBM's "Workload usage"
+  guide) is summed over the submissions.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from qldm.backends._runtime_cost import JoinedPubResult, Piece, estimate, split_pubs
+from qldm.backends._sessions import ExecutionMode, session_gone
+from qldm.errors import BackendError, InvalidSpecError, JobCancelled
+
+__all__ = [
+    "SubmitOptions",
+    "Waited",
+    "joined",
+    "prepared_cost",
+    "primitive",
+    "status_name",
+    "submit",
+    "submit_options",
+    "wait",
+]
+
+FINAL = frozenset({"done", "cancelled", "error"})
+"""Runtime job states that do not change any more."""
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    """How one workload is submitted.
+
+    Attributes:
+        limit: the per-job execution limit of sampler jobs (``None``: none).
+        split_jobs: cut a workload over ``limit`` into several jobs (else refuse it).
+        max_execution_time: the runtime's ``max_execution_time`` (seconds of QPU time).
+        timeout_s: how long to wait for the runtime's results (``None``: no limit).
+        tags: runtime job tags (the run id).
+        kind: ``fake`` or ``ibm``.
+        seed: the simulator seed of local testing mode.
+        resilience: applies the runtime's resilience options to an estimator (``ibm:``).
+        poll_s: the longest pause between two status polls.
+    """
+
+    limit: int | None = None
+    split_jobs: bool = True
+    max_execution_time: int | None = None
+    timeout_s: float | None = None
+    tags: tuple[str, ...] = ()
+    kind: str = "fake"
+    seed: int | None = None
+    resilience: Any = None
+    poll_s: float = 2.0
+
+
+@dataclass
+class Waited:
+    """What came back from the runtime.
+
+    Attributes:
+        job_ids: the runtime job ids, in submission order.
+        results: one PUB result per level (pieces joined).
+        usage_s: the runtime's reported usage summed (``None`` when no job reported any).
+        statuses: the states each job was seen in, in order.
+    """
+
+    job_ids: list[str]
+    results: list[Any]
+    usage_s: float | None = None
+    statuses: list[str] = field(default_factory=list)
+
+
+def status_name(job: Any) -> str:
+    """A runtime or local job's state as a lower-case word (``queued``, ``running``, ``done``,
+    ``cancelled``, ``error``, ...): ``RuntimeJobV2.status()`` answers text, a local job a
+    ``JobStatus``."""
+    status = job.status()
+    return str(getattr(status, "name", status)).lower()
+
+
+def primitive(mode: Any, use_m3: bool, options: SubmitOptions) -> Any:
+    """A ``SamplerV2`` (M3) or ``EstimatorV2`` on ``mode`` (a Session, Batch or backend)."""
+    from qiskit_ibm_runtime import EstimatorV2, SamplerV2
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        prim = SamplerV2(mode=mode) if use_m3 else EstimatorV2(mode=mode)
+    if options.kind != "ibm":
+        if options.seed is not None:
+            prim.options.simulator.seed_simulator = int(options.seed) % (2**31)
+        return prim
+    if options.max_execution_time is not None:
+        prim.options.max_execution_time = int(options.max_execution_time)
+    if options.tags:
+        prim.options.environment.job_tags = list(options.tags)
+    if not use_m3 and options.resilience is not None:
+        options.resilience.apply(prim.options)
+    return prim
+
+
+def submit(
+    prepared: Any,
+    mode: ExecutionMode,
+    backend: Any,
+    options: SubmitOptions,
+    *,
+    make_primitive: Callable[[Any, bool, SubmitOptions], Any] | None = None,
+    checkpoint: Callable[[str], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    on_status: Callable[[str], None] | None = None,
+) -> Waited:
+    """Submit a prepared workload (its PUBs, split when over the limit) and wait for it.
+
+    Raises:
+        InvalidSpecError: over the limit with ``split_jobs`` off (``options.split_jobs``).
+        JobCancelled: ``should_cancel()`` said so while waiting (the runtime jobs are
+            cancelled).
+        BackendError: a submission or a job failed, or the wait passed ``timeout_s``.
+    """
+    shots = prepared.shots_per_instance
+    pubs = list(prepared.pubs)
+    pieces: list[tuple[Any, ...]] | None = None
+    groups = [list(range(len(pubs)))]
+    if prepared.use_m3 and options.limit is not None:
+        pieces, groups = split_pubs(pubs, shots=shots, limit=options.limit)
+        if len(groups) > 1 and not options.split_jobs:
+            total = sum(1 if p[1] is None else p[1].size for p in pieces) * shots
+            raise InvalidSpecError(
+                f"the workload needs {total:,} executions (circuits x shots), over the "
+                f"runtime's per-job limit of {options.limit:,}; allow splitting it into "
+                f"{len(groups)} jobs, or lower shots, instances or the batch",
+                field="options.split_jobs",
+            )
+        if len(groups) == 1:
+            pieces = None
+    if pieces is None:
+        batches = [[pubs[i] for i in g] for g in groups]
+    else:
+        batches = [[pieces[i][:2] for i in g] for g in groups]
+
+    def run_all(runtime_mode: Any) -> Waited:
+        prim = (make_primitive or primitive)(runtime_mode, prepared.use_m3, options)
+        jobs = []
+        for batch in batches:
+            try:
+                if prepared.use_m3:
+                    job = prim.run([(*pub, shots) for pub in batch])
+                else:
+                    job = prim.run(batch, precision=1.0 / math.sqrt(shots))
+            except Exception as exc:
+                if session_gone(exc):
+                    raise _SessionGone(str(exc)) from exc
+                raise BackendError(f"submission to {backend.name} failed: {exc}") from exc
+            jobs.append(job)
+            if checkpoint is not None:
+                checkpoint(",".join(str(j.job_id()) for j in jobs))
+        return wait(jobs, options, should_cancel=should_cancel, on_status=on_status)
+
+    waited = _in_mode(mode, backend, run_all, several=len(batches) > 1)
+    if pieces is not None:
+        flat = [r for result in waited.results for r in result]
+        parts: dict[int, list[tuple[Piece, Any]]] = {}
+        for i, pub_result in zip([i for g in groups for i in g], flat, strict=True):
+            piece = pieces[i][2]
+            parts.setdefault(piece.level, []).append((piece, pub_result))
+        waited.results = [JoinedPubResult(parts[k]) for k in range(len(pubs))]
+    else:
+        waited.results = [r for result in waited.results for r in result]
+    return waited
+
+
+class _SessionGone(Exception):
+    """The Session a submission went to was closed or expired."""
+
+
+def _in_mode(
+    mode: ExecutionMode, backend: Any, go: Callable[[Any], Waited], *, several: bool
+) -> Waited:
+    """Run ``go`` in the job's execution mode: its Session (renewed once if the runtime
+    ended it), a ``Batch`` (batch mode, or several submissions), or job mode."""
+    from qiskit_ibm_runtime import Batch
+
+    session = mode.session()
+    if session is not None:
+        try:
+            try:
+                return go(session)
+            except _SessionGone:
+                return go(mode.renew())
+        except _SessionGone as exc:
+            raise BackendError(f"the renewed runtime session ended too: {exc}") from exc
+        finally:
+            mode.close()
+    if mode.execution_mode == "direct":  # no runtime (aer:<device>): the primitive directly
+        return go(backend)
+    if mode.execution_mode == "batch" or several:
+        mode.execution_mode = "batch"  # several jobs of one workload always share a Batch
+        with Batch(backend=backend) as batch:
+            return go(batch)
+    return go(backend)
+
+
+def wait(
+    jobs: list[Any],
+    options: SubmitOptions,
+    *,
+    should_cancel: Callable[[], bool] | None = None,
+    on_status: Callable[[str], None] | None = None,
+) -> Waited:
+    """Wait for runtime jobs, reporting their state, honouring cancel requests and the timeout.
+
+    Raises:
+        JobCancelled: ``should_cancel()`` returned ``True`` (every job not finished is
+            cancelled on the runtime first).
+        BackendError: a job failed or was cancelled elsewhere, or ``timeout_s`` passed.
+    """
+    ids = [str(j.job_id()) for j in jobs]
+    start = time.monotonic()
+    pause = 0.02
+    seen: list[str] = []
+    last = ""
+    while True:
+        states = [status_name(j) for j in jobs]
+        # the least advanced job speaks for all (queued before running before done)
+        state = next((s for s in states if s not in FINAL), states[-1])
+        if any(s == "error" for s in states):
+            state = "error"
+        if state != last:
+            seen.append(state)
+            last = state
+            if on_status is not None:
+                on_status(state)
+        if all(s in FINAL for s in states):
+            break
+        if should_cancel is not None and should_cancel():
+            for job, s in zip(jobs, states, strict=True):
+                if s not in FINAL:
+                    _cancel(job)
+            raise JobCancelled(f"cancelled; runtime job(s) {', '.join(ids)} cancelled too")
+        if options.timeout_s is not None and time.monotonic() - start > options.timeout_s:
+            raise BackendError(
+                f"runtime job(s) {', '.join(ids)} still {state} after {options.timeout_s:g} s "
+                "(the result timeout); they keep running on the runtime and can be re-attached"
+            )
+        time.sleep(pause)
+        pause = min(pause * 2, options.poll_s)
+    results = []
+    for job, job_id in zip(jobs, ids, strict=True):
+        try:
+            results.append(job.result())
+        except Exception as exc:
+            raise BackendError(f"job {job_id} on the runtime failed: {exc}") from exc
+    return Waited(ids, results, usage_s=_usage(jobs), statuses=seen)
+
+
+def _cancel(job: Any) -> None:
+    try:
+        job.cancel()
+    except Exception as exc:  # a job that finished meanwhile cannot be cancelled
+        raise BackendError(f"could not cancel runtime job {job.job_id()}: {exc}") from exc
+
+
+def _usage(jobs: list[Any]) -> float | None:
+    """The runtime's reported usage in seconds summed over ``jobs`` (``None``: none reported)."""
+    total, any_reported = 0.0, False
+    for job in jobs:
+        try:
+            value = job.usage()
+        except Exception:  # local jobs and older services may not report usage
+            value = None
+        if value is not None:
+            total += float(value)
+            any_reported = True
+    return total if any_reported else None
+
+
+def submit_options(prepared: Any, context: Any, backend: Any) -> SubmitOptions:
+    """A job's submission options: its own (``context.options``) override the backend's
+    (a :class:`qldm.backends.runtime.RuntimeBackend`).
+
+    Raises:
+        InvalidSpecError: the workload is estimated over ``max_execution_time``
+            (``field="options.max_execution_time"``): the runtime would cancel it midway and
+            bill what ran.
+    """
+    opts = context.options
+    max_time = getattr(opts, "max_execution_time", None) or backend.max_execution_time
+    split = getattr(opts, "split_jobs", None)
+    timeout = getattr(opts, "result_timeout_s", None) or backend.result_timeout_s
+    if max_time is not None:
+        cost = estimate(prepared, backend.backend, limit=backend.execution_limit)
+        if cost.qpu_seconds > max_time:
+            raise InvalidSpecError(
+                f"estimated {cost.qpu_seconds:.0f} s of QPU time ({cost.executions:,} "
+                f"executions), over max_execution_time {max_time} s: the runtime would "
+                "cancel the job and bill what ran",
+                field="options.max_execution_time",
+            )
+    return SubmitOptions(
+        limit=backend.execution_limit,
+        split_jobs=backend.split_jobs if split is None else bool(split),
+        max_execution_time=max_time,
+        timeout_s=timeout,
+        tags=(f"qldm-run:{context.run_id}",) if context.run_id else (),
+        kind=backend.kind,
+        seed=prepared.work.seed,
+        resilience=backend.resilience,
+    )
+
+
+def joined(prepared: Any, results: list[Any], options: SubmitOptions) -> list[Any]:
+    """Re-attached jobs' PUB results as one per level (pieces joined as when submitted)."""
+    flat = [r for result in results for r in result]
+    if len(flat) == len(prepared.pubs):
+        return flat
+    pieces, _ = split_pubs(
+        list(prepared.pubs), shots=prepared.shots_per_instance, limit=options.limit or 1
+    )
+    parts: dict[int, list[tuple[Piece, Any]]] = {}
+    for piece, pub_result in zip((p[2] for p in pieces), flat, strict=True):
+        parts.setdefault(piece.level, []).append((piece, pub_result))
+    return [JoinedPubResult(parts[k]) for k in range(len(prepared.pubs))]
+
+
+def prepared_cost(prepared: Any, device: Any, limit: int | None) -> dict[str, Any]:
+    """The ``cost`` entry of a job's metadata (:func:`qldm.backends._runtime_cost.estimate`)."""
+    return estimate(prepared, device, limit=limit).as_dict()
