@@ -29,6 +29,7 @@ __all__ = [
     "Diff",
     "ExperimentReport",
     "Stopwatch",
+    "bar_plot",
     "fmt_mean_std",
     "line_plot",
     "mean_std",
@@ -194,6 +195,56 @@ def line_plot(
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def bar_plot(
+    path: str | Path,
+    categories: Sequence[str],
+    series: Mapping[str, Sequence[Sequence[float]]],
+    *,
+    ylabel: str,
+    title: str,
+) -> Path:
+    """Grouped bars: one group per category, one bar per series, mean over seeds ± std.
+
+    Each seed's value is drawn as a dot on its bar, so the spread is visible.
+
+    Args:
+        path: the PNG to write.
+        categories: ``(C,)`` group labels.
+        series: name -> ``(C, seeds)`` values.
+        ylabel: y-axis label.
+        title: figure title.
+
+    Returns:
+        The path written.
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(categories) * max(1, len(series))), 4.0))
+    width = 0.8 / max(1, len(series))
+    xs = np.arange(len(categories), dtype=np.float64)
+    for k, (name, values) in enumerate(series.items()):
+        stats = [mean_std(v) for v in values]
+        pos = xs - 0.4 + width * (k + 0.5)
+        ax.bar(
+            pos,
+            [m for m, _ in stats],
+            width,
+            yerr=[s for _, s in stats],
+            capsize=3,
+            label=name,
+            alpha=0.75,
+        )
+        for x, v in zip(pos, values, strict=True):
+            ax.plot([x] * len(v), list(v), "k.", markersize=3)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(list(categories), rotation=20, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    if len(series) > 1:
+        ax.legend(fontsize=8)
     return save_figure(fig, path)
 
 

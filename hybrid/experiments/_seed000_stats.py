@@ -1,0 +1,278 @@
+"""Seed 000's experiment, the statistics: per-seed values, paired differences, findings.
+
+Everything here reads the ``runs`` list of ``results.json`` (one dict per trained model, with
+its cell fields and metrics), so the HTML report and ``docs/results.md`` come from the same
+numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qldm.hybrid.experiments.common import Diff, fmt_mean_std, mean_std, paired_bootstrap_ci
+
+CONTROLS = ("noiseless", "classical")
+
+PAPER: dict[str, Any] = {
+    "note": (
+        "The paper's numbers are FIDs on Inception-v3 features (CIFAR-10 or MNIST, 10,000 "
+        "samples); ours are Fréchet distances on a small digit classifier's features (MNIST "
+        "16x16, 4,000 digits): a different metric on a different scale. Only directions and "
+        "relative changes can be set side by side."
+    ),
+    # Table 9 (MNIST, FID): baseline and worst-case PGD delta
+    "mnist_fid": {
+        "phase_flip": 82.20,
+        "bit_flip": 82.60,
+        "amp_damp": 86.10,
+        "gaussian": 88.80,
+        "noiseless": 90.50,
+    },
+    "mnist_pgd_worst_dfid": {
+        "phase_flip": 0.60,
+        "bit_flip": 0.66,
+        "amp_damp": 0.82,
+        "gaussian": 0.72,
+        "noiseless": 0.75,
+    },
+    # Table 8 (MNIST, SSIM): worst-case delta SSIM
+    "mnist_worst_dssim": {
+        "amp_damp": 0.004,
+        "bit_flip": 0.005,
+        "phase_flip": 0.006,
+        "gaussian": 0.0063,
+        "noiseless": 0.007,
+    },
+    # Table 10 (MNIST, FID): parameter perturbation, worst-case delta
+    "mnist_param_worst_dfid": {
+        "phase_flip": 12.34,
+        "bit_flip": 9.65,
+        "amp_damp": 11.14,
+        "gaussian": 16.02,
+        "noiseless": 17.19,
+    },
+    # Table 4 (CIFAR-10, FID) at 1K / 5K / 10K training samples
+    "cifar_data_fid": {
+        "bit_flip": [196.2, 64.6, 20.42],
+        "amp_damp": [226.6, 71.7, 22.66],
+        "gaussian": [242.4, 76.7, 24.24],
+        "phase_flip": [248.3, 78.6, 24.83],
+        "noiseless": [251.2, 79.5, 25.12],
+    },
+    # Table 12 (CIFAR-10, FID, called "hypothetical data" by the paper) at L = 4, 6, 8, 10
+    "cifar_depth_fid_hypothetical": {
+        "amp_damp": [22.51, 22.43, 22.36, 22.30],
+        "bit_flip": [20.15, 20.03, 19.92, 19.82],
+        "phase_flip": [24.50, 24.36, 24.22, 24.09],
+        "noiseless": [22.61, 25.12, 27.63, 30.14],
+    },
+    "headline": "FID -18.7% for bit flip against noiseless (CIFAR-10, 20.42 vs 25.12)",
+}
+"""The paper's numbers that have a counterpart here (variant names mapped to ours)."""
+
+
+def per_seed(
+    runs: Sequence[dict[str, Any]], metric: str, **match: Any
+) -> dict[str, dict[int, float]]:
+    """``variant -> seed -> value`` of ``metric`` over the runs whose fields equal ``match``."""
+    out: dict[str, dict[int, float]] = {}
+    for r in runs:
+        if metric not in r or any(r.get(k) != v for k, v in match.items()):
+            continue
+        out.setdefault(r["variant"], {})[int(r["seed"])] = float(r[metric])
+    return out
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> Diff | None:
+    """The paired bootstrap interval of ``a - b`` over their common seeds (None if none or
+    a value is NaN)."""
+    seeds = sorted(set(a) & set(b))
+    xa, xb = [a[s] for s in seeds], [b[s] for s in seeds]
+    if not seeds or any(math.isnan(v) for v in xa + xb):
+        return None
+    return paired_bootstrap_ci(xa, xb)
+
+
+def diffs(values: dict[str, dict[int, float]]) -> dict[str, dict[str, dict[str, Any] | None]]:
+    """``variant -> {"vs_noiseless": Diff dict, "vs_classical": Diff dict}`` (None when the
+    control was not trained or the variant is the control)."""
+    out: dict[str, dict[str, dict[str, Any] | None]] = {}
+    for variant, vals in values.items():
+        row: dict[str, dict[str, Any] | None] = {}
+        for control in CONTROLS:
+            d = paired(vals, values[control]) if control in values and control != variant else None
+            row[f"vs_{control}"] = d.as_dict() if d is not None else None
+        out[variant] = row
+    return out
+
+
+def fmt_values(vals: dict[int, float] | None) -> str:
+    """``mean ± std`` over seeds, or a dash."""
+    if not vals:
+        return "—"
+    xs = [vals[s] for s in sorted(vals)]
+    return fmt_mean_std(xs, digits=4)
+
+
+def fmt_diff(d: dict[str, Any] | None) -> str:
+    """``+m [lo, hi]`` with a star when the interval excludes 0, or a dash."""
+    if d is None:
+        return "—"
+    star = " *" if d["excludes_zero"] else ""
+    return f"{d['mean']:+.3g} [{d['low']:+.3g}, {d['high']:+.3g}]{star}"
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One headline comparison: a metric on a slice of the runs.
+
+    Attributes:
+        key: short id (``results.json``).
+        label: what it is, for people.
+        metric: the run metric.
+        match: the cell fields the runs must have.
+        lower_is_better: direction of "better".
+    """
+
+    key: str
+    label: str
+    metric: str
+    match: dict[str, Any]
+    lower_is_better: bool
+
+
+def headlines(settings: dict[str, Any]) -> list[Headline]:
+    """The comparisons of the headline table, built from the run's settings."""
+    n, depth = settings["main_train"], settings["main_depth"]
+    eps = max(settings["sizes"]["eps"])
+    main = {"n_train": n, "layers": depth}
+    out = []
+    for placement in settings["placements"]:
+        g = {"placement": placement, **main}
+        out += [
+            Headline(f"{placement}_sample_fd", f"sample FD ({placement})", "sample_fd", g, True),
+            Headline(f"{placement}_recon_fd", f"AE floor FD ({placement})", "recon_fd", g, True),
+            Headline(
+                f"{placement}_recon_ssim", f"recon SSIM ({placement})", "recon_ssim", g, False
+            ),
+            Headline(
+                f"{placement}_pgd_dfd",
+                f"PGD {eps:g}: change of recon FD ({placement})",
+                f"pgd_dfd_{eps:g}",
+                g,
+                True,
+            ),
+            Headline(
+                f"{placement}_fgsm_dssim",
+                f"FGSM {eps:g}: change of recon SSIM ({placement})",
+                f"fgsm_dssim_{eps:g}",
+                g,
+                False,
+            ),
+        ]
+    if "generation" in settings["placements"]:
+        out.append(
+            Headline(
+                "param_dfd",
+                f"PQC weights +{eps:g} rel. L2: change of sample FD (generation)",
+                f"param_dfd_{eps:g}",
+                {"placement": "generation", **main},
+                True,
+            )
+        )
+    small = min(settings["data_sizes"])
+    if small != n:
+        out.append(
+            Headline(
+                "data_small_sample_fd",
+                f"sample FD with {small} training digits (generation)",
+                "sample_fd",
+                {"placement": "generation", "n_train": small, "layers": depth},
+                True,
+            )
+        )
+    deep = max(settings["depths"])
+    if deep != depth:
+        out.append(
+            Headline(
+                "depth_deep_sample_fd",
+                f"sample FD at L = {deep} (generation)",
+                "sample_fd",
+                {"placement": "generation", "n_train": n, "layers": deep},
+                True,
+            )
+        )
+    return out
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    """The headline comparisons and findings, for ``results.json``.
+
+    Returns:
+        ``{"headline": [...], "findings": [...]}``; each headline row has ``key``, ``label``,
+        ``lower_is_better``, ``values`` (variant -> ``mean``, ``std``, ``n``) and ``diffs``.
+    """
+    runs = results["runs"]
+    rows = []
+    for h in headlines(results["settings"]):
+        vals = per_seed(runs, h.metric, **h.match)
+        if not vals:
+            continue
+        rows.append(
+            {
+                "key": h.key,
+                "label": h.label,
+                "metric": h.metric,
+                "match": h.match,
+                "lower_is_better": h.lower_is_better,
+                "values": {
+                    v: dict(zip(("mean", "std"), mean_std([x[s] for s in sorted(x)]), strict=True))
+                    | {"n": len(x)}
+                    for v, x in vals.items()
+                },
+                "per_seed": {v: {str(s): x[s] for s in sorted(x)} for v, x in vals.items()},
+                "diffs": diffs(vals),
+            }
+        )
+    return {"headline": rows, "findings": findings(rows)}
+
+
+def findings(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Plain sentences: which differences have intervals that exclude zero, and which not."""
+    out = []
+    for row in rows:
+        better, worse, unclear = [], [], []
+        for variant, ds in row["diffs"].items():
+            d = ds.get("vs_noiseless")
+            if d is None:
+                continue
+            if not d["excludes_zero"]:
+                unclear.append(variant)
+            elif (d["mean"] < 0) == row["lower_is_better"]:
+                better.append(f"{variant} ({d['mean']:+.3g})")
+            else:
+                worse.append(f"{variant} ({d['mean']:+.3g})")
+        parts = []
+        if better:
+            parts.append("better than noiseless: " + ", ".join(better))
+        if worse:
+            parts.append("worse than noiseless: " + ", ".join(worse))
+        if unclear:
+            parts.append("interval includes 0: " + ", ".join(unclear))
+        if parts:
+            out.append(f"{row['label']}: " + "; ".join(parts) + ".")
+        cls = []
+        for variant, ds in row["diffs"].items():
+            d = ds.get("vs_classical")
+            if d is not None and d["excludes_zero"]:
+                good = (d["mean"] < 0) == row["lower_is_better"]
+                cls.append(f"{variant} {'better' if good else 'worse'} ({d['mean']:+.3g})")
+        out.append(
+            f"{row['label']}, against the classical control: "
+            + (", ".join(cls) if cls else "no variant differs with an interval excluding 0")
+            + "."
+        )
+    return out
