@@ -28,7 +28,13 @@ import numpy as np
 
 from qldm.backends.base import Evaluation
 from qldm.client._transport import KeepAliveTransport
-from qldm.errors import BackendError, JobNotFinishedError, QldmError, error_class
+from qldm.errors import (
+    BackendError,
+    JobNotFinishedError,
+    QldmError,
+    TooManyJobsError,
+    error_class,
+)
 from qldm.jobs import npz
 from qldm.jobs.model import ARRAY_FIELDS, JobRequest, JobResult
 
@@ -77,6 +83,11 @@ def error_from_response(response: httpx.Response) -> QldmError:
         code = str(detail["job_error"].get("code") or "backend_error")  # raise the job's own
         return (error_class(code) or BackendError)(message, field=field)
     cls = error_class(code)
+    if cls is TooManyJobsError:
+        retry = response.headers.get("Retry-After", "")
+        return TooManyJobsError(
+            message, field=field, retry_after_s=int(retry) if retry.isdigit() else 1
+        )
     if cls is not None:
         return cls(message, field=field)
     return ServiceError(message, code=code, status=response.status_code, field=field)

@@ -95,6 +95,9 @@ class Dispatcher:
         heartbeat_interval: seconds between heartbeats of the jobs this dispatcher runs.
         on_finished: called with each job this dispatcher ends (its snapshot with the final
             state and time; for metrics), in the thread that records it.
+        max_running_per_tenant: most jobs of one tenant running at once, over every
+            dispatcher of the database (``None``: no limit). Free slots go first to the tenant
+            with the fewest running jobs (:meth:`JobStore.claim`).
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class Dispatcher:
         requeue_older_than: timedelta | Literal["auto"] | None = "auto",
         heartbeat_interval: float = 5.0,
         on_finished: Callable[[Job], None] | None = None,
+        max_running_per_tenant: int | None = None,
     ) -> None:
         shared = store.engine.dialect.name != "sqlite"
         if poll_interval == "auto":
@@ -134,6 +138,7 @@ class Dispatcher:
         self.requeue_older_than: timedelta | None = requeue_older_than
         self.heartbeat_interval = heartbeat_interval
         self.on_finished = on_finished
+        self.max_running_per_tenant = max_running_per_tenant
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -190,13 +195,20 @@ class Dispatcher:
             self._maybe_queued = True
         self._wake.set()
 
-    def reserve(self) -> bool:
-        """Hold a free slot for a job about to be stored as started (see :meth:`adopt`);
-        ``False`` when none is free or the dispatcher is stopping."""
+    def reserve(self, tenant: str | None = None) -> bool:
+        """Hold a free slot for a job of ``tenant`` about to be stored as started (see
+        :meth:`adopt`); ``False`` when none is free, the tenant runs as many jobs here as
+        ``max_running_per_tenant`` allows, or the dispatcher is stopping."""
         with self._lock:
             if self._draining or not self.alive:
                 return False
             if len(self._inflight) + self._reserved >= self.executor.slots:
+                return False
+            cap = self.max_running_per_tenant
+            if cap is not None and (
+                self._reserved  # another submit holds a slot: its tenant is unknown here
+                or sum(item.job.tenant == tenant for item in self._inflight.values()) >= cap
+            ):
                 return False
             self._reserved += 1
             return True
@@ -276,7 +288,9 @@ class Dispatcher:
         with self._lock:
             self._maybe_queued = False  # a job offered from here on sets it again
             self._last_claim = time.monotonic()
-        claimed = self.store.claim(worker=self.worker_id, limit=free)
+        claimed = self.store.claim(
+            worker=self.worker_id, limit=free, max_per_tenant=self.max_running_per_tenant
+        )
         if len(claimed) == free:
             self._expect_queued()  # the queue may hold more
         for job in claimed:
@@ -316,6 +330,8 @@ class Dispatcher:
 
     def _finished(self, item: _InFlight) -> None:
         self._settle_item(item)
+        if self.max_running_per_tenant is not None:
+            self._expect_queued()  # a capped tenant's queued job may take the slot now
         self._wake.set()  # a slot is free (or the outcome is still to record)
 
     def _settle(self) -> None:

@@ -25,7 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
@@ -40,6 +40,7 @@ from qldm.errors import (
 )
 from qldm.jobs import db
 from qldm.jobs._api_keys import API_KEY_PREFIX, ApiKeyStore
+from qldm.jobs._fair import fair_shares
 from qldm.jobs._hot import HotCursor, HotStatement
 from qldm.jobs._m3_store import M3CalibrationStore
 from qldm.jobs._retention import PruneReport, RetentionStore
@@ -367,26 +368,54 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore, RetentionStore):
 
     # ------------------------------------------------------------------ jobs: worker side
 
-    def claim(self, *, worker: str, limit: int = 1) -> builtins.list[Job]:
-        """Move up to ``limit`` of the oldest queued jobs to ``running`` for ``worker``.
+    def claim(
+        self, *, worker: str, limit: int = 1, max_per_tenant: int | None = None
+    ) -> builtins.list[Job]:
+        """Move up to ``limit`` queued jobs to ``running`` for ``worker``, fairly between
+        tenants: the tenant with the fewest running jobs goes first, and within a tenant the
+        oldest job (:func:`qldm.jobs._fair.fair_shares`).
 
         Atomic: a job is handed to exactly one claimer, even with many processes or replicas
         claiming at once. Each claimed job's ``attempts`` goes up by one.
+
+        Args:
+            worker: the claimer's id.
+            limit: most jobs to claim.
+            max_per_tenant: most running jobs per tenant (over every worker; ``None``: no
+                limit): a tenant at it gets nothing more until one of its jobs ends.
         """
         if limit < 1:
             return []
         with self._write() as conn:
-            ids = (
-                conn.execute(
-                    select(db.jobs.c.id)
-                    .where(db.jobs.c.status == JobStatus.QUEUED.value)
-                    .order_by(db.jobs.c.created_at, db.jobs.c.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-                .scalars()
-                .all()
+            waiting = conn.execute(
+                select(db.jobs.c.tenant, func.min(db.jobs.c.created_at), func.count())
+                .where(db.jobs.c.status == JobStatus.QUEUED.value)
+                .group_by(db.jobs.c.tenant)
+            ).all()
+            if not waiting:
+                return []
+            running = conn.execute(
+                select(db.jobs.c.tenant, func.count())
+                .where(db.jobs.c.status == JobStatus.RUNNING.value)
+                .group_by(db.jobs.c.tenant)
+            ).all()
+            shares = fair_shares(
+                [(t, created, n) for t, created, n in waiting],
+                {t: n for t, n in running},
+                slots=limit,
+                max_per_tenant=max_per_tenant,
             )
+            ids = [
+                job_id
+                for tenant, share in shares.items()
+                for job_id in conn.execute(
+                    select(db.jobs.c.id)
+                    .where(db.jobs.c.status == JobStatus.QUEUED.value, db.jobs.c.tenant == tenant)
+                    .order_by(db.jobs.c.created_at, db.jobs.c.id)
+                    .limit(share)
+                    .with_for_update(skip_locked=True)
+                ).scalars()
+            ]
             if not ids:
                 return []
             now = utcnow()  # after the jobs were seen: a start never precedes a creation
@@ -412,6 +441,22 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore, RetentionStore):
                 .order_by(db.jobs.c.created_at, db.jobs.c.id)
             ).all()
         return [self._job(r) for r in rows]
+
+    def active_jobs(self, tenant: str) -> int:
+        """How many jobs ``tenant`` has queued or running (through the status index: the
+        tenant's finished jobs, however many, are not read)."""
+        query: Any = (
+            select(func.count())
+            .select_from(db.jobs)
+            .where(db.jobs.c.status.in_(_ACTIVE), db.jobs.c.tenant == tenant)
+        )
+        if self.engine.dialect.name == "sqlite":  # its planner picks the tenant index
+            query = text(
+                f"SELECT count(*) FROM {db.jobs.name} INDEXED BY ix_qldm_jobs_status_created "
+                "WHERE status IN (:queued, :running) AND tenant = :tenant"
+            ).bindparams(queued=_ACTIVE[0], running=_ACTIVE[1], tenant=tenant)
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def _running(self, job_id: str, attempt: int | None) -> tuple[Any, ...]:
         conds: tuple[Any, ...] = (

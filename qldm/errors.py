@@ -31,6 +31,7 @@ __all__ = [
     "ResultExpiredError",
     "RunClosedError",
     "RunNotFoundError",
+    "TooManyJobsError",
     "UnauthorizedError",
     "UnknownBackendError",
     "UnsupportedMediaTypeError",
@@ -156,6 +157,20 @@ class PayloadTooLargeError(QldmError, ValueError):
     code = "payload_too_large"
 
 
+class TooManyJobsError(QldmError, RuntimeError):
+    """The tenant has as many jobs queued or running as the server allows one tenant.
+
+    Attributes:
+        retry_after_s: seconds after which a retry may be taken (the ``Retry-After`` header).
+    """
+
+    code = "too_many_jobs"
+
+    def __init__(self, message: str, *, field: str | None = None, retry_after_s: int = 1) -> None:
+        super().__init__(message, field=field)
+        self.retry_after_s = retry_after_s
+
+
 class UnsupportedMediaTypeError(QldmError, ValueError):
     """A body in a media type the route does not read."""
 
@@ -210,6 +225,11 @@ ERRORS: dict[str, ErrorKind] = {
     ),
     "unsupported_media_type": ErrorKind(
         415, UnsupportedMediaTypeError, "neither JSON nor application/x-npz"
+    ),
+    "too_many_jobs": ErrorKind(
+        429,
+        TooManyJobsError,
+        "the tenant has as many jobs queued or running as allowed; retry after Retry-After s",
     ),
     "internal_error": ErrorKind(500, None, "a bug; the message says nothing about it"),
     "mitigation_error": ErrorKind(502, MitigationError, "readout mitigation failed"),

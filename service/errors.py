@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from qldm.errors import QldmError, status_for
+from qldm.errors import QldmError, TooManyJobsError, status_for
 
 __all__ = ["error_body", "install_error_handlers"]
 
@@ -50,8 +50,11 @@ async def _qldm_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_for(exc)
     if status >= 500:
         log.warning("%s %s failed: %s", request.method, request.url.path, exc.code)
+    headers = _headers(status)
+    if isinstance(exc, TooManyJobsError):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return JSONResponse(
-        error_body(exc.code, exc.message, exc.field), status_code=status, headers=_headers(status)
+        error_body(exc.code, exc.message, exc.field), status_code=status, headers=headers
     )
 
 

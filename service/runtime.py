@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from sqlalchemy import text
 
-from qldm.errors import QldmError
+from qldm.errors import QldmError, TooManyJobsError
 from qldm.jobs._sql import json_default
 from qldm.jobs.model import TERMINAL, Job, JobRequest, JobResult, JobStatus, Run, RunStatus
 from qldm.jobs.store import JobStore, PruneReport, pack_result
@@ -142,7 +142,11 @@ class Runtime:
         self.executor = self._make_executor()
         worker = f"{socket.gethostname()}:{os.getpid()}"
         self.dispatcher = Dispatcher(
-            self.store, self.executor, worker_id=worker, on_finished=self._finished
+            self.store,
+            self.executor,
+            worker_id=worker,
+            on_finished=self._finished,
+            max_running_per_tenant=self.settings.max_running_per_tenant,
         )
         self.dispatcher.start()
         # the fake-device list takes a second or more to load: do it before the first request
@@ -220,9 +224,22 @@ class Runtime:
         self, *, tenant: str, request: JobRequest, idempotency_key: str | None
     ) -> tuple[Job, bool]:
         """Store a job and start it at once when a slot is free and nothing else waits
-        (else queue it and offer it to the dispatcher)."""
+        (else queue it and offer it to the dispatcher).
+
+        Raises:
+            TooManyJobsError: the tenant has ``max_active_jobs_per_tenant`` jobs queued or
+                running already (the limit is checked before the insert, so concurrent
+                submits of one tenant may pass it by a few).
+        """
+        limit = self.settings.max_active_jobs_per_tenant
+        if limit is not None and self.store.active_jobs(tenant) >= limit:
+            raise TooManyJobsError(
+                f"{limit} jobs of this tenant are queued or running, the most this server "
+                "takes; retry when some have finished",
+                retry_after_s=self.settings.retry_after_s,
+            )
         dispatcher = self.dispatcher
-        slot = dispatcher is not None and dispatcher.reserve()
+        slot = dispatcher is not None and dispatcher.reserve(tenant)
         try:
             job, created = self.store.submit(
                 tenant=tenant,

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
         result_ttl_s: keep a finished job's result this many seconds (``None``: no age
             limit); the job itself stays, and its pruned result is a 410 ``result_expired``.
         max_results: keep at most this many results, the newest (``None``: no count limit).
+        max_active_jobs_per_tenant: most jobs one tenant may have queued or running; a submit
+            beyond it is a 429 ``too_many_jobs`` with ``Retry-After`` (``None``: no limit).
+        max_running_per_tenant: most jobs of one tenant that run at once, so that other
+            tenants' jobs start while it has more queued (``None``: as many as there are
+            workers; set ``workers - 1`` to always keep a worker for the other tenants).
+        retry_after_s: the ``Retry-After`` of a 429 answer, in seconds.
         ibm_token: IBM Quantum token for ``ibm:`` backends; never logged nor returned.
         ibm_channel: IBM Quantum channel (``ibm_quantum_platform``, ``ibm_cloud``).
         ibm_instance: IBM Quantum instance (CRN or hub/group/project).
@@ -87,6 +93,9 @@ class Settings(BaseSettings):
     idempotency: bool = True
     result_ttl_s: float | None = Field(default=86_400.0, ge=0.0)
     max_results: int | None = Field(default=1000, ge=0)
+    max_active_jobs_per_tenant: int | None = Field(default=1000, ge=1)
+    max_running_per_tenant: int | None = Field(default=None, ge=1)
+    retry_after_s: int = Field(default=1, ge=1, le=3600)
     ibm_token: SecretStr | None = None
     ibm_channel: SecretStr | None = None
     ibm_instance: SecretStr | None = None
@@ -104,6 +113,8 @@ class Settings(BaseSettings):
         "ray_address",
         "result_ttl_s",
         "max_results",
+        "max_active_jobs_per_tenant",
+        "max_running_per_tenant",
         mode="before",
     )
     @classmethod

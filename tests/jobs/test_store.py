@@ -148,8 +148,9 @@ def test_submit_get_and_list_with_pagination_and_filters(store: JobStore) -> Non
     in_run, n_run = store.list(tenant="a", run_id=run.id)
     assert n_run == 4 and {j.id for j in in_run} == {ids[i] for i in (0, 2, 4, 6)}
 
-    claimed = store.claim(worker="w", limit=2)
-    assert {j.id for j in claimed} == set(ids[:2])  # the oldest first
+    claimed = store.claim(worker="w", limit=3)  # shared fairly: a, then b, then a again
+    assert {j.id for j in claimed if j.tenant == "a"} == set(ids[:2])  # the oldest first
+    assert [j.tenant for j in claimed].count("b") == 1
     running, n_running = store.list(tenant="a", status="running")
     assert n_running == 2 and all(j.status is JobStatus.RUNNING for j in running)
     _, n_queued = store.list(tenant="a", status=JobStatus.QUEUED)
