@@ -233,6 +233,27 @@ class RunStore(SqlBase):
         return str(held.session_id)
 
 
+    def replace_run_session(self, run_id: str, old: str, new: str) -> str:
+        """Record ``new`` as the run's Session in place of ``old``, which the runtime ended,
+        unless another worker replaced it first; return the one the run holds afterwards (a
+        compare-and-set, like :meth:`adopt_run_session`).
+
+        Raises:
+            RunNotFoundError: no such run.
+        """
+        require(new, "session_id")
+        with self._write() as conn:
+            conn.execute(
+                update(db.runs)
+                .where(db.runs.c.id == run_id, db.runs.c.session_id == old)
+                .values(session_id=new)
+            )
+            held = conn.execute(select(db.runs.c.session_id).where(db.runs.c.id == run_id)).first()
+        if held is None:
+            raise RunNotFoundError(f"no run {run_id!r}", field="run_id")
+        return str(held.session_id)
+
+
 def _run(row: Row[Any]) -> Run:
     return Run(
         id=row.id,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import (
@@ -200,6 +200,15 @@ class JobOptions(BaseModel):
         m3_max_age_s: on hardware backends with M3 readout mitigation, reuse a stored
             calibration of the chosen qubits at most this many seconds old (``0``: measure a
             new one for this job; ``None``: the backend's default, six hours).
+        execution_mode: on IBM Runtime backends, ``job``, ``batch`` or ``session``
+            (``None``: ``session`` for a job of a run, ``batch`` where the runtime refuses
+            Sessions as on the Open plan; ``job`` otherwise).
+        max_execution_time: on IBM Runtime backends, the runtime's limit in QPU seconds; a
+            job estimated above it is refused before submission.
+        split_jobs: on IBM Runtime backends, split a workload over the per-job execution
+            limit into several jobs in one Batch (``None``/``True``), or refuse it (``False``).
+        result_timeout_s: on IBM Runtime backends, how long a worker waits for the runtime's
+            result (``None``: no limit); the runtime job keeps running and can be re-attached.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -210,6 +219,10 @@ class JobOptions(BaseModel):
     gradient_budget: int | None = Field(default=None, ge=1, le=100_000)
     spsa_directions: int | None = Field(default=None, ge=1, le=MAX_DIRECTIONS)
     m3_max_age_s: float | None = Field(default=None, ge=0.0, le=1e9, allow_inf_nan=False)
+    execution_mode: Literal["job", "batch", "session"] | None = None
+    max_execution_time: int | None = Field(default=None, ge=1, le=10_800)
+    split_jobs: bool | None = None
+    result_timeout_s: float | None = Field(default=None, gt=0.0, le=1e7, allow_inf_nan=False)
 
     @field_validator("spsa_directions")
     @classmethod

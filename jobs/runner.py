@@ -148,6 +148,7 @@ def execute(
         resume_runtime_job_id=resume_runtime_job_id,
         run_session=run_session,
         m3_store=m3_store,
+        should_cancel=should_cancel,
     )
     bounds = chunk_bounds(request)
     parts: list[JobResult] = []
@@ -172,6 +173,7 @@ def job_context(
     resume_runtime_job_id: str | None = None,
     run_session: RunSession | None = None,
     m3_store: CalibrationStorage | None = None,
+    should_cancel: CancelFn | None = None,
 ) -> Context:
     """The :class:`qldm.backends.base.Context` of a job's backend calls.
 
@@ -186,6 +188,9 @@ def job_context(
             it; a job without a ``run_id`` gets none.
         m3_store: where runtime backends keep M3 calibrations (the job store); ``None``: their
             file cache.
+        should_cancel: polled by runtime backends while they wait on the runtime; when it
+            returns ``True`` they cancel the runtime job (a DELETE of a running hardware job
+            cancels it on IBM, not only between chunks).
     """
     if request.run_id is None:
         run_session = None
@@ -197,6 +202,7 @@ def job_context(
         options=request.options,
         run_session=run_session,
         m3_store=m3_store,
+        should_cancel=should_cancel,
     )
 
 
@@ -364,7 +370,10 @@ def _in_run(
         )
     run_id = run.id
     return request, RunSession(
-        run_id, run.session_id, adopt=lambda sid: store.adopt_run_session(run_id, sid)
+        run_id,
+        run.session_id,
+        adopt=lambda sid: store.adopt_run_session(run_id, sid),
+        replace=lambda old, new: store.replace_run_session(run_id, old, new),
     )
 
 

@@ -321,6 +321,58 @@ def bench_hardware() -> None:
     main()
 
 
+@app.command()
+def estimate(
+    configs: Annotated[list[Path], typer.Argument(help="QLDM training configs (YAML).")],
+    backend: Annotated[
+        str, typer.Option(help="A runtime device: fake:<device> (offline) or ibm:<device>.")
+    ] = "fake:brisbane",
+    shots: Annotated[int, typer.Option(help="Shots per parameter set.")] = 4000,
+    instances: Annotated[int, typer.Option(help="Random Pauli-insertion instances.")] = 32,
+) -> None:
+    """What one training step of each config would cost on a runtime device, without
+    submitting anything: circuits, executions, jobs under IBM's per-job limit, QPU seconds."""
+    import numpy as np
+
+    from qldm.backends.base import Workload
+    from qldm.backends.runtime import RuntimeBackend
+    from qldm.circuits import PQCSpec
+    from qldm.hybrid.config import load_config
+
+    settings = _settings()
+    device = RuntimeBackend(
+        backend,
+        instances=instances,
+        allow_noise_floor=True,  # a price, not a run: a request below the floor still costs
+        **settings.runtime_config().options_for(backend),
+    )
+    typer.echo(
+        f"{'config':<22} {'channel':<18} {'B':>4} {'circuits':>10} {'executions':>13} "
+        f"{'jobs':>5} {'QPU s':>9} {'QPU h':>6}"
+    )
+    for path in configs:
+        config = load_config(path)
+        if config.variant == "classical":
+            typer.echo(f"{config.name:<22} classical: no quantum circuit")
+            continue
+        spec = PQCSpec.parse(config.pqc_spec())
+        batch = config.train.batch_size
+        rng = np.random.default_rng(0)
+        work = Workload.build(
+            spec,
+            rng.uniform(-1, 1, (batch, spec.n_inputs)),
+            rng.uniform(-1, 1, spec.n_weights),
+            task="jacobian",
+            shots=shots,
+        )
+        cost = device.estimate(work)
+        typer.echo(
+            f"{config.name:<22} {spec.channel.kind:<18} {batch:>4} {cost.circuits:>10,} "
+            f"{cost.executions:>13,} {cost.submissions:>5} {cost.qpu_seconds:>9.0f} "
+            f"{cost.qpu_seconds / 3600:>6.2f}"
+        )
+
+
 @bench_app.command("floor")
 def bench_floor() -> None:
     """Requested against delivered noise channels on fake IBM devices (the noise floor)."""

@@ -208,3 +208,24 @@ def test_ibm_run_session_is_one_runtime_session(tmp_path: Any) -> None:  # pragm
     sid = first.metadata["session_id"]
     assert not sid.startswith(LOCAL_PREFIX) and second.metadata["session_id"] == sid
     assert close_run_session("ibm-run", sid, service=backend._service) is True
+
+
+def test_replace_run_session_is_a_compare_and_set(store: JobStore) -> None:
+    run = store.create_run(tenant="t", name="r", backend="fake:manila")
+    assert store.adopt_run_session(run.id, "s1") == "s1"
+    assert store.replace_run_session(run.id, "s1", "s2") == "s2"
+    assert store.replace_run_session(run.id, "s1", "s3") == "s2"  # someone replaced it first
+
+
+def test_job_options_choose_the_execution_mode_and_limits() -> None:
+    request = JobRequest.parse(
+        {**_ry(0.3).model_dump(mode="json"), "options": {"execution_mode": "batch"}}
+    )
+    result = execute(request)
+    assert result.metadata["execution_mode"] == "batch"
+    assert result.metadata["cost"]["executions"] == result.metadata["circuits"] * 2000
+    from qldm.errors import InvalidSpecError
+
+    with pytest.raises(InvalidSpecError) as info:
+        JobRequest.parse({**_ry(0.3).model_dump(mode="json"), "options": {"execution_mode": "x"}})
+    assert info.value.field == "options.execution_mode"
