@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from qldm.backends._limits import MAX_DENSITY_QUBITS
 from qldm.backends.base import (
     DEVICE,
     NO_CONTEXT,
@@ -38,10 +39,6 @@ __all__ = [
     "capabilities",
     "get_backend",
 ]
-
-MAX_DENSITY_QUBITS = 10
-"""Largest noisy circuit the ``exact`` backend's Heisenberg (density) engine takes: a row of
-Pauli coefficients is ``4**n`` numbers (8 MiB at 10 qubits)."""
 
 _UNKNOWN = "use exact, aer, aer:<device>, fake:<device> or ibm:<device>"
 

@@ -53,9 +53,10 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from qldm.backends import MAX_DENSITY_QUBITS, _statevector, trajectory
+from qldm.backends import _statevector, trajectory
 from qldm.backends import _torch_ops as ops
 from qldm.backends._aer_paths import aer_path
+from qldm.backends._limits import MAX_DENSITY_QUBITS
 from qldm.backends._shots import pauli_shot_means
 from qldm.backends.base import (
     NO_CONTEXT,
