@@ -17,7 +17,7 @@ __all__ = ["run_demo"]
 
 log = logging.getLogger("qldm.demo")
 
-DEMO_MAX_RESULTS = 32
+DEMO_MAX_RESULTS = 16
 """Results the demo's server keeps (``QLDM_MAX_RESULTS``)."""
 
 
@@ -25,7 +25,9 @@ def run_demo(*, out: Path, minutes: float, data_dir: Path, workers: int | None =
     """Start an embedded server, train the demo model through it, stop the server.
 
     Args:
-        out: report folder (the server's database and log go to ``out/server``).
+        out: report folder (the server's database and log go to ``out/server``; the
+            server keeps the newest :data:`DEMO_MAX_RESULTS` results, and its SQLite file is
+            compacted when it stops).
         minutes: training budget.
         data_dir: the data folder (``qldm demo`` passes its settings'): the metrics'
             classifier is cached in ``data_dir/feature_net``.
@@ -48,3 +50,17 @@ def run_demo(*, out: Path, minutes: float, data_dir: Path, workers: int | None =
         log.info("qldm demo: server at %s (log: %s)", server.url, server.log_path)
         print(f"qldm demo: embedded server at {server.url}; report in {out}")
         run(url=server.url, api_key=None, out=out, minutes=minutes, data_dir=data_dir)
+    _compact(server.database_url)
+
+
+def _compact(database_url: str) -> None:
+    """Shrink the stopped server's SQLite file to what it keeps (the retention's free pages
+    go back to the file system)."""
+    from qldm.jobs.store import JobStore
+
+    store = JobStore(database_url)
+    try:
+        store.prune_results(keep=DEMO_MAX_RESULTS)
+        store.vacuum()
+    finally:
+        store.close()

@@ -27,6 +27,7 @@ __all__ = [
     "create_key",
     "list_keys",
     "prune",
+    "quiet_third_party",
     "revoke_key",
     "serve",
 ]
@@ -68,6 +69,7 @@ def serve(*, settings: Settings, host: str | None = None, port: int | None = Non
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
+    quiet_third_party(settings.log_level)
     uvicorn.run(
         app,
         host=settings.host,
@@ -177,6 +179,18 @@ def prune(
         except OperationalError as exc:  # a running server holds the file
             return report, f"vacuum skipped, the database is busy ({exc.orig})"
     return report, None
+
+
+THIRD_PARTY_LOGGERS = ("alembic",)
+"""Libraries whose INFO lines (Alembic: one per plugin and migration step at every start) are
+shown only at ``QLDM_LOG_LEVEL=debug``."""
+
+
+def quiet_third_party(log_level: str) -> None:
+    """Raise :data:`THIRD_PARTY_LOGGERS` to WARNING unless ``log_level`` is ``debug``."""
+    level = logging.DEBUG if log_level == "debug" else logging.WARNING
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(level)
 
 
 def auth_note(settings: Settings) -> str | None:

@@ -20,6 +20,7 @@ import torch
 
 from qldm.hybrid import report
 from qldm.hybrid.qldm.model import QLDM
+from qldm.hybrid.qldm.report_page import sample_failures, write_report
 
 if TYPE_CHECKING:
     from qldm.hybrid.metrics import FeatureNet
@@ -81,6 +82,7 @@ def evaluate_model(
     measured = metrics_report(
         real, fake, recon=recon, originals=originals, net=net, kid_subset_size=kid_size
     )
+    reference = reference_metrics(real, recon, net=net)
 
     history = ckpt.get("history", [])
     tail = history[-max(1, len(history) // 20) :] if history else []
@@ -108,6 +110,8 @@ def evaluate_model(
         "recon_seconds": round(recon_seconds, 2),
     }
     metrics.update(measured)
+    metrics["reference"] = reference
+    metrics["failure_modes"] = {"samples": sample_failures(fake, real)}
 
     grid = min(cfg.eval.grid, n_samples)
     report.save_grid(fake[:grid], out / "samples.png")
@@ -127,7 +131,7 @@ def evaluate_model(
     ]
     if history:
         images.append(("loss.png", "training loss"))
-    report.write_index(
+    write_report(
         out,
         title=title or f"QLDM {cfg.variant}: {cfg.name}",
         metrics=metrics,
@@ -139,6 +143,37 @@ def evaluate_model(
         ],
     )
     return metrics
+
+
+def reference_metrics(
+    real: torch.Tensor, recon: torch.Tensor, *, net: FeatureNet | None = None
+) -> dict[str, Any]:
+    """The reference values of the report, on the same classifier as the model's metrics.
+
+    Args:
+        real: ``(N, C, H, W)`` test images, ``N >= 4``.
+        recon: ``(K, C, H, W)`` the model's reconstructions of ``real[:K]``.
+        net: the metrics' digit classifier.
+
+    Returns:
+        ``real_vs_real`` (the Fréchet distance and KID between the two halves of ``real``),
+        ``autoencoder`` (the same between ``recon`` and ``real``, and the reconstructions'
+        SSIM), and ``sizes``.
+    """
+    from qldm.hybrid.metrics import metrics_report
+
+    half = real.shape[0] // 2
+    a, b = real[:half], real[half : 2 * half]
+    kid = max(2, half // 2)
+    real_vs_real = metrics_report(a, b, recon=a, originals=a, net=net, kid_subset_size=kid)
+    kid = max(2, min(real.shape[0], recon.shape[0]) // 2)
+    auto = metrics_report(real, recon, net=net, kid_subset_size=kid)
+    keys = ("classifier_frechet_distance", "classifier_kid_mean", "classifier_kid_std")
+    return {
+        "real_vs_real": {k: real_vs_real[k] for k in (*keys, "ssim_reconstruction")},
+        "autoencoder": {k: auto[k] for k in keys},
+        "sizes": {"real_half": half, "recon": int(recon.shape[0])},
+    }
 
 
 def _mean(records: list[dict[str, float]], key: str) -> float | None:
