@@ -207,22 +207,26 @@ def _apply_paulis(psi: torch.Tensor, codes: torch.Tensor, n: int) -> torch.Tenso
 
 
 def _damp(psi: torch.Tensor, q: int, n: int, g: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """One amplitude-damping draw on qubit ``q`` of every row (``g``, ``u``: ``(R,)``)."""
+    """One amplitude-damping draw on qubit ``q`` of every row (``g``, ``u``: ``(R,)``).
+
+    The drawn Kraus operator, renormalised, is one ``2x2`` map per row:
+    ``K1 / ||K1 psi|| = [[0, 1], [0, 0]] / ||P_1 psi||`` after a jump, else
+    ``K0 / ||K0 psi|| = diag(1, sqrt(1 - g)) / sqrt(1 - g ||P_1 psi||^2)``.
+    """
     r = psi.shape[0]
-    view = psi.reshape(r, 2 ** (n - 1 - q), 2, 2**q)
-    zero, one = view[:, :, 0], view[:, :, 1]
+    one = psi.reshape(r, 2 ** (n - 1 - q), 2, 2**q)[:, :, 1]
     p_one = (one.real**2 + one.imag**2).sum((1, 2))  # ||P_1 psi||^2
     g = g.to(p_one.dtype)
     jump_p = g * p_one
     jump = u < jump_p.detach()
     tiny = torch.finfo(p_one.dtype).tiny
-    # K1 psi / ||K1 psi|| = |0> (x) P_1 psi / ||P_1 psi||
-    jumped = torch.stack([one / torch.sqrt(p_one.clamp_min(tiny))[:, None, None], 0 * one], 2)
-    # K0 psi / ||K0 psi||
-    scale = torch.sqrt((1 - jump_p).clamp_min(tiny))[:, None, None]
-    kept = torch.stack([zero / scale, torch.sqrt(1 - g)[:, None, None] * one / scale], 2)
-    out = torch.where(jump[:, None, None, None], jumped, kept)
-    return out.reshape(r, 2**n)
+    kept = torch.rsqrt((1 - jump_p).clamp_min(tiny))
+    zero = torch.zeros_like(p_one)
+    c00 = torch.where(jump, zero, kept)
+    c01 = torch.where(jump, torch.rsqrt(p_one.clamp_min(tiny)), zero)
+    c11 = torch.where(jump, zero, torch.sqrt(1 - g) * kept)
+    m = torch.stack([c00, c01, zero, c11], -1).reshape(r, 2, 2).to(psi.dtype)
+    return ops.apply_local(psi, m, (q,), n, 2)
 
 
 def _observe(spec: PQCSpec, psi: torch.Tensor) -> torch.Tensor:
