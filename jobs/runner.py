@@ -11,13 +11,16 @@ backend refuses what it does not run (``BackendLimitError`` naming ``task`` or `
 
 Chunks: a large job is split by samples (``options.chunk_size``, or :func:`default_chunk_size`)
 into chunks that run one after the other here, or side by side as Ray tasks; every noise level
-travels in every chunk. Jobs on IBM Runtime backends (``fake:``/``ibm:``) are never split: one
+travels in every chunk. A large job of exact values (no shots) runs here in chunks of about
+:data:`CHUNK_SECONDS` each instead (:func:`timed_chunks`), so that a cancel is seen within
+about a second however long the job is. Jobs on IBM Runtime backends (``fake:``/``ibm:``) are never split: one
 job is one runtime submission. Between chunks the job checks ``should_cancel()`` and raises
 :class:`qldm.errors.JobCancelled`.
 """
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from functools import lru_cache
@@ -54,6 +57,13 @@ EXACT_CHUNK_BUDGET = 1 << 16
 
 SIMULATOR_CHUNK_BUDGET = 1 << 15
 """Parameter sets x noise levels per chunk on simulators that run every shift term (Aer)."""
+
+CHUNK_SECONDS = 1.0
+"""About how long one chunk of a large exact-valued job runs (:func:`timed_chunks`): a cancel
+waits at most about this long."""
+
+TIMED_FIRST_CHUNK = 32
+"""Samples in the first chunk of a timed job (the later ones are sized from its time)."""
 
 ProgressFn = Callable[[float], None]
 CancelFn = Callable[[], bool]
@@ -150,8 +160,11 @@ def execute(
         m3_store=m3_store,
         should_cancel=should_cancel,
     )
+    if timed_chunks(request):
+        parts = _run_timed(request, context, progress, should_cancel, runtime_config)
+        return gather(parts, n_levels=request.n_levels)
     bounds = chunk_bounds(request)
-    parts: list[JobResult] = []
+    parts = []
     for i, (start, stop) in enumerate(bounds):
         if i > 0 and should_cancel is not None and should_cancel():
             raise JobCancelled(f"cancelled after {i} of {len(bounds)} chunks")
@@ -164,6 +177,57 @@ def execute(
         if progress is not None:
             progress((i + 1) / len(bounds))
     return gather(parts, n_levels=request.n_levels)
+
+
+def timed_chunks(request: JobRequest) -> bool:
+    """Whether the job runs in chunks of about :data:`CHUNK_SECONDS` each (:func:`_run_timed`):
+    more than :data:`TIMED_FIRST_CHUNK` * 2 samples on a simulator, exact values (no shots:
+    the results do not depend on where the batch is cut) and no ``options.chunk_size``."""
+    return (
+        not is_runtime_backend(request.backend)
+        and request.shots is None
+        and request.options.chunk_size is None
+        and request.n_samples > 2 * TIMED_FIRST_CHUNK
+    )
+
+
+def _run_timed(
+    request: JobRequest,
+    context: Context,
+    progress: ProgressFn | None,
+    should_cancel: CancelFn | None,
+    runtime_config: RuntimeConfig | None,
+) -> list[JobResult]:
+    """Run the job in chunks sized from the time the last one took, so each takes about
+    :data:`CHUNK_SECONDS` (never more samples than :func:`default_chunk_size`, the memory
+    bound): a cancel is seen within about that time, and a long job frees its worker for
+    the next one in between (the first chunk has :data:`TIMED_FIRST_CHUNK` samples).
+
+    Raises:
+        JobCancelled: ``should_cancel()`` returned ``True`` between two chunks.
+    """
+    n = request.n_samples
+    largest = default_chunk_size(request)
+    parts: list[JobResult] = []
+    start, size = 0, min(TIMED_FIRST_CHUNK, largest)
+    checked = time.monotonic()
+    while start < n:
+        # read the store at most every CHUNK_SECONDS / 2 (fast jobs read it not at all)
+        if start and should_cancel is not None and time.monotonic() - checked >= CHUNK_SECONDS / 2:
+            checked = time.monotonic()
+            if should_cancel():
+                raise JobCancelled(f"cancelled after {start} of {n} samples")
+        stop = min(n, start + size)
+        began = time.perf_counter()
+        parts.append(
+            execute_chunk(request.with_samples(start, stop), context, runtime_config=runtime_config)
+        )
+        per_sample = max(time.perf_counter() - began, 1e-6) / (stop - start)
+        size = max(1, min(largest, int(CHUNK_SECONDS / per_sample)))
+        start = stop
+        if progress is not None:
+            progress(start / n)
+    return parts
 
 
 def job_context(
