@@ -35,20 +35,28 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from qiskit.circuit import QuantumCircuit
 
+from qldm.backends._aer_pubs import pubs_for
 from qldm.backends._shift import ShiftPlan, combine_levels, plan_shifts
 from qldm.backends._shots import pauli_shot_means
 from qldm.backends.base import Evaluation, Workload
 from qldm.backends.trajectory import check_supported, draw_uniforms, pauli_codes, strength_rows
 from qldm.errors import BackendError
 
-if TYPE_CHECKING:
-    from qldm.backends.aer import AerBackend
+
+class AerBackend(Protocol):
+    """What trajectory sampling needs of :class:`qldm.backends.aer.AerBackend`."""
+
+    name: str
+
+    def trajectory_estimator(self, seed: int | None) -> Any:
+        """A one-shot statevector ``EstimatorV2`` seeded with ``seed``."""
+
 
 __all__ = ["run_trajectories"]
 
@@ -135,7 +143,6 @@ class _Group:
 
 
 def _pauli_groups(work: Workload, rng: np.random.Generator) -> list[_Group]:
-    from qldm.backends.aer import pubs_for
 
     spec = work.spec
     b = work.inputs.shape[0]
@@ -161,7 +168,6 @@ def _pauli_groups(work: Workload, rng: np.random.Generator) -> list[_Group]:
 
 
 def _damping_groups(work: Workload) -> list[_Group]:
-    from qldm.backends.aer import pubs_for
 
     spec = work.spec
     b = work.inputs.shape[0]
