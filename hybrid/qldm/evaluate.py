@@ -165,12 +165,12 @@ def reference_metrics(
     half = real.shape[0] // 2
     a, b = real[:half], real[half : 2 * half]
     kid = max(2, half // 2)
-    real_vs_real = metrics_report(a, b, recon=a, originals=a, net=net, kid_subset_size=kid)
+    real_vs_real = metrics_report(a, b, net=net, kid_subset_size=kid)
     kid = max(2, min(real.shape[0], recon.shape[0]) // 2)
     auto = metrics_report(real, recon, net=net, kid_subset_size=kid)
     keys = ("classifier_frechet_distance", "classifier_kid_mean", "classifier_kid_std")
     return {
-        "real_vs_real": {k: real_vs_real[k] for k in (*keys, "ssim_reconstruction")},
+        "real_vs_real": {k: real_vs_real[k] for k in keys},
         "autoencoder": {k: auto[k] for k in keys},
         "sizes": {"real_half": half, "recon": int(recon.shape[0])},
     }
