@@ -307,13 +307,17 @@ function noiseFacts(noise) {
   ];
 }
 
+const results = new Map();
+
 async function jobPage(jobId) {
   const id = encodeURIComponent(jobId);
   const job = await api(`/v1/jobs/${id}`);
   let result = null, resultNote = null;
   if (job.status === "succeeded") {
+    // a succeeded job's result never changes: fetch it once per page
     try {
-      result = await api(`/v1/jobs/${id}/result`);
+      result = results.get(jobId) || await api(`/v1/jobs/${id}/result`);
+      results.set(jobId, result);
     } catch (e) {
       resultNote = e.code === "result_expired" ? "result pruned (the server's retention)" : e.message;
     }

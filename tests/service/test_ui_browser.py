@@ -175,10 +175,16 @@ def test_the_dashboard_shows_runs_losses_cancellation_and_hides_other_tenants(
     assert browser.save_screenshot(str(shot))
     print(f"dashboard screenshot: {shot}")
 
-    # the job's page: its state, attempts and timings
+    # the job pages: state, attempts, timings; a succeeded job's circuits and backend time
     browser.get(f"{srv.url}/ui/jobs/{job['id']}")
     title = _wait("the job's title", lambda: browser.find_elements(By.ID, "job-title"))
     assert "cancelled" in title[0].text
+    done = alice.list_jobs(run_id=run["id"], status="succeeded", limit=1)["data"][0]
+    browser.get(f"{srv.url}/ui/jobs/{done['id']}")
+    facts = _wait("the job's facts", lambda: browser.find_elements(By.CSS_SELECTOR, "dl.facts"))
+    text = facts[0].text
+    assert "succeeded" in browser.find_element(By.ID, "job-title").text
+    assert "exact (no shots)" in text and "backend time" in text and "jacobian" in text
 
     # another tenant's run is a 404 page, in the dashboard as in the API
     theirs = bob.create_run(name="bob-secret", backend="exact")
@@ -188,6 +194,7 @@ def test_the_dashboard_shows_runs_losses_cancellation_and_hides_other_tenants(
     browser.get(f"{srv.url}/ui")
     _wait("the overview", lambda: browser.find_elements(By.CSS_SELECTOR, row))
     assert theirs["id"] not in browser.page_source
+    assert browser.save_screenshot(str(shot.with_name(shot.stem + "-overview.png")))
     reporter.close()
     alice.close()
     bob.close()
