@@ -1,18 +1,22 @@
 """``RemoteEstimatorV2``: Qiskit's ``BaseEstimatorV2`` over a qldm server.
 
-Each PUB ``(circuit, observables, parameter_values, precision)`` becomes one QPY-circuit job
-with task ``expectation``: every parameter set of the PUB is one row of the job's ``inputs``
-(all circuit parameters are inputs, in ``circuit.parameters`` order; there are no weights),
-and the job measures every distinct Pauli string that appears in the PUB's observables. The
-client then recombines them per Qiskit's broadcasting rules: ``evs[idx] = sum_j c_j <P_j>``
-with ``idx`` running over ``broadcast(observables.shape, parameter_values.shape)``.
+One ``run(pubs)`` sends as few jobs as it can: the PUBs ``(circuit, observables,
+parameter_values, precision)`` that share a circuit and a precision go together as one
+QPY-circuit job with task ``expectation``: every parameter set of every such PUB is one row of
+the job's ``inputs`` (all circuit parameters are inputs, in ``circuit.parameters`` order; there
+are no weights), and the job measures every distinct Pauli string of their observables. An
+``EstimatorQNN`` step whose gradient has 257 PUBs of one circuit thus costs one job, not 257
+(each was about 14 ms). The client then recombines the rows per Qiskit's broadcasting rules:
+``evs[idx] = sum_j c_j <P_j>`` with ``idx`` running over
+``broadcast(observables.shape, parameter_values.shape)``. A PUB with no parameter sets has
+empty ``evs``, as in Qiskit, and sends nothing.
 
 Precision 0 (the default) asks the server for exact expectation values (``shots=None``;
 ``stds`` are 0). A precision ``p > 0`` asks for ``ceil(1 / p^2)`` shots per circuit, and
 ``stds`` estimates the standard error as ``sqrt(sum_j c_j^2 (1 - <P_j>^2) / shots)``
 (covariances between the Paulis are neglected).
 
-All PUBs of one ``run`` are submitted at once, so they queue on the server in parallel; the
+The jobs of one ``run`` are submitted at once, so they queue on the server in parallel; the
 returned job's ``result()`` waits for them.
 """
 
@@ -22,10 +26,11 @@ import base64
 import io
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from qiskit import qpy
+from qiskit import QuantumCircuit, qpy
 from qiskit.primitives import BaseEstimatorV2, PrimitiveJob
 from qiskit.primitives.containers import DataBin, EstimatorPubLike, PrimitiveResult, PubResult
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
@@ -83,7 +88,8 @@ class RemoteEstimatorV2(BaseEstimatorV2):
     def run(
         self, pubs: Iterable[EstimatorPubLike], *, precision: float | None = None
     ) -> PrimitiveJob[PrimitiveResult[PubResult]]:
-        """Submit one job per PUB now; the returned job's ``result()`` collects them.
+        """Submit the PUBs now, one job per circuit and precision; the returned job's
+        ``result()`` collects them.
 
         Raises:
             ValueError: a PUB's precision is negative.
@@ -95,57 +101,109 @@ class RemoteEstimatorV2(BaseEstimatorV2):
         for i, pub in enumerate(coerced):
             if pub.precision < 0:
                 raise ValueError(f"pub {i} has a negative precision ({pub.precision})")
-        submitted = [self._submit(pub) for pub in coerced]
-        job: PrimitiveJob[PrimitiveResult[PubResult]] = PrimitiveJob(self._collect, submitted)
+        groups: dict[tuple[bytes, float], list[int]] = {}
+        dumps: dict[int, bytes] = {}
+        for i, pub in enumerate(coerced):
+            if pub.parameter_values.size == 0:
+                continue  # no parameter sets: empty evs, nothing to run
+            key = (_qpy(pub.circuit, dumps), float(pub.precision))
+            groups.setdefault(key, []).append(i)
+        submitted = [
+            self._submit([coerced[i] for i in members], qpy_bytes)
+            for (qpy_bytes, _), members in groups.items()
+        ]
+        job: PrimitiveJob[PrimitiveResult[PubResult]] = PrimitiveJob(
+            self._collect, coerced, list(groups.values()), submitted
+        )
         job._submit()
         return job
 
-    # ------------------------------------------------------------------ one PUB
+    # ------------------------------------------------------------------ one job per group
 
-    def _submit(self, pub: EstimatorPub) -> tuple[EstimatorPub, list[str], int | None, str]:
-        circuit = pub.circuit
+    def _submit(self, pubs: list[EstimatorPub], qpy_bytes: bytes) -> _Submitted:
+        """One job for ``pubs`` (one circuit, one precision): their parameter sets one after
+        the other as ``inputs`` rows, the union of their Paulis as observables."""
+        circuit = pubs[0].circuit
         params = list(circuit.parameters)
-        shape = pub.parameter_values.shape
-        n_sets = int(np.prod(shape, dtype=int))
-        values = np.asarray(pub.parameter_values.as_array(params)).reshape(n_sets, len(params))
-        paulis = sorted({p for obs in pub.observables.ravel() for p in obs})
-        if not paulis:  # an all-zero observable: still one circuit to evaluate
+        rows = [_parameter_rows(pub, params) for pub in pubs]
+        paulis = sorted({p for pub in pubs for obs in pub.observables.ravel() for p in obs})
+        if not paulis:  # all-zero observables: still one circuit to evaluate
             paulis = ["I" * circuit.num_qubits]
-        shots = None if pub.precision == 0 else math.ceil(1.0 / pub.precision**2)
-        buffer = io.BytesIO()
-        qpy.dump(circuit, buffer)
+        precision = pubs[0].precision
+        shots = None if precision == 0 else math.ceil(1.0 / precision**2)
         request: dict[str, Any] = {
             "circuit": {
-                "qpy": base64.b64encode(buffer.getvalue()).decode("ascii"),
+                "qpy": base64.b64encode(qpy_bytes).decode("ascii"),
                 "observables": paulis,
                 "input_params": [p.name for p in params],
                 "weight_params": [],
             },
             "task": "expectation",
             "backend": self._backend,
-            "inputs": values.astype(np.float64),
+            "inputs": np.concatenate(rows).astype(np.float64),
             "weights": np.zeros(0),
             "shots": shots,
             "seed": self._seed,
             "run_id": self._run_id,
         }
         job = self._client.submit(request)
-        return pub, paulis, shots, str(job["id"])
+        offsets = np.cumsum([0, *(len(r) for r in rows)])
+        return _Submitted(paulis, shots, str(job["id"]), [int(o) for o in offsets])
 
     def _collect(
-        self, submitted: list[tuple[EstimatorPub, list[str], int | None, str]]
+        self,
+        pubs: list[EstimatorPub],
+        groups: list[list[int]],
+        submitted: list[_Submitted],
     ) -> PrimitiveResult[PubResult]:
-        results = []
-        for pub, paulis, shots, job_id in submitted:
-            result = self._client.wait(job_id, timeout=self._timeout)
+        results: list[PubResult | None] = [None] * len(pubs)
+        for members, sent in zip(groups, submitted, strict=True):
+            result = self._client.wait(sent.job_id, timeout=self._timeout)
             if result.values is None:
-                raise RuntimeError(f"job {job_id} returned no values")
-            results.append(_pub_result(pub, paulis, shots, result.values[0], job_id))
-        return PrimitiveResult(results, metadata={"version": 2})
+                raise RuntimeError(f"job {sent.job_id} returned no values")
+            values = result.values[0]
+            for k, i in enumerate(members):
+                rows = values[sent.offsets[k] : sent.offsets[k + 1]]
+                results[i] = _pub_result(pubs[i], sent.paulis, sent.shots, rows, sent.job_id)
+        for i, pub in enumerate(pubs):
+            if results[i] is None:  # a PUB with no parameter sets
+                results[i] = _pub_result(pub, [], None, np.zeros((0, 0)), None)
+        return PrimitiveResult([r for r in results if r is not None], metadata={"version": 2})
+
+
+@dataclass(frozen=True)
+class _Submitted:
+    """A submitted job: its Paulis (the columns of its values), shots, id, and where each of
+    its PUBs' rows start and end (``offsets[k]:offsets[k + 1]`` for its ``k``-th PUB)."""
+
+    paulis: list[str]
+    shots: int | None
+    job_id: str
+    offsets: list[int]
+
+
+def _qpy(circuit: QuantumCircuit, cache: dict[int, bytes]) -> bytes:
+    """The circuit's QPY bytes, dumped once per circuit object of a ``run``."""
+    key = id(circuit)
+    if key not in cache:
+        buffer = io.BytesIO()
+        qpy.dump(circuit, buffer)
+        cache[key] = buffer.getvalue()
+    return cache[key]
+
+
+def _parameter_rows(pub: EstimatorPub, params: list[Any]) -> np.ndarray:
+    """The PUB's parameter sets as ``(N, len(params))`` rows, in ``params`` order."""
+    n_sets = int(np.prod(pub.parameter_values.shape, dtype=int))
+    return np.asarray(pub.parameter_values.as_array(params)).reshape(n_sets, len(params))
 
 
 def _pub_result(
-    pub: EstimatorPub, paulis: list[str], shots: int | None, values: np.ndarray, job_id: str
+    pub: EstimatorPub,
+    paulis: list[str],
+    shots: int | None,
+    values: np.ndarray,
+    job_id: str | None,
 ) -> PubResult:
     """Combine per-Pauli values ``(N, O)`` into the PUB's broadcast ``evs`` and ``stds``."""
     shape = pub.parameter_values.shape

@@ -87,3 +87,78 @@ def test_precision_asks_for_shots(server: EmbeddedServer) -> None:
     std = float(result.data.stds)
     assert std == pytest.approx(np.sqrt((1 - 0.25) / 2500), rel=0.2)
     assert abs(float(result.data.evs) - 0.5) < 5 * std
+
+
+def _jobs(server: EmbeddedServer) -> int:
+    import httpx
+
+    return int(httpx.get(f"{server.url}/v1/jobs", params={"limit": 1}).json()["count"])
+
+
+def test_pubs_of_one_circuit_and_precision_travel_as_one_job(server: EmbeddedServer) -> None:
+    """Item 10: one job per PUB made an EstimatorQNN gradient cost 257 jobs; now the PUBs of
+    one circuit and precision share a job, and the values stay Qiskit's own."""
+    from qiskit.primitives import StatevectorEstimator
+
+    qc, _, _ = _circuit()
+    rng = np.random.default_rng(8)
+    pubs = [
+        (qc, "ZI", rng.uniform(-np.pi, np.pi, (4, 6))),
+        (
+            qc,
+            [["XX"], [SparsePauliOp.from_list([("IZ", 2.0), ("YY", -0.5)])]],
+            rng.uniform(-1, 1, (3, 6)),
+        ),
+        (qc, "ZZ", rng.uniform(-1, 1, 6)),
+    ]
+    before = _jobs(server)
+    remote = RemoteEstimatorV2(server.url).run(pubs).result()
+    assert _jobs(server) == before + 1
+    assert len({r.metadata["job_id"] for r in remote}) == 1
+    local = StatevectorEstimator().run(pubs).result()
+    for got, want in zip(remote, local, strict=True):
+        assert got.data.evs.shape == want.data.evs.shape
+        np.testing.assert_allclose(got.data.evs, want.data.evs, atol=1e-10)
+    # another precision is another job (its shots differ)
+    before = _jobs(server)
+    RemoteEstimatorV2(server.url, seed=1).run([pubs[0], (qc, "ZI", pubs[0][2], 0.1)]).result()
+    assert _jobs(server) == before + 2
+
+
+def test_a_pub_without_parameter_sets_gives_empty_values_like_qiskit(
+    server: EmbeddedServer,
+) -> None:
+    """Item 8: it raised in RemoteEstimatorV2; Qiskit's estimators return empty ``evs``."""
+    from qiskit.primitives import StatevectorEstimator
+
+    qc, _, _ = _circuit()
+    pubs = [(qc, "ZZ", np.zeros((0, 6))), (qc, "ZI", np.full(6, 0.3))]
+    before = _jobs(server)
+    remote = RemoteEstimatorV2(server.url).run(pubs).result()
+    local = StatevectorEstimator().run(pubs).result()
+    assert remote[0].data.evs.shape == local[0].data.evs.shape == (0,)
+    np.testing.assert_allclose(remote[1].data.evs, local[1].data.evs, atol=1e-10)
+    assert _jobs(server) == before + 1
+    assert RemoteEstimatorV2(server.url).run([pubs[0]]).result()[0].data.evs.shape == (0,)
+    assert _jobs(server) == before + 1  # nothing to run: no job
+
+
+def test_an_estimator_qnn_step_costs_a_few_jobs(server: EmbeddedServer) -> None:
+    from qiskit_machine_learning.neural_networks import EstimatorQNN
+
+    qc, x, w = _circuit()
+    qnn = EstimatorQNN(
+        circuit=qc,
+        observables=[SparsePauliOp("ZI"), SparsePauliOp("IZ")],
+        input_params=list(x),
+        weight_params=list(w),
+        estimator=RemoteEstimatorV2(server.url),
+        input_gradients=True,
+        default_precision=0.0,
+    )
+    rng = np.random.default_rng(9)
+    inputs, weights = rng.uniform(-1, 1, (8, 2)), rng.uniform(-1, 1, 4)
+    before = _jobs(server)
+    qnn.forward(inputs, weights)
+    qnn.backward(inputs, weights)
+    assert _jobs(server) - before <= 3
