@@ -267,6 +267,18 @@ class QLDMConfig(_Closed):
         return parse_config(data)
 
 
+def config_error(exc: ValidationError) -> ConfigError:
+    """pydantic's first error as a :class:`ConfigError` naming its field (a model-level
+    message ``"field: text"`` names ``field``)."""
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first.get("loc", ()))
+    msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    head, sep, rest = msg.partition(": ")
+    if sep and head.replace("_", "").replace(".", "").isalnum() and not loc.endswith(head):
+        loc, msg = (f"{loc}.{head}" if loc else head), rest
+    return ConfigError(msg, field=loc or None)
+
+
 def parse_config(data: Any) -> QLDMConfig:
     """Validate a dict into a :class:`QLDMConfig`.
 
@@ -278,20 +290,14 @@ def parse_config(data: Any) -> QLDMConfig:
     try:
         return QLDMConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first.get("loc", ()))
-        msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        head, sep, rest = msg.partition(": ")
-        if sep and head.replace("_", "").replace(".", "").isalnum() and not loc.endswith(head):
-            loc, msg = (f"{loc}.{head}" if loc else head), rest
-        raise ConfigError(msg, field=loc or None) from None
+        raise config_error(exc) from None
 
 
-def load_config(path: str | Path) -> QLDMConfig:
-    """Read a YAML (``.yaml``/``.yml``) or JSON config file.
+def read_config_file(path: str | Path) -> Any:
+    """The contents of a YAML (``.yaml``/``.yml``) or JSON config file, unvalidated.
 
     Raises:
-        ConfigError: a missing or unreadable file, or invalid contents.
+        ConfigError: a missing or unparsable file.
     """
     p = Path(path)
     if not p.is_file():
@@ -301,9 +307,16 @@ def load_config(path: str | Path) -> QLDMConfig:
         if p.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
+            return yaml.safe_load(text)
+        return json.loads(text)
     except Exception as exc:  # YAML and JSON parsers raise different types
         raise ConfigError(f"cannot parse {p}: {exc}", field="config") from None
-    return parse_config(data)
+
+
+def load_config(path: str | Path) -> QLDMConfig:
+    """Read a YAML (``.yaml``/``.yml``) or JSON config file.
+
+    Raises:
+        ConfigError: a missing or unreadable file, or invalid contents.
+    """
+    return parse_config(read_config_file(path))

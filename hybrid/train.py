@@ -157,21 +157,14 @@ class Trainer:
             "config": self.config.model_dump(mode="json"),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-            },
+            "rng": rng_state(),
             "step": self.step,
             "history": self.history,
             "elapsed": self.elapsed,
             "cpu_elapsed": self.cpu_elapsed,
             "image_shape": tuple(int(v) for v in self.images.shape[1:]),
         }
-        tmp = self.checkpoint_path.with_suffix(".pt.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)
-        return self.checkpoint_path
+        return save_checkpoint(state, self.checkpoint_path)
 
     def resume(self) -> bool:
         """Load ``last.pt`` if it exists; return whether it did.
@@ -182,15 +175,7 @@ class Trainer:
         if not self.checkpoint_path.is_file():
             return False
         ckpt = read_checkpoint(self.checkpoint_path)
-        old = ckpt["config"]
-        new = self.config.model_dump(mode="json")
-        for key in new:
-            if key not in _RESUMABLE_CHANGES and old.get(key) != new[key]:
-                raise ConfigError(
-                    f"{self.checkpoint_path} was written with a different {key!r}; use another "
-                    "out_dir or delete the checkpoint",
-                    field=key,
-                )
+        check_resumable(ckpt["config"], self.config.model_dump(mode="json"), self.checkpoint_path)
         if tuple(ckpt["image_shape"]) != tuple(self.images.shape[1:]):
             raise ConfigError(
                 f"checkpoint images {ckpt['image_shape']} differ from the data "
@@ -199,10 +184,7 @@ class Trainer:
             )
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        rng = ckpt["rng"]
-        torch.set_rng_state(rng["torch"])
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
+        restore_rng(ckpt["rng"])
         self.step = int(ckpt["step"])
         self.history = list(ckpt["history"])
         self.elapsed = float(ckpt["elapsed"])
@@ -350,11 +332,53 @@ def open_server_run(url: str, *, api_key: str | None, name: str, backend: str) -
         return str(client.create_run(name=name, backend=backend)["id"])
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint dict written by :meth:`Trainer.save`.
+def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
+    """``torch.save`` atomically: a temporary file, then a rename. Returns ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def check_resumable(old: dict[str, Any], new: dict[str, Any], path: Path) -> None:
+    """Refuse to resume from ``path`` when a config section other than ``train``, ``eval``,
+    ``out_dir`` and ``name`` differs between the checkpoint (``old``) and this run (``new``).
 
     Raises:
-        ConfigError: not a file, or not a qldm checkpoint.
+        ConfigError: naming the first differing section.
+    """
+    for key in new:
+        if key not in _RESUMABLE_CHANGES and old.get(key) != new[key]:
+            raise ConfigError(
+                f"{path} was written with a different {key!r}; use another out_dir or delete "
+                "the checkpoint",
+                field=key,
+            )
+
+
+def rng_state() -> dict[str, Any]:
+    """torch's, Python's and NumPy's global random states (for a checkpoint)."""
+    return {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Restore the states :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+
+
+def read_checkpoint(path: str | Path, *, fmt: str = CHECKPOINT_FORMAT) -> dict[str, Any]:
+    """Load a checkpoint dict written by :meth:`Trainer.save` (or another trainer's, whose
+    ``format`` field is ``fmt``).
+
+    Raises:
+        ConfigError: not a file, or not a checkpoint of format ``fmt``.
     """
     p = Path(path)
     if not p.is_file():
@@ -363,8 +387,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises several types for corrupt files
         raise ConfigError(f"cannot read checkpoint {p}: {exc}", field="checkpoint") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(f"{p} is not a qldm checkpoint ({CHECKPOINT_FORMAT})", field="checkpoint")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
+        raise ConfigError(f"{p} is not a qldm checkpoint ({fmt})", field="checkpoint")
     return ckpt
 
 

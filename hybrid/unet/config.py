@@ -14,13 +14,19 @@ Example (the 7HQConv QVU-Net)::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from qldm.hybrid.config import ConfigError, DataConfig, QLDMConfig, parse_config
+from qldm.hybrid.config import (
+    ConfigError,
+    DataConfig,
+    QLDMConfig,
+    config_error,
+    parse_config,
+    read_config_file,
+)
 
 __all__ = [
     "ArchConfig",
@@ -257,17 +263,6 @@ class UNetConfig(_Closed):
         """The run folder."""
         return Path(self.out_dir) if self.out_dir else Path("runs") / self.name
 
-    def with_overrides(self, **fields: Any) -> UNetConfig:
-        """A validated copy with top-level fields or ``section.key`` values replaced."""
-        data = self.model_dump()
-        for key, value in fields.items():
-            head, _, tail = key.partition(".")
-            if tail:
-                data.setdefault(head, {})[tail] = value
-            else:
-                data[head] = value
-        return parse_unet_config(data)
-
 
 def parse_unet_config(data: Any) -> UNetConfig:
     """Validate a dict into a :class:`UNetConfig`.
@@ -280,13 +275,7 @@ def parse_unet_config(data: Any) -> UNetConfig:
     try:
         return UNetConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first.get("loc", ()))
-        msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        head, sep, rest = msg.partition(": ")
-        if sep and head.replace("_", "").replace(".", "").isalnum() and not loc.endswith(head):
-            loc, msg = (f"{loc}.{head}" if loc else head), rest
-        raise ConfigError(msg, field=loc or None) from None
+        raise config_error(exc) from None
 
 
 def parse_any_config(data: Any) -> UNetConfig | QLDMConfig:
@@ -311,17 +300,4 @@ def load_any_config(path: str | Path) -> UNetConfig | QLDMConfig:
     Raises:
         ConfigError: a missing or unreadable file, an unknown ``kind``, invalid contents.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"no such config file: {p}", field="config")
-    text = p.read_text(encoding="utf-8")
-    try:
-        if p.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # YAML and JSON parsers raise different types
-        raise ConfigError(f"cannot parse {p}: {exc}", field="config") from None
-    return parse_any_config(data)
+    return parse_any_config(read_config_file(path))

@@ -20,8 +20,6 @@ step: ``step, epoch, loss, seconds, circuits``), ``elapsed``, ``circuits``, ``im
 
 from __future__ import annotations
 
-import os
-import random
 import shutil
 import time
 from collections.abc import Callable
@@ -29,11 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from qldm.hybrid.config import ConfigError
-from qldm.hybrid.train import epoch_permutation, step_generator
+from qldm.hybrid.train import (
+    check_resumable,
+    epoch_permutation,
+    read_checkpoint,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+    step_generator,
+)
 from qldm.hybrid.unet.config import UNetConfig, parse_unet_config
 from qldm.hybrid.unet.diffusion import EMA, DiffusionObjective
 from qldm.hybrid.unet.model import UNet, transfer_weights
@@ -48,7 +53,6 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "qldm-unet-checkpoint/1"
 CHECKPOINT_NAME = "last.pt"
-_RESUMABLE_CHANGES = {"train", "eval", "out_dir", "name"}
 
 
 @dataclass(frozen=True)
@@ -160,11 +164,7 @@ class UNetTrainer:
             "ema": self.ema.model.state_dict(),
             "ema_updates": self.ema.updates,
             "optimizer": self.optimizer.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-            },
+            "rng": rng_state(),
             "step": self.step,
             "epoch_offset": self.epoch_offset,
             "history": self.history,
@@ -175,12 +175,7 @@ class UNetTrainer:
 
     def save(self, path: Path | None = None) -> Path:
         """Write the checkpoint atomically (``last.pt`` unless ``path`` is given)."""
-        target = path or self.checkpoint_path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".pt.tmp")
-        torch.save(self.state(), tmp)
-        os.replace(tmp, target)
-        return target
+        return save_checkpoint(self.state(), path or self.checkpoint_path)
 
     def resume(self) -> bool:
         """Load ``last.pt`` if it exists; return whether it did.
@@ -191,22 +186,12 @@ class UNetTrainer:
         if not self.checkpoint_path.is_file():
             return False
         ckpt = read_unet_checkpoint(self.checkpoint_path)
-        old, new = ckpt["config"], self.config.model_dump(mode="json")
-        for key in new:
-            if key not in _RESUMABLE_CHANGES and old.get(key) != new[key]:
-                raise ConfigError(
-                    f"{self.checkpoint_path} was written with a different {key!r}; use another "
-                    "out_dir or delete the checkpoint",
-                    field=key,
-                )
+        check_resumable(ckpt["config"], self.config.model_dump(mode="json"), self.checkpoint_path)
         self.model.load_state_dict(ckpt["model"])
         self.ema.model.load_state_dict(ckpt["ema"])
         self.ema.updates = int(ckpt["ema_updates"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        rng = ckpt["rng"]
-        torch.set_rng_state(rng["torch"])
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
+        restore_rng(ckpt["rng"])
         self.step = int(ckpt["step"])
         self.epoch_offset = int(ckpt["epoch_offset"])
         self.history = list(ckpt["history"])
@@ -344,18 +329,7 @@ def read_unet_checkpoint(path: str | Path) -> dict[str, Any]:
     Raises:
         ConfigError: not a file, or not a U-Net checkpoint.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"no such checkpoint: {p}", field="checkpoint")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises several types for corrupt files
-        raise ConfigError(f"cannot read checkpoint {p}: {exc}", field="checkpoint") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(
-            f"{p} is not a U-Net checkpoint ({CHECKPOINT_FORMAT})", field="checkpoint"
-        )
-    return ckpt
+    return read_checkpoint(path, fmt=CHECKPOINT_FORMAT)
 
 
 def load_unet(path: str | Path, *, ema: bool = True) -> tuple[UNet, UNetConfig, dict[str, Any]]:
