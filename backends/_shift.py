@@ -37,6 +37,14 @@ input Jacobian uses that, for a real state, ``f(psi) = psi^T A psi`` with ``A`` 
 per sample and basis state (a vector that is exactly zero contributes ``g = 0`` and is not
 run). Finally the chain rule through ``psi = x / |x|`` gives
 ``df/dx = (I - psi psi^T)(2 A psi) / |x|``.
+
+Complex amplitude encoding (``z = a + i b``, ``psi = z / |z|``): ``g(v) = v^H A v`` with ``A``
+Hermitian, so ``dg/da_k = 2 Re(A psi)_k`` and ``dg/db_k = 2 Im(A psi)_k``, with
+``Re(A psi)_k = [g(psi + e_k) - g(psi - e_k)] / 4`` and
+``Im(A psi)_k = [g(psi + i e_k) - g(psi - i e_k)] / 4`` (four circuits per basis state); the
+same projection with ``psi`` read as the real vector ``[Re psi, Im psi]`` gives ``df/d[a, b]``.
+Any quantity linear in the density matrix combines like an observable (``width`` of
+:meth:`ShiftPlan.combine`): probabilities, a fidelity.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ import numpy as np
 from qldm.circuits import PQCSpec
 from qldm.circuits.program import AmplitudeEncoding, Gate, compile_spec
 from qldm.circuits.shifts import shift_rule
+from qldm.circuits.spec import STATE_ENCODINGS
 from qldm.errors import BackendError
 
 
@@ -57,8 +66,9 @@ class CircuitGroup:
     """Parameter sets that share one circuit.
 
     Attributes:
-        amplitudes: for the ``amplitude`` encoding, the real state ``(2^n,)`` (normalised) the
-            circuit prepares; ``None`` for every other encoding (one circuit for all groups).
+        amplitudes: for the ``amplitude`` (``complex_amplitude``) encoding, the real (complex)
+            state ``(2^n,)`` (normalised) the circuit prepares; ``None`` for every other
+            encoding (one circuit for all groups).
         parameter_sets: ``(S, C)`` values, columns in
             :meth:`qldm.circuits.qiskit_builder.QiskitCircuit.parameter_order` (inputs then weights;
             weights only for ``amplitude``).
@@ -115,11 +125,14 @@ class ShiftPlan:
         """Total parameter sets over all groups (per noise level)."""
         return sum(int(g.parameter_sets.shape[0]) for g in self.groups)
 
-    def combine(self, values: Sequence[np.ndarray]) -> ShiftResult:
+    def combine(self, values: Sequence[np.ndarray], *, width: int | None = None) -> ShiftResult:
         """Combine evaluated values into values and Jacobians.
 
         Args:
-            values: one array per group, in :attr:`groups` order, each ``(S_g, O)``.
+            values: one array per group, in :attr:`groups` order, each ``(S_g, W)``.
+            width: ``W``, what each parameter set measured (``None``: the spec's ``O``
+                observables; any quantity linear in the state's density matrix combines the
+                same way: probabilities ``2**n``, a fidelity 1).
 
         Returns:
             The :class:`ShiftResult` of this noise level.
@@ -127,7 +140,7 @@ class ShiftPlan:
         Raises:
             BackendError: the number or the shapes of ``values`` do not match the plan.
         """
-        n_out = self.spec.n_outputs
+        n_out = self.spec.n_outputs if width is None else width
         if len(values) != len(self.groups):
             raise BackendError(f"expected values for {len(self.groups)} groups, got {len(values)}")
         arrays = []
@@ -139,7 +152,7 @@ class ShiftPlan:
                     f"{(group.parameter_sets.shape[0], n_out)}"
                 )
             arrays.append(arr)
-        if self.spec.encoding == "amplitude":
+        if self.spec.encoding in STATE_ENCODINGS:
             return self._combine_amplitude(arrays)
         return self._combine_parametric(arrays[0])
 
@@ -160,13 +173,13 @@ class ShiftPlan:
         if not self.jacobian:
             return ShiftResult(values, None, None)
         d_weights = np.stack([np.einsum("to,tc->oc", arrays[i][1:], self.terms) for i in range(b)])
-        n_in, n_out = self.spec.n_inputs, self.spec.n_outputs
+        n_in, n_out = self.spec.n_inputs, arrays[0].shape[1]
         a_psi = np.zeros((b, n_out, n_in))  # (A psi)_k per sample and observable
         for (sample, k, coefficient), arr in zip(self.perturbations, arrays[b:], strict=True):
             a_psi[sample, :, k] += coefficient * arr[0]
         d_inputs = np.empty((b, n_out, n_in))
         for sample in range(b):
-            psi = self.states[sample]
+            psi = _real_view(self.states[sample])
             grad_psi = 2.0 * a_psi[sample]  # (O, I)
             projected = grad_psi - np.outer(grad_psi @ psi, psi)
             d_inputs[sample] = projected / self.amplitude_norms[sample]
@@ -174,7 +187,7 @@ class ShiftPlan:
 
 
 def combine_levels(
-    plan: ShiftPlan, values: Sequence[np.ndarray], n_levels: int
+    plan: ShiftPlan, values: Sequence[np.ndarray], n_levels: int, *, width: int | None = None
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Combine the values of ``n_levels`` noise levels evaluated group by group.
 
@@ -183,6 +196,7 @@ def combine_levels(
         values: ``n_levels * len(plan.groups)`` arrays, level-major (all groups of level 0,
             then of level 1, ...), each ``(S_g, O)``.
         n_levels: ``K``.
+        width: ``W`` of each value row (``None``: the spec's ``O``; :meth:`ShiftPlan.combine`).
 
     Returns:
         ``values (K, B, O)``, ``d_inputs (K, B, O, I)`` and ``d_weights (K, B, O, P)`` (both
@@ -194,7 +208,10 @@ def combine_levels(
     per_level = len(plan.groups)
     if len(values) != n_levels * per_level:
         raise BackendError(f"expected {n_levels} x {per_level} value arrays, got {len(values)}")
-    combined = [plan.combine(values[k * per_level : (k + 1) * per_level]) for k in range(n_levels)]
+    combined = [
+        plan.combine(values[k * per_level : (k + 1) * per_level], width=width)
+        for k in range(n_levels)
+    ]
     d_inputs = [c.d_inputs for c in combined if c.d_inputs is not None]
     d_weights = [c.d_weights for c in combined if c.d_weights is not None]
     return (
@@ -212,43 +229,51 @@ def plan_shifts(
     Args:
         spec: the circuit.
         inputs: ``(B, I)`` samples (validated, e.g. by :meth:`qldm.backends.base.Workload.build`).
-        weights: ``(P,)``.
+        weights: ``(P,)``, or ``(B, P)`` for per-sample weights (the ansatz angles of a
+            timestep embedding, :mod:`qldm.circuits.timestep`).
         jacobian: also plan the shift terms of both Jacobians.
 
     Returns:
         The :class:`ShiftPlan`; evaluate its groups, then call :meth:`ShiftPlan.combine`.
     """
     x = np.asarray(inputs, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64)
     program = compile_spec(spec)
     b = x.shape[0]
-    amplitude = any(isinstance(op, AmplitudeEncoding) for op in program.encoding)
-    n_in = 0 if amplitude else spec.n_inputs
+    w = np.broadcast_to(np.asarray(weights, dtype=np.float64), (b, spec.n_weights))
+    encodings = [op for op in program.encoding if isinstance(op, AmplitudeEncoding)]
+    n_in = 0 if encodings else spec.n_inputs
     n_cols = n_in + spec.n_weights
     offsets, terms = _shift_terms(program.gates, n_in, n_cols) if jacobian else _no_terms(n_cols)
-    if not amplitude:
-        base = np.concatenate([x, np.broadcast_to(w, (b, w.size))], axis=1)  # (B, C)
+    if not encodings:
+        base = np.concatenate([x, w], axis=1)  # (B, C)
         deltas = np.concatenate([np.zeros((1, n_cols)), offsets])  # (1 + T, C)
         sets = (base[:, None, :] + deltas[None, :, :]).reshape(-1, n_cols)
         empty = np.empty(0)
         return ShiftPlan(spec, (CircuitGroup(None, sets),), jacobian, b, terms, empty, empty, ())
-    norms = np.linalg.norm(x, axis=1)
-    psis = x / norms[:, None]
-    weight_sets = w[None, :] + np.concatenate([np.zeros((1, n_cols)), offsets])
-    groups = [CircuitGroup(psis[i], weight_sets) for i in range(b)]
+    d = 2**spec.n_qubits
+    z = x[:, :d] + 1j * x[:, d:] if encodings[0].complex else x
+    norms = np.linalg.norm(z, axis=1)
+    psis = z / norms[:, None]
+    deltas = np.concatenate([np.zeros((1, n_cols)), offsets])
+    groups = [CircuitGroup(psis[i], w[i][None, :] + deltas) for i in range(b)]
     perturbations: list[tuple[int, int, float]] = []
     if jacobian:
         for i in range(b):
-            for k in range(spec.n_inputs):
+            for k in range(spec.n_inputs):  # complex: k < d shifts Re psi_k, k >= d Im psi_k-d
                 for sign in (1, -1):
                     v = psis[i].copy()
-                    v[k] += sign
+                    v[k % d] += sign * (1j if k >= d else 1)
                     norm = float(np.linalg.norm(v))
                     if norm < 1e-12:  # psi = -sign e_k: g(0) = 0 contributes nothing
                         continue
-                    groups.append(CircuitGroup(v / norm, w[None, :].copy()))
+                    groups.append(CircuitGroup(v / norm, w[i][None, :].copy()))
                     perturbations.append((i, k, sign * norm**2 / 4.0))
     return ShiftPlan(spec, tuple(groups), jacobian, b, terms, psis, norms, tuple(perturbations))
+
+
+def _real_view(psi: np.ndarray) -> np.ndarray:
+    """A state as the real vector of its inputs: ``psi`` itself, or ``[Re psi, Im psi]``."""
+    return np.concatenate([psi.real, psi.imag]) if np.iscomplexobj(psi) else psi
 
 
 def _no_terms(n_cols: int) -> tuple[np.ndarray, np.ndarray]:

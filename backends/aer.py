@@ -56,6 +56,7 @@ from qldm.backends.base import (
     NoiseSampling,
     Workload,
 )
+from qldm.backends.outputs import check_state_support, needs_state_engine
 from qldm.circuits import PQCSpec
 from qldm.errors import BackendError, BackendLimitError, InvalidSpecError
 
@@ -157,7 +158,9 @@ class AerBackend:
         in one Aer run of their own path; ``context`` offers nothing this backend uses).
 
         With ``noise_sampling="trajectory"`` a noisy spec draws every channel per (noise
-        level, sample) instead (:mod:`qldm.backends._aer_trajectory`).
+        level, sample) instead (:mod:`qldm.backends._aer_trajectory`). State-level work
+        (``probabilities``, ``fidelity``, the block-diagonal ``metric_tensor``, ``timestep`` and
+        ``complex_amplitude`` specs) runs in one Aer call of :mod:`qldm.backends._aer_states`.
 
         Returns:
             :class:`Evaluation` with ``values (K, B, O)`` and, for task ``jacobian``,
@@ -177,6 +180,12 @@ class AerBackend:
             from qldm.backends._aer_trajectory import run_trajectories
 
             return run_trajectories(self, work)
+        check_state_support(self.name, work)
+        if needs_state_engine(work):  # probabilities, fidelity, metric, timestep, complex
+            from qldm.backends._aer_states import run_states
+
+            method = self._method_for(work.spec, work.level_values())
+            return run_states(self, work, method=method, options=self._options)
         start = time.perf_counter()
         spec = work.spec
         levels = work.level_values()

@@ -182,9 +182,10 @@ class StateCapabilities:
 
 
 EXACT_STATES = StateCapabilities(frozenset(Output), frozenset(Metric), True, True)
-AER_STATES = StateCapabilities(frozenset({Output.EXPECTATION}), frozenset(), False, False)
-"""Not yet: Aer's probabilities/fidelity (compute-uncompute), block-diagonal metric from
-measured circuits, timestep and complex amplitudes are the next step (docs/api.md status)."""
+AER_STATES = StateCapabilities(frozenset(Output), frozenset({Metric.BLOCK_DIAGONAL}), True, True)
+"""Aer (:mod:`qldm.backends._aer_states`): outcome probabilities, the compute-uncompute
+fidelity (noisy specs too: density matrix), the block-diagonal metric from measured circuits,
+timestep and complex amplitude specs, all with parameter-shift Jacobians."""
 DEVICE_STATES = StateCapabilities(frozenset({Output.EXPECTATION}), frozenset(), False, False)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,24 +139,32 @@ def hardware_circuit(spec: PQCSpec) -> HardwareCircuit:
         if isinstance(op, AmplitudeEncoding):  # pragma: no cover - refused above
             raise InvalidSpecError("amplitude encoding", field="circuit.encoding")
         if isinstance(op, Channel):
-            if kind == "none":
-                continue
-            base = (op.layer * n + op.qubit) * width
-            q = op.qubit
-            if kind == "bit_flip":
-                qc.rx(noise[base], q)
-            elif kind == "phase_flip":
-                qc.rz(noise[base], q)
-            elif kind == "depolarizing":
-                qc.rx(noise[base], q)
-                qc.rz(noise[base + 1], q)
-            else:  # amplitude damping: ancilla dilation
-                qc.cry(noise[base], q, n + q)
-                qc.cx(n + q, q)
-                qc.reset(n + q)
+            append_slot(qc, kind, noise, op)
             continue
         _append_gate(qc, op, angle)
     return HardwareCircuit(qc, x, w, noise, n, n_anc)
+
+
+def append_slot(qc: QuantumCircuit, kind: str, noise: ParameterVector, op: Channel) -> None:
+    """The realization slot of channel ``op`` (``kind``) on a circuit of ``n`` data qubits
+    (then ``n`` dilation ancillas for amplitude damping), parameters ``noise[l, q, j]``."""
+    if kind == "none":
+        return
+    width = slot_width(kind)
+    q = op.qubit
+    n_data = qc.num_qubits if kind != "amplitude_damping" else qc.num_qubits // 2
+    base = (op.layer * n_data + q) * width
+    if kind == "bit_flip":
+        qc.rx(noise[base], q)
+    elif kind == "phase_flip":
+        qc.rz(noise[base], q)
+    elif kind == "depolarizing":
+        qc.rx(noise[base], q)
+        qc.rz(noise[base + 1], q)
+    else:  # amplitude damping: ancilla dilation
+        qc.cry(noise[base], q, n_data + q)
+        qc.cx(n_data + q, q)
+        qc.reset(n_data + q)
 
 
 def _append_gate(qc: QuantumCircuit, gate: Gate, angle: Any) -> None:
@@ -355,10 +364,27 @@ def structure_key(spec: PQCSpec) -> str:
     return repr(sorted(data.items()))
 
 
-def transpile_spec(spec: PQCSpec, backend: Any, *, optimization_level: int = 1) -> IsaCircuit:
+def transpile_spec(
+    spec: PQCSpec,
+    backend: Any,
+    *,
+    optimization_level: int = 1,
+    build: Callable[[PQCSpec], HardwareCircuit] | None = None,
+    variant: str = "",
+) -> IsaCircuit:
     """The ISA circuit of ``spec`` on ``backend``, transpiled once and cached.
 
-    Key: (spec structure without strengths, device name, calibration date, optimization level).
+    Key: (spec structure without strengths, device name, calibration date, optimization level,
+    ``variant``).
+
+    Args:
+        spec: the circuit.
+        backend: the device.
+        optimization_level: preset pass-manager level.
+        build: the logical circuit of ``spec`` (default :func:`hardware_circuit`); another
+            builder (the state-level circuits of :mod:`qldm.circuits.state_circuits`) names
+            its ``variant``, so each kind of circuit has its own cache entry.
+        variant: what ``build`` builds (part of the cache key).
 
     Raises:
         InvalidSpecError: amplitude encoding, too many qubits, or a bad optimization level.
@@ -369,7 +395,7 @@ def transpile_spec(spec: PQCSpec, backend: Any, *, optimization_level: int = 1) 
             field="optimization_level",
         )
     calibration = calibration_date(backend)
-    key = (structure_key(spec), backend.name, calibration, optimization_level)
+    key = (structure_key(spec), backend.name, calibration, optimization_level, variant)
     with _lock:
         if key in _cache:
             _cache.move_to_end(key)
@@ -378,7 +404,7 @@ def transpile_spec(spec: PQCSpec, backend: Any, *, optimization_level: int = 1) 
         _stats["misses"] += 1
     from qiskit.transpiler import generate_preset_pass_manager
 
-    hw = hardware_circuit(spec)
+    hw = (build or hardware_circuit)(spec)
     layout = None
     if hw.n_ancillas:  # every dilation ancilla next to its data qubit: no SWAPs in the layer
         try:
