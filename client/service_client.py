@@ -32,6 +32,7 @@ from qldm.errors import (
     BackendError,
     JobNotFinishedError,
     QldmError,
+    RequestValidationError,
     TooManyJobsError,
     error_class,
 )
@@ -113,9 +114,15 @@ class ServiceClient:
     Args:
         url: base URL, e.g. ``http://127.0.0.1:8000``.
         api_key: the tenant's API key (sent as ``Authorization: Bearer``), or ``None``.
-        timeout: seconds per HTTP request (a long-poll adds its wait to it).
+        timeout: seconds per HTTP request (a long-poll adds its wait to it); a server that
+            takes the request but sends no answer within it is given up at once
+            (:class:`ServiceUnavailableError`), not retried.
         retries: extra attempts after a connection error or a 5xx answer.
         binary: send arrays and receive results as npz (``False``: JSON lists).
+
+    Raises:
+        RequestValidationError: ``api_key`` is not printable ASCII (``field="api_key"``):
+            HTTP headers cannot carry it.
     """
 
     def __init__(
@@ -123,13 +130,18 @@ class ServiceClient:
         url: str,
         *,
         api_key: str | None = None,
-        timeout: float = 30.0,
+        timeout: float = 10.0,
         retries: int = 3,
         binary: bool = True,
     ) -> None:
         if retries < 0:
             raise ValueError("retries must be >= 0")
         headers = {"User-Agent": "qldm-client"}
+        if api_key and not (api_key.isascii() and api_key.isprintable()):
+            raise RequestValidationError(
+                "an API key is printable ASCII (qldm keys create prints one); this one is not",
+                field="api_key",
+            )
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         self.url = url.rstrip("/")
@@ -173,6 +185,13 @@ class ServiceClient:
                 response = self._http.request(
                     method, path, timeout=timeout or self.timeout, **kwargs
                 )
+            except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
+                # it took the request and said nothing: asking again would wait as long again
+                raise ServiceUnavailableError(
+                    f"{method} {self.url}{path}: no answer within "
+                    f"{timeout or self.timeout:g} s ({type(exc).__name__})",
+                    code="unavailable",
+                ) from exc
             except httpx.TransportError as exc:
                 last = exc
                 continue
