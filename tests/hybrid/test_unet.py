@@ -3,6 +3,7 @@ one QuantumLayer call per stage, the vertex circuit against Qiskit, transfer and
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from unittest import mock
 
@@ -254,3 +255,29 @@ def test_transfer_run_continues_the_epoch_count(tmp_path: Path) -> None:
     assert not any(name.startswith("vertex.") for name in copied)
     # its first batch is the source's epoch-2 batch
     torch.testing.assert_close(tr.batch(0), source.batch(source.steps_per_epoch))
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+def test_cli_train_sample_evaluate_a_unet_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qldm.hybrid import cli
+    from qldm.hybrid.metrics import default_cache_dir
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "unet_tiny.yaml"
+    monkeypatch.chdir(tmp_path)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    default_cache_dir().mkdir(parents=True, exist_ok=True)
+    (data_dir / "feature_net").symlink_to(default_cache_dir(), target_is_directory=True)
+    cli.train(config, url=None, api_key=None, data_dir=data_dir)
+    printed = capsys.readouterr().out
+    assert "475,281 parameters" in printed and "circuits/s" in printed
+    ckpt = tmp_path / "runs" / "unet_tiny" / "last.pt"
+    cli.sample(ckpt, n=4, out=tmp_path / "s.png")
+    assert (tmp_path / "s.png").is_file()
+    cli.evaluate(ckpt, out=tmp_path / "eval", data_dir=data_dir)
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["n_samples"] == 20 and metrics["classifier_score_mean"] >= 1.0
