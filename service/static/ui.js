@@ -184,8 +184,9 @@ function countsCell(counts) {
 
 function costText(run) {
   // cost fields appear when the server reports them (runtime usage on ibm: backends)
+  if (run.usage_s !== undefined && run.usage_s !== null) return `${num(run.usage_s, 2)} s QPU reported`;
   const c = run.cost || run.usage;
-  if (!c) return run.backend.startsWith("ibm:") ? "not reported" : "free (simulator)";
+  if (!c) return run.backend.startsWith("ibm:") ? "not reported yet" : "free (simulator)";
   if (typeof c === "number") return `${num(c, 1)} s QPU`;
   if (c.quantum_seconds !== undefined) return `${num(c.quantum_seconds, 1)} s QPU`;
   return JSON.stringify(c);
@@ -294,9 +295,25 @@ function valuesTable(meta, result) {
   ];
 }
 
+function jobCost(job, meta) {
+  // runtime jobs: the estimate made before submitting (meta.cost) and the runtime's reported
+  // usage (meta.usage_s, quantum seconds); simulators cost nothing
+  const parts = [];
+  if (meta.usage_s !== undefined && meta.usage_s !== null) parts.push(`${num(meta.usage_s, 2)} s QPU reported`);
+  if (meta.cost && meta.cost.qpu_seconds !== undefined) {
+    parts.push(`estimated ${num(meta.cost.qpu_seconds, 2)} s QPU (${meta.cost.executions} executions, ${meta.cost.submissions} submission(s))`);
+  }
+  if (parts.length) return parts.join("; ");
+  return job.backend.startsWith("ibm:") ? "not reported yet" : "free (simulator)";
+}
+
+function nested(a) {
+  return Array.isArray(a) ? `[${a.map(nested).join(", ")}]` : num(a, 4);
+}
+
 function noiseFacts(noise) {
   if (!noise || noise.kind === "none") return null;
-  const fmt = (a) => (Array.isArray(a) ? a.map((x) => (Array.isArray(x) ? `[${x.map((y) => num(y, 4)).join(", ")}]` : num(x, 4))).join(" ") : "—");
+  const fmt = (a) => (Array.isArray(a) ? a.map(nested).join(" ") : "—");
   return [
     el("h3", {}, "Noise"),
     facts([
@@ -344,7 +361,8 @@ async function jobPage(jobId) {
       ["shots", meta.shots !== undefined && meta.shots !== null ? String(meta.shots) : (result ? "exact (no shots)" : "—")],
       meta.execution_mode ? ["execution mode", meta.execution_mode] : null,
       meta.runtime_job_id ? ["runtime job", el("span", { class: "mono" }, meta.runtime_job_id)] : null,
-      ["cost", meta.usage ? JSON.stringify(meta.usage) : (job.backend.startsWith("ibm:") ? "not reported" : "free (simulator)")],
+      ["cost", jobCost(job, meta)],
+      meta.runtime_statuses && meta.runtime_statuses.length ? ["runtime states seen", meta.runtime_statuses.join(" → ")] : null,
       meta.seconds !== undefined ? ["backend time", dur(meta.seconds)] : null,
       resultNote ? ["result", resultNote] : null,
     ]),
