@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 
 from qldm.hybrid.unet.config import UNetConfig, load_any_config
+from qldm.hybrid.unet.model import PAPER_PARAMETERS, paper_variant
 
 __all__ = ["evaluate", "is_unet_checkpoint", "is_unet_config", "load_images", "sample", "train"]
 
@@ -62,10 +63,18 @@ def train(config: Path, *, data_dir: Path) -> None:
         raise TypeError(f"{config} is not a kind: unet config")
     images = load_images(cfg, split="train", data_dir=data_dir)
     trainer = UNetTrainer(cfg, images=images)
+    model = trainer.model
+    known = paper_variant(cfg.arch)
+    paper = (
+        f" (paper, {known}: {PAPER_PARAMETERS[known]:,}; with one circuit weight vector per "
+        f"channel group: {model.paper_layout_parameter_count():,})"
+        if known
+        else ""
+    )
     print(
-        f"{cfg.name}: {trainer.model.parameter_count():,} parameters, "
-        f"{trainer.model.quantum_calls_per_forward()} QuantumLayer calls and "
-        f"{trainer.model.circuits_per_image()} circuits per image per forward pass"
+        f"{cfg.name}: {model.parameter_count():,} parameters{paper}, "
+        f"{model.quantum_calls_per_forward()} QuantumLayer calls and "
+        f"{model.circuits_per_image()} circuits per image per forward pass"
     )
     result = trainer.run()
     last = result.history[-1] if result.history else {}

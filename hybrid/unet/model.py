@@ -44,6 +44,7 @@ __all__ = [
     "QuantumResnetBlock",
     "UNet",
     "Vertex",
+    "paper_variant",
     "transfer_weights",
 ]
 
@@ -55,6 +56,22 @@ PAPER_PARAMETERS: dict[str, int] = {
     "QuanvU-Net": 474_293,
 }
 """Parameter counts the paper reports (Table 2, Fig. 10)."""
+
+
+def paper_variant(arch: ArchConfig) -> str | None:
+    """The paper's name of ``arch`` when the paper reports its parameter count (HQConv, 3
+    layers, the paper's widths), else ``None``."""
+    if arch.dim != 10 or arch.dim_mults != (1, 2, 3, 4):
+        return None
+    if arch.vertex == "classical":
+        return None if arch.quanv else "classical"
+    if arch.vertex_ansatz != "hqconv" or arch.vertex_layers != 3:
+        return None
+    if arch.quanv:
+        hq = arch.quanv_ansatz == "hqconv" and arch.quanv_layers == 3 and arch.quanv_groups == 1
+        return "QuanvU-Net" if hq and arch.vertex_groups == 1 else None
+    return {1: "1HQConv", 7: "7HQConv", 13: "FullHQConv"}.get(arch.vertex_groups)
+
 
 VERTEX_PREFIX = "vertex."
 """Parameters under this prefix are not transferred."""

@@ -26,6 +26,7 @@ from qldm.hybrid.unet import (
     parse_unet_config,
     transfer_weights,
 )
+from qldm.hybrid.unet.model import paper_variant
 
 torch.set_num_threads(1)
 
@@ -48,6 +49,9 @@ def _unet(**arch: object) -> UNet:
 def test_classical_and_1hqconv_match_the_papers_counts() -> None:
     assert _unet().parameter_count() == PAPER_PARAMETERS["classical"] == 483_321
     assert _unet(**ONE_HQ).parameter_count() == PAPER_PARAMETERS["1HQConv"] == 475_329
+    assert paper_variant(ArchConfig()) == "classical"
+    assert paper_variant(ArchConfig.model_validate(SEVEN_HQ)) == "7HQConv"
+    assert paper_variant(ArchConfig.model_validate(FULL_FQ)) is None
 
 
 def test_per_group_layout_matches_the_papers_counts() -> None:
