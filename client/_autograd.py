@@ -18,6 +18,7 @@ NumPy inputs ``(B, I)``, weights ``(P,)`` and noise levels ``(K,)`` (or ``None``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -120,6 +121,7 @@ class RemoteEvaluator:
         shots: shots per circuit, or ``None``.
         run_id: the training run the jobs belong to, or ``None``.
         noise_sampling: ``expectation`` or ``trajectory`` (:class:`NoiseSampling`).
+        options: the jobs' ``options`` (``JobOptions`` fields), or ``None``.
     """
 
     output: Output = Output.EXPECTATION
@@ -134,9 +136,11 @@ class RemoteEvaluator:
         shots: int | None,
         run_id: str | None,
         noise_sampling: NoiseSampling = NoiseSampling.EXPECTATION,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         self.spec = spec
         self.client = client
+        self.options = dict(options) if options else None
         self.backend = backend
         self.shots = shots
         self.run_id = run_id
@@ -170,6 +174,7 @@ class RemoteEvaluator:
             run_id=self.run_id,
             **self._sampling(),
             **state,
+            **({"options": self.options} if self.options else {}),
         )
         return result
 

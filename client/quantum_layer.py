@@ -101,6 +101,9 @@ class QuantumLayer(nn.Module):
         run_id: the training run the server files the jobs under (remote mode).
         backend_options: keyword options for the in-process backend
             (``backends.get_backend(backend, **backend_options)``).
+        job_options: the jobs' ``options`` in remote mode (``url``): e.g.
+            ``{"gradient_budget": 4}`` (antithetic shot-frugal Jacobians on hardware
+            backends), ``allow_noise_floor``, ``m3_max_age_s`` (docs/api.md).
         autograd: ``True`` (default): on ``exact`` without ``shots`` or ``url`` the torch
             simulator runs inside the autograd graph. ``False``: the backend returns values
             and both Jacobians in one run, as for every other backend (for a noiseless
@@ -136,6 +139,7 @@ class QuantumLayer(nn.Module):
         api_key: str | None = None,
         run_id: str | None = None,
         backend_options: Mapping[str, Any] | None = None,
+        job_options: Mapping[str, Any] | None = None,
         autograd: bool = True,
         noise_sampling: str = "expectation",
         output: str = "expectation",
@@ -180,6 +184,7 @@ class QuantumLayer(nn.Module):
         self.run_id = run_id
         self._api_key = api_key
         self._backend_options = dict(backend_options or {})
+        self._job_options = dict(job_options or {})
         self.autograd = bool(autograd)
         self._calls = 0
         self._evaluator: Evaluator | None = None
@@ -460,6 +465,7 @@ class QuantumLayer(nn.Module):
                     shots=self.shots,
                     run_id=self.run_id,
                     noise_sampling=self.noise_sampling,
+                    options=self._job_options,
                 )
             else:
                 from qldm.backends import get_backend

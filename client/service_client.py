@@ -395,6 +395,7 @@ class ServiceClient:
         targets: Any = None,
         metric: str = "full",
         noise_sampling: str = "expectation",
+        options: Mapping[str, Any] | None = None,
     ) -> Evaluation:
         """Evaluate a circuit on the server: one job, submitted and waited for.
 
@@ -414,6 +415,8 @@ class ServiceClient:
             metric: ``full`` or ``block_diagonal`` (task ``metric_tensor``).
             noise_sampling: ``expectation`` or ``trajectory`` (sent only when not the
                 default, so servers that predate the field take these jobs).
+            options: the job's ``options`` (``JobOptions``: e.g. ``gradient_budget``,
+                ``allow_noise_floor``, ``m3_max_age_s``), sent only when given.
 
         Returns:
             ``Evaluation(values (K, B, O), d_inputs (K, B, O, I) | None,
@@ -441,6 +444,8 @@ class ServiceClient:
             body["metric"] = metric
         if noise_sampling != "expectation":
             body["noise_sampling"] = noise_sampling
+        if options:
+            body["options"] = dict(options)
         job_id, result = self.run(body, timeout=timeout)
         if result.values is None:
             raise BackendError("the job returned no values", field="task")

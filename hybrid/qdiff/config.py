@@ -12,13 +12,12 @@ Unknown keys are errors, and every error names its field (:class:`ConfigError`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from qldm.hybrid.config import ConfigError
+from qldm.hybrid.config import ConfigError, config_error, read_config_file
 
 __all__ = ["KINDS", "QDiffConfig", "is_qdiff_config", "load_qdiff_config", "parse_qdiff_config"]
 
@@ -188,34 +187,13 @@ def parse_qdiff_config(data: Any) -> QDiffConfig:
     try:
         return QDiffConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first.get("loc", ()))
-        msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        head, sep, rest = msg.partition(": ")
-        if sep and not loc and head.replace("_", "").replace(".", "").isalnum():
-            loc, msg = head, rest
-        raise ConfigError(msg, field=loc or None) from None
-
-
-def _read(path: Path) -> Any:
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            return yaml.safe_load(text)
-        return json.loads(text)
-    except Exception as exc:  # YAML and JSON parsers raise different types
-        raise ConfigError(f"cannot parse {path}: {exc}", field="config") from None
+        raise config_error(exc) from None
 
 
 def is_qdiff_config(path: str | Path) -> bool:
     """Whether the file's ``kind`` names one of these models (unreadable files: ``False``)."""
-    p = Path(path)
-    if not p.is_file():
-        return False
     try:
-        data = _read(p)
+        data = read_config_file(path)
     except ConfigError:
         return False
     return isinstance(data, dict) and data.get("kind") in KINDS
@@ -227,7 +205,4 @@ def load_qdiff_config(path: str | Path) -> QDiffConfig:
     Raises:
         ConfigError: a missing or unreadable file, or invalid contents.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"no such config file: {p}", field="config")
-    return parse_qdiff_config(_read(p))
+    return parse_qdiff_config(read_config_file(path))
