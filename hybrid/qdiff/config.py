@@ -64,6 +64,9 @@ class QModelConfig(_Closed):
         min_strength: ``depolarizing_diffusion``: lowest per-layer strength.
         init_scale: PQC weights start in ``U(-s, s)``.
         metric_samples: ``quantum_unet``: states the QNGD metric averages over.
+        encoding: ``depolarizing_diffusion``: ``amplitude`` or ``angle`` (hardware backends).
+        angle_qubits: ``depolarizing_diffusion`` with ``angle``: qubits (a square).
+        circuit_timestep: ``depolarizing_diffusion``: ``t/T`` enters the ansatz's angles.
     """
 
     n_qubits: int = Field(default=4, ge=1, le=10)
@@ -81,6 +84,9 @@ class QModelConfig(_Closed):
     min_strength: float = Field(default=0.0, ge=0.0, le=1.0)
     init_scale: float = Field(default=0.5, ge=0.0)
     metric_samples: int = Field(default=4, ge=1)
+    encoding: Literal["amplitude", "angle"] = "amplitude"
+    angle_qubits: int = Field(default=4, ge=1, le=16)
+    circuit_timestep: bool = True
 
 
 class QuantumConfig(_Closed):
@@ -90,11 +96,17 @@ class QuantumConfig(_Closed):
         backend: ``exact``, ``aer``, ``fake:<device>``... (with a server URL: the server's).
         shots: backend shots per circuit (``None``: exact).
         seed: seeds the backend's shot sampling.
+        gradient_budget: hardware backends: shift only this many inputs and weights per
+            sample, drawn in antithetic pairs (unbiased, shot-frugal Jacobians); ``None``: all.
+        allow_noise_floor: hardware backends: accept the device's own noise where a requested
+            strength lies below it (otherwise that is an error).
     """
 
     backend: str = "exact"
     shots: int | None = Field(default=None, ge=1)
     seed: int | None = Field(default=None, ge=0)
+    gradient_budget: int | None = Field(default=None, ge=1)
+    allow_noise_floor: bool = False
 
 
 class QTrainConfig(_Closed):

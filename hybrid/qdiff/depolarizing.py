@@ -44,6 +44,7 @@ from qldm.hybrid.qdiff.common import (
 __all__ = ["DepolarizingDiffusion"]
 
 Readout = Literal["probabilities", "z_correlators"]
+Encoding = Literal["amplitude", "angle"]
 
 
 def _z_correlators(n: int) -> list[str]:
@@ -70,10 +71,17 @@ class DepolarizingDiffusion(QDiffModel):
         a_min: ``a_T``.
         min_strength: lowest per-layer depolarizing strength (a device's floor).
         init_scale: PQC weights start in ``U(-s, s)``.
+        encoding: ``amplitude`` (the image as a ``log2(d)``-qubit state) or ``angle`` (for
+            hardware backends, which do not prepare amplitude-encoded states: the image
+            average-pooled to ``n_qubits`` = g x g pixels, ``RY(pi p / max p)`` on each qubit).
+        n_qubits: qubits of the ``angle`` encoding (a square: 4, 9).
+        circuit_timestep: ``t/T`` enters the ansatz's angles (the seed's timestep embedding);
+            ``False`` leaves it to the decoder alone (for backends without the embedding).
         layer_options: further ``QuantumLayer`` keywords (``backend``, ``url``, ``shots``...).
 
     Raises:
-        ConfigError: ``d`` is not a power of two.
+        ConfigError: ``d`` is not a power of two, or ``n_qubits`` not a square dividing the
+            image side.
     """
 
     def __init__(
@@ -89,29 +97,43 @@ class DepolarizingDiffusion(QDiffModel):
         a_min: float = 0.02,
         min_strength: float = 0.0,
         init_scale: float = 0.5,
+        encoding: Encoding = "amplitude",
+        n_qubits: int = 4,
+        circuit_timestep: bool = True,
         layer_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         n = round(math.log2(d))
         if 2**n != d:
             raise ConfigError(f"d: {d} is not a power of two")
-        self.d, self.n = d, n
+        self.side = math.isqrt(d)
+        if encoding == "angle":
+            g = math.isqrt(n_qubits)
+            if g * g != n_qubits or self.side % g:
+                raise ConfigError(
+                    f"n_qubits: the angle encoding pools the {self.side}x{self.side} image to "
+                    f"g x g = n_qubits pixels; {n_qubits} is not such a square"
+                )
+            n = n_qubits
+        self.d, self.n, self.encoding = d, n, encoding
+        self.circuit_timestep = circuit_timestep
         self.schedule = DepolarizingSchedule(
             timesteps, layers=layers, a_min=a_min, min_strength=min_strength
         )
         spec: dict[str, Any] = {
             "n_qubits": n,
-            "encoding": "amplitude",
+            "encoding": "amplitude" if encoding == "amplitude" else "angle_ry",
             "ansatz": "mps",
             "layers": layers,
             "channel": {"kind": "depolarizing", "strength": 0.1},
-            "timestep": {"features": 1},
         }
+        if circuit_timestep:
+            spec["timestep"] = {"features": 1}
         if readout == "z_correlators":
             spec["observables"] = _z_correlators(n)
             output, n_feat = "expectation", 2 * n - 1
         else:
-            output, n_feat = "probabilities", d
+            output, n_feat = "probabilities", 2**n
         self.readout = readout
         self.shots = shots if readout == "probabilities" else None
         self.levels_per_step = levels_per_step
@@ -120,8 +142,17 @@ class DepolarizingDiffusion(QDiffModel):
 
     def _features(self, out: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.readout == "probabilities":
-            return self.d * born_sample(out, self.shots, generator=generator)
+            return out.shape[-1] * born_sample(out, self.shots, generator=generator)
         return out
+
+    def _encode(self, u: torch.Tensor) -> torch.Tensor:
+        """The layer's inputs: the amplitudes, or the pooled image's RY angles."""
+        if self.encoding == "amplitude":
+            return u.float()
+        g = math.isqrt(self.n)
+        img = u.abs().float().reshape(-1, 1, self.side, self.side)
+        pooled = F.avg_pool2d(img, self.side // g).reshape(-1, self.n)
+        return math.pi * pooled / pooled.amax(dim=1, keepdim=True).clamp_min(1e-12)
 
     def _decode(self, feats: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         tau = (t.float() / self.schedule.T).unsqueeze(1)
@@ -134,7 +165,8 @@ class DepolarizingDiffusion(QDiffModel):
         ``t (B,)``; the distinct levels of ``t`` go in one evaluation."""
         levels, group = torch.unique(t, return_inverse=True)
         tau = (t.float() / self.schedule.T).unsqueeze(1)
-        out = self.pqc(u.float(), t=tau, noise_levels=self.schedule.levels(levels))
+        extra = {"t": tau} if self.circuit_timestep else {}
+        out = self.pqc(self._encode(u), noise_levels=self.schedule.levels(levels), **extra)
         picked = out[group, torch.arange(u.shape[0])]  # sample b at its own level
         return self._decode(self._features(picked, generator), t)
 

@@ -87,8 +87,9 @@ def device_run(
     with ServiceClient(url, api_key=api_key) as client:
         run = client.create_run(name=cfg.name, backend=cfg.quantum.backend)
         t0 = time.perf_counter()
-        trained = train_config(cfg, data=data, url=url, api_key=api_key, run_id=run["id"],
-                               save=False)
+        trained = train_config(
+            cfg, data=data, url=url, api_key=api_key, run_id=run["id"], save=False
+        )
         train_seconds = time.perf_counter() - t0
         progress(f"device: {trained.fit.steps} training steps in {train_seconds:.1f} s")
         model = trained.model

@@ -85,7 +85,7 @@ class LatentCodec(nn.Module):
             loss.backward()
             opt.step()
         self.requires_grad_(False)
-        return float(loss)
+        return float(loss.detach())
 
 
 class StepDiffusion(QDiffModel):

@@ -52,8 +52,15 @@ def _layer_options(
 ) -> dict[str, Any]:
     q = cfg.quantum
     opts: dict[str, Any] = {"backend": q.backend, "shots": q.shots, "seed": q.seed}
+    hardware: dict[str, Any] = {}
+    if q.gradient_budget is not None:
+        hardware["gradient_budget"] = q.gradient_budget
+    if q.allow_noise_floor:
+        hardware["allow_noise_floor"] = True
     if url is not None:
-        opts.update(url=url, api_key=api_key, run_id=run_id)
+        opts.update(url=url, api_key=api_key, run_id=run_id, job_options=hardware)
+    elif hardware:
+        opts["backend_options"] = hardware
     return opts
 
 
@@ -93,6 +100,9 @@ def _quantum(cfg: QDiffConfig, d: int, opts: dict[str, Any]) -> QDiffModel:
         a_min=m.a_min,
         min_strength=m.min_strength,
         init_scale=m.init_scale,
+        encoding=m.encoding,
+        n_qubits=m.angle_qubits,
+        circuit_timestep=m.circuit_timestep,
         layer_options=opts,
     )
 

@@ -168,6 +168,7 @@ def evaluate(
     seed: int,
     net: Any,
     labels: torch.Tensor | None = None,
+    test_images: int | None = None,
 ) -> tuple[dict[str, float], torch.Tensor]:
     """Held-out loss, samples and the classifier Fréchet distance of the samples.
 
@@ -178,13 +179,23 @@ def evaluate(
         seed: seeds the test draws and the sampler.
         net: the metrics' digit classifier (:func:`qldm.hybrid.metrics.get_feature_net`).
         labels: classes to generate (conditioned models); default: as the model chooses.
+        test_images: measure the test loss on the first this many test images (``None``: all);
+            the Fréchet distance always uses all of them.
 
     Returns:
         ``({"test_loss", "classifier_frechet_distance", "sample_seconds"}, images (N, 1, s, s))``.
     """
     from qldm.hybrid.metrics import frechet_distance
 
-    metrics = {"test_loss": test_loss(model, test, seed=seed)}
+    held = test
+    if test_images is not None and test_images < len(test):
+        held = AmplitudeData(
+            test.vectors[:test_images],
+            test.images[:test_images],
+            test.labels[:test_images],
+            test.side,
+        )
+    metrics = {"test_loss": test_loss(model, held, seed=seed)}
     gen = torch.Generator().manual_seed(seed + 1)
     t0 = time.perf_counter()
     vectors = model.sample(n_samples, generator=gen, labels=labels)
