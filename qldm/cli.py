@@ -272,7 +272,20 @@ def experiments(
     from qldm.hybrid.experiments import run_experiment
 
     try:
-        run_experiment(name, out, quick=quick, seeds=seeds, data_dir=_settings().data_dir)
+        if name == "quantum-diffusion":  # its fake-device section runs through a server
+            from qldm.service.embedded import EmbeddedServer
+
+            with EmbeddedServer(out / "server", workers=1) as server:
+                run_experiment(
+                    name,
+                    out,
+                    quick=quick,
+                    seeds=seeds,
+                    data_dir=_settings().data_dir,
+                    server_url=server.url,
+                )
+        else:
+            run_experiment(name, out, quick=quick, seeds=seeds, data_dir=_settings().data_dir)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -38,8 +38,12 @@ def run_experiment(
     seeds: int | None = None,
     data_dir: Path,
     progress: Callable[[str], None] = print,
+    **options: Any,
 ) -> dict[str, Any]:
     """Run the experiment ``name`` and write its report into ``out``.
+
+    ``options`` go to the experiment's ``run`` as further keywords (``quantum-diffusion``
+    takes ``server_url``: a qldm server for its fake-device section).
 
     Raises:
         ConfigError: no experiment is called ``name``, or ``seeds`` < 1.
@@ -51,6 +55,6 @@ def run_experiment(
         raise ConfigError(f"seeds: must be at least 1, got {seeds}")
     module = import_module(EXPERIMENTS[name])
     result: dict[str, Any] = module.run(
-        Path(out), quick=quick, seeds=seeds, data_dir=Path(data_dir), progress=progress
+        Path(out), quick=quick, seeds=seeds, data_dir=Path(data_dir), progress=progress, **options
     )
     return result
