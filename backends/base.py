@@ -172,11 +172,12 @@ computed with Aer on both, :mod:`qldm.backends.counts`, :mod:`qldm.backends.qpy_
 noise samplings (trajectories on specs, for values and Jacobians)."""
 
 DEVICE = Capabilities(
-    tasks=frozenset({Task.EXPECTATION, Task.JACOBIAN}),
+    tasks=frozenset({Task.EXPECTATION, Task.JACOBIAN, Task.METRIC_TENSOR}),
     circuits=frozenset({CircuitKind.SPEC}),
 )
 """``aer:<device>``, ``fake:<device>``, ``ibm:<device>``: values and Jacobians of specs (the
-device path transpiles a spec with its noise slots and subtracts the device's noise floor)."""
+device path transpiles a spec with its noise slots and subtracts the device's noise floor),
+and the block-diagonal metric from measured circuits (:mod:`qldm.backends._runtime_states`)."""
 
 
 def _listed(values: frozenset[Any]) -> str:

@@ -71,6 +71,7 @@ from qldm.backends.base import (
     Task,
     Workload,
 )
+from qldm.backends.outputs import check_state_support, needs_state_engine
 from qldm.circuits.transpile import transpile_spec
 from qldm.errors import BackendError, InvalidSpecError, UnknownBackendError
 from qldm.mitigation.m3 import (
@@ -270,6 +271,11 @@ class RuntimeBackend:
             BackendError: the runtime failed.
         """
         self.capabilities.check(self.name, work.task, work.kind)
+        check_state_support(self.name, work)  # refuse what no device path computes
+        if needs_state_engine(work):  # probabilities, fidelity, metric, timestep, complex
+            from qldm.backends._runtime_states import run_states
+
+            return run_states(self, work, context)
         start = time.perf_counter()
         refreshed = self.refresh_calibration()
         prepared = self.prepare(work, context.options)

@@ -54,7 +54,16 @@ def test_remote_layer_matches_the_in_process_layer(deployment: Deployment, outpu
         ({"output": "fidelity"}, 422, "invalid_spec", "targets"),
         ({"output": "fidelity", "targets": [[1.0, 0.0]]}, 422, "invalid_spec", "targets"),
         ({"metric": "block_diagonal"}, 422, "invalid_spec", "metric"),
-        ({"output": "probabilities", "backend": "aer:fake_manila"}, 400, "backend_limit", "output"),
+        (  # devices compute probabilities (from counts), not trajectories
+            {
+                "output": "probabilities",
+                "backend": "aer:fake_manila",
+                "noise_sampling": "trajectory",
+            },
+            400,
+            "backend_limit",
+            "noise_sampling",
+        ),
         ({"task": "metric_tensor"}, 422, "invalid_spec", "circuit.channel"),  # a noisy spec
     ],
 )

@@ -1,0 +1,340 @@
+"""State-level work on the runtime path (``fake:``, ``ibm:``, ``aer:<device>``): one submission.
+
+The rows of :mod:`qldm.backends._state_rows` (every sample's forward row, every parameter-shift
+row, every perturbed state of an input Jacobian) bind ONE parameterized circuit per kind
+(:mod:`qldm.circuits.state_circuits`), transpiled once for the device and cached
+(:func:`qldm.circuits.transpile.transpile_spec` with the circuit's ``variant``); amplitude and
+complex amplitude states and fidelity targets are bindings of the parameterized preparation
+(:mod:`qldm.circuits.state_prep`), so no sample needs its own transpilation. Everything goes
+to ``SamplerV2`` in one submission (one PUB per noise level, or per metric layer; split into
+several jobs of one ``Batch`` only over the per-job execution limit), with the data qubits
+measured:
+
+- ``probabilities``: each row's counts, readout-mitigated with M3 where the backend mitigates
+  (``mitigate_readout``; quasi-probabilities over the ``2**n`` outcomes), averaged over the
+  random Pauli-insertion instances of a noisy spec (the device's floor subtracted from the
+  requested strength, as for expectation values, :mod:`qldm.mitigation.noise`). The forward
+  values are the nearest probability vectors (Euclidean projection onto the simplex); the
+  Jacobians combine the quasi-probabilities of the shift rows (linear, so unbiased);
+- ``fidelity``: the frequency of the all-zero outcome of the compute-uncompute circuit
+  ``V_phi^dag U(theta) V_psi`` (M3-mitigated), clipped to ``[0, 1]`` for the forward values;
+- ``expectation`` of ``timestep``/``complex_amplitude`` specs: ``I``/``Z`` observables from the
+  same outcome distributions (others are refused, field ``circuit.observables``);
+- ``metric_tensor`` (``block_diagonal``): one circuit per layer of the block-diagonal metric
+  (encoding, the gates before the layer, the basis change of its generators), one row per
+  sample; the layer's block is the covariance of its generators' eigenvalues under the
+  measured (mitigated) distribution.
+
+Not on this path: subset or SPSA Jacobians (``gradient_budget``, ``spsa_directions``) and
+re-attaching to a finished runtime job after a restart (a resumed state-level job is submitted
+again, and its metadata says so). The M3 calibration is looked up or measured before the
+submission (:meth:`qldm.mitigation.m3.CalibrationCache.get_or_calibrate`; on ``ibm:`` in the
+job's Session or a ``Batch`` of its own).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from qldm.backends._runtime_pubs import build_pub, level_slots
+from qldm.backends._runtime_submit import submit as submit_pubs
+from qldm.backends._runtime_submit import submit_options
+from qldm.backends._sessions import ExecutionMode
+from qldm.backends._state_rows import (
+    combine_rows,
+    metric_from_probabilities,
+    metric_rows,
+    plan_rows,
+    row_values,
+    simplex_projection,
+)
+from qldm.backends.base import Context, Evaluation, Task, Workload
+from qldm.backends.outputs import Output
+from qldm.circuits.state_circuits import metric_circuit, state_circuit
+from qldm.circuits.transpile import IsaCircuit, transpile_spec
+from qldm.errors import BackendError, BackendLimitError
+from qldm.mitigation.m3 import CalibrationCache, ReadoutCalibration
+
+__all__ = ["StatePrepared", "run_states"]
+
+
+class StatePrepared:
+    """What :func:`qldm.backends._runtime_submit.submit` reads of a prepared workload.
+
+    Attributes:
+        work: the workload.
+        isas: the transpiled circuit of each PUB (``isa``: the first, for the cost estimate).
+        pubs: ``SamplerV2`` PUBs ``(measured circuit, bindings (R, S))``.
+        shots: shots per row; ``shots_per_instance`` per random instance.
+        n_instances: ``R``.
+        use_m3: always ``True`` here: the sampler runs (readout mitigation is separate).
+        digest: fingerprint of the work (metadata).
+    """
+
+    use_m3 = True
+
+    def __init__(
+        self, work: Workload, isas: list[IsaCircuit], pubs: list[Any], shots: int, n_inst: int
+    ) -> None:
+        self.work = work
+        self.isas = isas
+        self.isa = isas[0]
+        self.pubs = pubs
+        self.shots = shots
+        self.n_instances = n_inst
+        self.shots_per_instance = max(1, math.ceil(shots / n_inst))
+        self.digest = _digest(work)
+
+
+def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
+    """Evaluate a state-level workload on a :class:`qldm.backends.runtime.RuntimeBackend`.
+
+    Returns:
+        :class:`Evaluation`: ``values (K, B, W)`` (``d_inputs (K, B, W, I)``,
+        ``d_weights (K, B, W, P)`` for ``jacobian``) or ``values (1, B, P, P)``
+        (``metric_tensor``); metadata ``submissions``, ``circuits``, ``shots``,
+        ``readout_mitigation``, ``raw_values`` (unmitigated forward values), ``noise``, ...
+
+    Raises:
+        BackendLimitError: ``gradient_budget``/``spsa_directions`` (field ``options``), or
+            ``expectation`` of observables other than ``I``/``Z`` (field
+            ``circuit.observables``).
+        NoiseFloorError: a requested strength below the device's floor.
+        BackendError: the runtime or M3 failed.
+    """
+    start = time.perf_counter()
+    options = context.options
+    for name in ("gradient_budget", "spsa_directions"):
+        if getattr(options, name, None) or getattr(rb, name, None):
+            raise BackendLimitError(
+                f"{name} Jacobians are for expectation values of plain specs; state-level work "
+                "on devices takes full parameter-shift Jacobians",
+                field=f"options.{name}",
+            )
+    spec = work.spec
+    labels = spec.pauli_labels()
+    if work.output is Output.EXPECTATION and any(set(lb) - {"I", "Z"} for lb in labels):
+        raise BackendLimitError(
+            "expectation values of timestep or complex_amplitude specs on devices come from "
+            "measured outcomes: I/Z observables only",
+            field="circuit.observables",
+        )
+    shots = work.shots if work.shots is not None else rb.default_shots
+    level = rb.optimization_level
+    noise_meta: dict[str, Any] = {"kind": spec.channel.kind}
+    if work.task is Task.METRIC_TENSOR:
+        layers, rows = metric_rows(work)
+        isas = [
+            transpile_spec(
+                spec,
+                rb.backend,
+                optimization_level=level,
+                build=partial(_metric_build, layer=layer),
+                variant=f"metric:{i}",
+            )
+            for i, layer in enumerate(layers)
+        ]
+        jobs = [(isa, rows, np.zeros((1, 0))) for isa in isas]
+    else:
+        plan = plan_rows(work, jacobian=work.task is Task.JACOBIAN)
+        fidelity = work.output is Output.FIDELITY
+        isa = transpile_spec(
+            spec,
+            rb.backend,
+            optimization_level=level,
+            build=partial(_state_build, fidelity=fidelity),
+            variant="state:fidelity" if fidelity else "state",
+        )
+        allow = bool(getattr(options, "allow_noise_floor", False) or rb.allow_noise_floor)
+        per_level, noise_meta = level_slots(
+            spec,
+            isa,
+            rb.backend,
+            work.level_values(),
+            instances=rb.instances,
+            allow_floor=allow,
+            rng=np.random.default_rng(work.seed),
+        )
+        isas = [isa] * len(per_level)
+        jobs = [(isa, plan.rows, slots) for slots in per_level]
+    n_inst = jobs[0][2].shape[0]
+    pubs = [build_pub(isa, rows, slots, labels, True) for isa, rows, slots in jobs]
+    prepared = StatePrepared(work, isas, pubs, shots, n_inst)
+    mode = ExecutionMode(
+        rb.backend,
+        run=context.run_session,
+        session=rb.session,
+        service=rb._service,
+        runtime=rb.SESSIONS,
+        requested=getattr(options, "execution_mode", None) or rb.execution_mode,
+    )
+    calibrations, m3_meta = _calibrations(rb, isas, mode, context)
+    t0 = time.perf_counter()
+    waited = submit_pubs(
+        prepared,
+        mode,
+        rb.backend,
+        submit_options(prepared, context, rb),
+        make_primitive=rb._primitive,
+        checkpoint=context.checkpoint,
+        should_cancel=context.should_cancel,
+        on_status=context.on_status,
+    )
+    in_session = time.perf_counter() - t0
+    mitigated, raw = [], []
+    for (isa, rows, _), result in zip(jobs, waited.results, strict=True):
+        qubits = tuple(int(q) for q in isa.layout[: isa.hardware.n_data])
+        m, r = _distributions(result, rb.backend, calibrations.get(qubits), qubits, n_inst, rows)
+        mitigated.append(m)
+        raw.append(r)
+    metadata: dict[str, Any] = {
+        "backend": rb.name,
+        "device": rb.backend.name,
+        "mode": rb.MODES[rb.kind],
+        "primitive": "sampler",
+        "readout_mitigation": "m3" if calibrations else "none",
+        "submissions": len(waited.job_ids),
+        "runtime_job_id": ",".join(waited.job_ids),
+        "execution_mode": mode.execution_mode,
+        "session_id": mode.session_id,
+        "pubs": len(pubs),
+        "circuits": sum(n_inst * rows.shape[0] for _, rows, _ in jobs),
+        "instances": n_inst,
+        "shots": shots,
+        "shots_per_instance": prepared.shots_per_instance,
+        "seed": work.seed,
+        "physical_qubits": list(isas[0].layout[: isas[0].hardware.n_data]),
+        "isa_ops": {str(k): int(v) for k, v in isas[0].circuit.count_ops().items()},
+        "noise": noise_meta,
+        "usage_s": waited.usage_s,
+        "runtime_statuses": waited.statuses,
+        "seconds_in_session": in_session,
+        "fingerprint": prepared.digest,
+    }
+    if m3_meta:
+        metadata["m3_calibration"] = m3_meta
+    if context.resume_runtime_job_id is not None:
+        metadata["resubmitted"] = True
+        metadata["resubmitted_reason"] = (
+            "state-level runtime results are not cached for re-attaching; submitted again"
+        )
+    if work.task is Task.METRIC_TENSOR:
+        g = metric_from_probabilities(work, layers, mitigated)
+        metadata.update(metric=work.metric.value, seconds=time.perf_counter() - start)
+        return Evaluation(g[None], metadata=metadata)
+    level_values = [row_values(m, work.output, labels) for m in mitigated]
+    values, d_inputs, d_weights = combine_rows(plan, level_values)
+    raw_values = combine_rows(plan, [row_values(r, work.output, labels) for r in raw])[0]
+    values = _physical(values, work.output)
+    metadata.update(output=work.output.value, raw_values=raw_values.tolist())
+    metadata["seconds"] = time.perf_counter() - start
+    return Evaluation(values, d_inputs, d_weights, metadata)
+
+
+def _state_build(spec: Any, *, fidelity: bool) -> Any:
+    return state_circuit(spec, fidelity=fidelity, noise="slots")
+
+
+def _metric_build(spec: Any, *, layer: Any) -> Any:
+    return metric_circuit(spec, layer)
+
+
+def _physical(values: np.ndarray, output: Output) -> np.ndarray:
+    """Forward values as the quantities they estimate: probability vectors, fidelities."""
+    if output is Output.PROBABILITIES:
+        return simplex_projection(values)
+    if output is Output.FIDELITY:
+        return np.clip(values, 0.0, 1.0)
+    return values
+
+
+def _calibrations(
+    rb: Any, isas: list[IsaCircuit], mode: ExecutionMode, context: Context
+) -> tuple[dict[tuple[int, ...], ReadoutCalibration], list[dict[str, Any]]]:
+    """The M3 calibration of every measured qubit set (none when the backend does not
+    mitigate readout), and their metadata."""
+    if not rb.mitigate_readout:
+        return {}, []
+    store = context.m3_store
+    cache = rb.calibrations if store is None else CalibrationCache(store, shots=rb.m3_shots)
+    max_age = getattr(context.options, "m3_max_age_s", None)
+    max_age_s = rb.m3_max_age_s if max_age is None else float(max_age)
+    out: dict[tuple[int, ...], ReadoutCalibration] = {}
+    meta: list[dict[str, Any]] = []
+    for isa in isas:
+        qubits = tuple(int(q) for q in isa.layout[: isa.hardware.n_data])
+        if qubits in out:
+            continue
+        before = cache.calibrations_run
+        device_cal = None if isa.calibration == "unknown" else isa.calibration
+
+        def get(runtime_mode: Any, qs: tuple[int, ...] = qubits, dc: Any = device_cal) -> Any:
+            return cache.get_or_calibrate(
+                rb.backend, qs, max_age_s, mode=runtime_mode, device_calibration=dc
+            )
+
+        if rb.kind != "ibm":
+            out[qubits] = get(None)
+        elif (session := mode.session()) is not None:
+            out[qubits] = get(session)
+        else:
+            from qiskit_ibm_runtime import Batch
+
+            with Batch(backend=rb.backend) as batch:
+                out[qubits] = get(batch)
+        meta.append(
+            out[qubits].summary(
+                measured=cache.calibrations_run > before,
+                source="store" if store is not None else "file",
+            )
+        )
+    return out, meta
+
+
+def _distributions(
+    result: Any,
+    device: Any,
+    calibration: ReadoutCalibration | None,
+    qubits: tuple[int, ...],
+    n_inst: int,
+    rows: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(S, 2**n)`` outcome distributions of one PUB, averaged over its instances: M3
+    quasi-probabilities (or frequencies without a calibration) and raw frequencies."""
+    n, s = len(qubits), rows.shape[0]
+    counts = [result.data.meas.get_counts((r, i)) for r in range(n_inst) for i in range(s)]
+    raw = np.stack([_dense(c, n) for c in counts])
+    raw = raw / raw.sum(axis=1, keepdims=True)
+    mitigated = raw
+    if calibration is not None:
+        try:
+            quasis = calibration.mitigator(device).apply_correction(counts, list(qubits))
+        except Exception as exc:  # mthree raises its own errors and numpy's
+            raise BackendError(f"M3 correction failed: {exc}") from exc
+        mitigated = np.stack([_dense(dict(q), n) for q in quasis])
+    shape = (n_inst, s, 2**n)
+    return mitigated.reshape(shape).mean(axis=0), raw.reshape(shape).mean(axis=0)
+
+
+def _dense(distribution: dict[Any, float], n: int) -> np.ndarray:
+    """A counts or quasi-probability dict (bitstrings, qubit 0 rightmost) as ``(2**n,)``."""
+    out = np.zeros(2**n)
+    for key, value in distribution.items():
+        out[int(key, 2) if isinstance(key, str) else int(key)] += float(value)
+    return out
+
+
+def _digest(work: Workload) -> str:
+    h = hashlib.sha256()
+    h.update(work.spec.model_dump_json().encode())
+    for arr in (work.inputs, work.weights, work.targets, work.noise_levels):
+        if arr is not None:
+            h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+    h.update(f"{work.task}|{work.output}|{work.metric}|{work.shots}|{work.seed}".encode())
+    return h.hexdigest()
