@@ -179,7 +179,13 @@ _JOB_CREATE_OPENAPI = {
                 "application/json": {"schema": {"$ref": "#/components/schemas/ResultPublic"}},
                 NPZ_MEDIA_TYPE: {},
             },
-        }
+        },
+        429: {
+            "model": ErrorPublic,
+            "description": "`too_many_jobs`: the tenant has as many jobs queued or running as "
+            "the server allows one tenant; retry after `Retry-After` seconds",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        },
     },
     summary="Submit a job",
 )

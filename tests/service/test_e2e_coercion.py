@@ -138,7 +138,9 @@ def test_a_run_on_a_known_backend_opens(deployment: Deployment) -> None:
 
 
 def test_the_schema_says_what_the_server_enforces(deployment: Deployment) -> None:
-    schemas = HTTP.get(f"{deployment.url}/openapi.json").json()["components"]["schemas"]
+    document = HTTP.get(f"{deployment.url}/openapi.json").json()
+    assert "429" in document["paths"]["/v1/jobs"]["post"]["responses"]  # too_many_jobs
+    schemas = document["components"]["schemas"]
     job = schemas["JobRequest"]["properties"]
     assert job["inputs"]["minItems"] == 1
     levels = [b for b in job["noise_levels"]["anyOf"] if b.get("type") == "array"]
