@@ -67,12 +67,13 @@ class QuantumLayer(nn.Module):
     (:mod:`qldm.backends.trajectory`). The outputs vary from call to call; their mean over
     draws is the ``"expectation"`` output. In-process on ``exact`` each trajectory is one
     statevector (noisy circuits of 11-12 qubits run too) and gradients flow by autograd through
-    the drawn trajectory, draws held fixed: for the Pauli channels their mean over draws is the
-    gradient of the expectation; for amplitude damping, whose jump probability depends on the
-    state, it leaves out the score-function term (it is the exact gradient of the fixed-draw
-    trajectory, not an unbiased estimate of the gradient of the mean). With ``shots`` the values
+    the drawn trajectory, draws held fixed; for amplitude damping, whose jump probability
+    depends on the state, a score-function term ``(f - b) grad log p(draws)`` is added (``b``
+    the leave-one-out mean of the other samples' outputs at the same level), so for every
+    channel the mean of the gradients over draws is the gradient of the expectation (of a loss
+    linear in the outputs), with ``autograd=False`` too. With ``shots`` the values
     are Born-rule estimates from ``shots`` shots of each sample's trajectory and the Jacobians
-    are still the trajectory's exact derivatives (a straight-through estimator: unbiased for the
+    are still those of the trajectory's exact value (a straight-through estimator: unbiased for the
     gradient of the shot estimate's mean given the draw, without the parameter-shift terms'
     shot noise; a parameter-shift rule does not hold for a renormalised amplitude-damping
     trajectory). On a spec without a channel ``"trajectory"`` changes nothing. Draws come from

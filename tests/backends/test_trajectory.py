@@ -21,7 +21,7 @@ from qiskit.quantum_info import DensityMatrix, Kraus, SparsePauliOp, Statevector
 from qldm.backends import _torch_ops as ops
 from qldm.backends.base import Task, Workload
 from qldm.backends.exact import ExactBackend, expectation
-from qldm.backends.trajectory import draw_uniforms, pauli_codes, sample, simulate
+from qldm.backends.trajectory import draw_uniforms, pauli_codes, sample, simulate, with_score
 from qldm.circuits import PQCSpec
 from qldm.circuits.qiskit_builder import build
 from qldm.errors import InvalidSpecError
@@ -214,13 +214,14 @@ def test_pauli_codes_probabilities() -> None:
 
 def fixed_trajectory(
     spec: PQCSpec, uniforms: torch.Tensor
-) -> Any:  # (x (B, I), w (P,)) -> (B, O), the draws held fixed
+) -> Any:  # (x (B, I), w (P,)) -> (B, O + 1): values, then log-probability; draws held fixed
     strengths = torch.tensor([spec.layer_strengths()], dtype=torch.float64)
 
     def f(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return simulate(
+        values, log_prob = simulate(
             spec, ops.statevectors(spec, x), w, strengths.expand(x.shape[0], -1), uniforms
         )
+        return torch.cat([values, log_prob[:, None]], 1)
 
     return f
 
@@ -241,7 +242,10 @@ def test_autograd_through_a_trajectory_matches_finite_differences(kind: str) -> 
     w = (torch.rand(spec.n_weights, dtype=torch.float64, generator=gen) * 3).requires_grad_(True)
     uniforms = torch.as_tensor(draw_uniforms(spec, 4, np.random.default_rng(8)))
     f = fixed_trajectory(spec, uniforms)
-    jac_x, jac_w = torch.autograd.functional.jacobian(f, (x, w))  # (B,O,B,I), (B,O,P)
+    jac_x, jac_w = torch.autograd.functional.jacobian(f, (x, w))  # (B,O+1,B,I), (B,O+1,P)
+    if kind != "amplitude_damping":  # Pauli draws do not depend on the state
+        assert float(f(x, w)[:, -1].detach().abs().max()) == 0.0
+        assert float(jac_w[:, -1].abs().max()) == 0.0
     step = 1e-6
     with torch.no_grad():
         for p in range(spec.n_weights):
@@ -279,7 +283,8 @@ def test_backend_jacobians_are_the_trajectory_gradients(kind: str) -> None:
     strengths = torch.tensor(np.repeat(levels, 5)[:, None].repeat(2, 1))
     xt = torch.tensor(np.tile(x, (2, 1)), requires_grad=True)
     wt = torch.tensor(w, requires_grad=True)
-    out = simulate(spec, ops.statevectors(spec, xt), wt, strengths, uniforms)
+    values, log_prob = simulate(spec, ops.statevectors(spec, xt), wt, strengths, uniforms)
+    out = with_score(values, log_prob, torch.arange(10) // 5)  # baseline within each level
     np.testing.assert_allclose(ev.values.reshape(10, 2), out.detach().numpy(), atol=1e-12)
     for o in range(2):
         for r in range(10):

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from qldm.backends import _torch_ops as ops
+from qldm.backends.trajectory import draw_uniforms, simulate, strength_rows
 from qldm.client import QuantumLayer
 from qldm.errors import InvalidSpecError
 
@@ -121,3 +123,34 @@ def test_twelve_qubits_in_graph() -> None:
     out = m(x)
     out.sum().backward()
     assert out.shape == (2, 12) and m.weight.grad is not None
+
+
+def test_amplitude_damping_gradients_are_the_same_estimator_with_and_without_autograd() -> None:
+    """The score term (unbiased amplitude-damping gradients, tests/backends/
+    test_trajectory_score.py) is in both paths: the same seed gives the same gradients."""
+    spec = {**NOISY, "channel": {"kind": "amplitude_damping", "strength": 0.3}}
+    x = torch.tensor([[0.2, 1.3, 2.1], [2.5, 0.4, 1.0]], dtype=torch.float64).repeat(40, 1)
+    grads = []
+    for autograd in (True, False):
+        torch.manual_seed(0)
+        m = QuantumLayer(spec, noise_sampling="trajectory", seed=3, autograd=autograd).double()
+        xl = x.clone().requires_grad_(True)
+        out = m(xl)
+        (out * torch.linspace(-1, 1, 3, dtype=torch.float64)).sum().backward()
+        assert m.weight.grad is not None and xl.grad is not None
+        grads.append((out.detach(), m.weight.grad.clone(), xl.grad.clone()))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+    # the score term is there: the pathwise gradient alone differs
+    torch.manual_seed(0)
+    m = QuantumLayer(spec, noise_sampling="trajectory", seed=3).double()
+    pathwise, _ = simulate(
+        m.spec,
+        ops.statevectors(m.spec, x),
+        m.weight.double(),
+        torch.as_tensor(strength_rows(m.spec, None, x.shape[0])),
+        torch.as_tensor(draw_uniforms(m.spec, x.shape[0], np.random.default_rng(3))),
+    )
+    torch.testing.assert_close(pathwise.detach(), grads[0][0])  # the same draws
+    (g,) = torch.autograd.grad((pathwise * torch.linspace(-1, 1, 3).double()).sum(), m.weight)
+    assert float((g - grads[0][1]).abs().max()) > 1e-3
