@@ -378,9 +378,9 @@ def _device(url: str, version: str, progress: Callable[[str], None]) -> dict[str
     from qldm.hybrid.qdiff.data import load_amplitude_digits
     from qldm.hybrid.qdiff.device import device_run
 
-    steps = 1 if version == "tiny" else 3
+    small = version in ("tiny", "quick")
     cfg = parse_qdiff_config(DEVICE_CONFIG).with_overrides(
-        **{"train.steps": steps, "model.timesteps": 2 if version == "tiny" else 4}
+        **{"train.steps": 2 if small else 3, "model.timesteps": 2 if small else 4}
     )
     data = load_amplitude_digits(side=4, subset=64)
     return device_run(cfg, url=url, data=data, progress=progress)
@@ -459,9 +459,9 @@ DEVICE_CONFIG: dict[str, Any] = {
         "a_min": 0.3,
         "min_strength": 0.05,
     },
-    "quantum": {"backend": "fake:fake_manila", "shots": 256, "seed": 0, "gradient_budget": 4},
-    "train": {"steps": 3, "batch_size": 4, "lr": 0.01},
-    "eval": {"n_samples": 4},
+    "quantum": {"backend": "fake:fake_manila", "shots": 256, "seed": 0, "gradient_budget": 2},
+    "train": {"steps": 3, "batch_size": 2, "lr": 0.01},
+    "eval": {"n_samples": 2},
 }
 """The fake-device run (``configs/qdiff_depolarizing_fake.yaml`` holds the same)."""
 

@@ -32,6 +32,8 @@ COST_COLUMNS = (
     "readout_mitigation",
     "m3_age_s",
     "gradient",
+    "floor_max",
+    "floor_subtracted",
 )
 """The columns of the cost table, one row per job."""
 
@@ -44,6 +46,9 @@ def _row(phase: str, job: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any
     )
     gradient = meta.get("gradient")
     kept = {k: v for k, v in meta.items() if k not in ("raw_values", "transpile_cache")}
+    raw_noise = meta.get("noise")
+    noise: dict[str, Any] = raw_noise if isinstance(raw_noise, dict) else {}
+    floor = noise.get("device_floor")
     return {
         "phase": phase,
         "task": job.get("task"),
@@ -53,7 +58,13 @@ def _row(phase: str, job: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any
         "seconds": seconds,
         "readout_mitigation": meta.get("readout_mitigation"),
         "m3_age_s": meta.get("m3_calibration_age_s"),
-        "gradient": gradient.get("kind", str(gradient)) if isinstance(gradient, dict) else gradient,
+        "gradient": (
+            " ".join(f"{k}={v}" for k, v in gradient.items())
+            if isinstance(gradient, dict)
+            else gradient
+        ),
+        "floor_max": max(floor) if floor else None,
+        "floor_subtracted": noise.get("floor_subtracted"),
         "metadata": kept,
     }
 
