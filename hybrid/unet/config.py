@@ -155,6 +155,8 @@ class UNetDiffusionConfig(_Closed):
         p2_k: the P2 offset.
         sampler: ``ddpm`` (all ``T`` steps) or ``ddim``.
         ddim_steps: steps of the DDIM sampler.
+        clip_x0: clamp every step's prediction of ``x_0`` to ``[-clip_x0, clip_x0]`` (the
+            data lie in ``[-1, 1]``); ``None``: no clamp.
     """
 
     schedule: str = "cosine"
@@ -163,6 +165,7 @@ class UNetDiffusionConfig(_Closed):
     p2_k: float = Field(default=1.0, gt=0.0)
     sampler: Literal["ddpm", "ddim"] = "ddim"
     ddim_steps: int = Field(default=20, ge=1)
+    clip_x0: float | None = Field(default=1.0, gt=0.0)
 
     @model_validator(mode="after")
     def _steps_fit(self) -> UNetDiffusionConfig:

@@ -18,7 +18,7 @@ import copy
 import torch
 from torch import nn
 
-from qldm.hybrid.qldm.sampler import make_sampler
+from qldm.hybrid.qldm.sampler import DDIMSampler, DDPMSampler
 from qldm.hybrid.qldm.schedule import NoiseSchedule
 from qldm.hybrid.unet.config import UNetConfig
 
@@ -100,6 +100,9 @@ def sample_images(
 ) -> torch.Tensor:
     """Generate ``n`` images with the config's sampler: ``(n, C, H, W)`` in ``[0, 1]``.
 
+    Every step's prediction of ``x_0`` is clamped to ``[-diffusion.clip_x0, clip_x0]`` (the
+    DDPM reference implementations clamp to the data range ``[-1, 1]``).
+
     Args:
         model: the noise-prediction network (usually the EMA copy).
         config: the run config (schedule and sampler).
@@ -109,8 +112,11 @@ def sample_images(
         shape: ``(C, H, W)``.
     """
     d = config.diffusion
-    sampler = make_sampler(
-        d.sampler, NoiseSchedule(d.schedule, d.timesteps), ddim_steps=d.ddim_steps
+    schedule = NoiseSchedule(d.schedule, d.timesteps)
+    sampler: DDPMSampler | DDIMSampler = (
+        DDIMSampler(schedule, steps=d.ddim_steps, clip=d.clip_x0)
+        if d.sampler == "ddim"
+        else DDPMSampler(schedule, clip=d.clip_x0)
     )
     was_training = model.training
     model.eval()
