@@ -14,7 +14,9 @@ Preprocessing, before the one primitive ``run`` of a workload (:mod:`qldm.backen
   ``EstimatorV2``.
 
 Postprocessing: :func:`average_results` turns the PUB results into ``(K, S, O)`` values, raw
-and (sampler) M3-mitigated, averaged over the instances.
+and (sampler) M3-mitigated, averaged over the instances, and the standard errors of the
+mitigated ones (shot noise only: ``sqrt(sum_r sigma_r^2) / R`` over the ``R`` instances, each
+``sigma_r`` from mthree or the estimator's ``stds``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from qldm.backends.base import Workload
 from qldm.circuits import PQCSpec
 from qldm.circuits.transpile import IsaCircuit
 from qldm.errors import BackendError, MitigationError
-from qldm.mitigation.m3 import ReadoutCalibration, z_expectations
+from qldm.mitigation.m3 import ReadoutCalibration, z_estimates
 from qldm.mitigation.noise import device_floor, injected_strengths, slot_bindings
 
 
@@ -184,8 +186,14 @@ def average_results(
     backend: Any,
     n_instances: int,
     n_sets: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(K, S, O)`` mitigated and raw values, averaged over the instances.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(K, S, O)`` mitigated and raw values averaged over the instances, and the standard
+    errors of the mitigated ones.
+
+    The standard error of a parameter set's average over ``R`` instances is
+    ``sqrt(sum_r sigma_r^2) / R``: the instances' shots are independent. It is the shot noise
+    of the estimate of the instances' average; how far the ``R`` drawn instances are from the
+    channel itself is not in it.
 
     Args:
         result: the primitive's result, one PUB result per level.
@@ -198,28 +206,38 @@ def average_results(
         n_instances: ``R``.
         n_sets: ``S``.
 
+    Returns:
+        ``(mitigated, raw, mitigated_std)``, each ``(K, S, O)``. Sampler: mthree's standard
+        deviation of every quasi-distribution (the binomial one without a calibration);
+        estimator: the primitive's ``stds`` (``None`` when a PUB result has none).
+
     Raises:
         BackendError: M3 could not mitigate the counts.
     """
-    mitigated, raw = [], []
+    mitigated, raw, stds = [], [], []
+    complete = True
     qubits = list(isa.layout[: isa.hardware.n_data])
+    o = len(labels)
     for pub_result in result:
+        sd: Any
         if use_m3:
             bits = pub_result.data.meas
             counts = [bits.get_counts((r, s)) for r in range(n_instances) for s in range(n_sets)]
             try:
-                m, w = z_expectations(
-                    counts,
-                    labels,
-                    calibration=calibration,
-                    backend=backend,
-                    qubits=qubits,
+                est = z_estimates(
+                    counts, labels, calibration=calibration, backend=backend, qubits=qubits
                 )
             except MitigationError as exc:
                 raise BackendError(str(exc)) from exc
+            m, w, sd = est.mitigated, est.raw, est.mitigated_std
         else:
             m = w = np.asarray(pub_result.data.evs, dtype=np.float64)
-        o = len(labels)
+            sd = getattr(pub_result.data, "stds", None)
         mitigated.append(np.asarray(m).reshape(n_instances, n_sets, o).mean(axis=0))
         raw.append(np.asarray(w).reshape(n_instances, n_sets, o).mean(axis=0))
-    return np.stack(mitigated), np.stack(raw)
+        if sd is None:
+            complete = False
+            continue
+        var = (np.asarray(sd, dtype=np.float64).reshape(n_instances, n_sets, o) ** 2).sum(axis=0)
+        stds.append(np.sqrt(var) / n_instances)
+    return np.stack(mitigated), np.stack(raw), np.stack(stds) if complete else None

@@ -69,16 +69,26 @@ class ResultCache:
         safe = "".join(c for c in job_id if c.isalnum() or c in "-_")
         return self.directory / f"{safe}.npz"
 
-    def store(self, job_id: str, fingerprint: str, mitigated: np.ndarray, raw: np.ndarray) -> None:
+    def store(
+        self,
+        job_id: str,
+        fingerprint: str,
+        mitigated: np.ndarray,
+        raw: np.ndarray,
+        std: np.ndarray,
+    ) -> None:
         """Write a finished result atomically (a temporary file, then a rename)."""
         path = self.path(job_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, fingerprint=fingerprint, mitigated=mitigated, raw=raw)
+        np.savez(tmp, fingerprint=fingerprint, mitigated=mitigated, raw=raw, std=std)
         tmp.replace(path)
 
-    def load(self, job_id: str | None, fingerprint: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(mitigated, raw)`` cached for ``job_id``; ``None`` without an id or a file.
+    def load(
+        self, job_id: str | None, fingerprint: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+        """``(mitigated, raw, std)`` cached for ``job_id`` (``std`` ``None`` in files written
+        before standard errors were kept); ``None`` without an id or a file.
 
         Raises:
             BackendError: the file was written for a workload with another fingerprint.
@@ -94,4 +104,5 @@ class ResultCache:
                     f"runtime job {job_id} was submitted for a different workload; "
                     "refusing to re-attach"
                 )
-            return np.array(data["mitigated"]), np.array(data["raw"])
+            std = np.array(data["std"]) if "std" in data.files else None
+            return np.array(data["mitigated"]), np.array(data["raw"]), std

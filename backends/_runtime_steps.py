@@ -69,24 +69,27 @@ class Submitted:
     Attributes:
         job_id: the runtime (or primitive) job id.
         result: the primitive's result; ``None`` when ``cached`` holds the rows.
-        cached: ``(mitigated, raw)`` rows ``(K, S, O)`` from the result cache, or ``None``.
+        cached: ``(mitigated, raw, std)`` rows ``(K, S, O)`` from the result cache (``std``
+            ``None`` in older files), or ``None``.
         submissions: runtime jobs submitted (0 when re-attached; more than 1 when split).
         resumed: re-attached to an earlier submission.
         resubmitted_reason: why a resume id could not be re-attached, or ``None``.
         seconds: spent submitting and waiting.
         usage_s: the runtime's reported usage (quantum seconds), ``None`` when not reported.
         statuses: the runtime states the job(s) went through while waited on.
+        extra: the results of the extra PUBs (M3 calibration circuits) the first job carried.
     """
 
     job_id: str
     result: Any
-    cached: tuple[np.ndarray, np.ndarray] | None
+    cached: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None
     submissions: int
     resumed: bool = False
     resubmitted_reason: str | None = None
     seconds: float = 0.0
     usage_s: float | None = None
     statuses: list[str] = field(default_factory=list)
+    extra: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,10 @@ class Gathered:
         values: ``(K, B, O)``; ``d_inputs (K, B, O, I)``, ``d_weights (K, B, O, P)`` or
             ``None`` (task ``expectation``).
         raw_values: ``(K, B, O)`` the forward rows of ``raw``.
+        std: ``(K, S, O)`` standard errors of ``mitigated`` (shot noise), or ``None`` (a
+            cached result from before they were kept).
+        values_std: ``(K, B, O)`` the forward rows of ``std`` (the standard errors of
+            ``values``), or ``None``.
     """
 
     mitigated: np.ndarray
@@ -107,6 +114,8 @@ class Gathered:
     d_inputs: np.ndarray | None
     d_weights: np.ndarray | None
     raw_values: np.ndarray
+    std: np.ndarray | None = None
+    values_std: np.ndarray | None = None
 
 
 def step_metadata(

@@ -88,12 +88,14 @@ class Waited:
         results: one PUB result per level (pieces joined).
         usage_s: the runtime's reported usage summed (``None`` when no job reported any).
         statuses: the states each job was seen in, in order.
+        extra: the results of the extra PUBs that rode in the first job (M3 calibration).
     """
 
     job_ids: list[str]
     results: list[Any]
     usage_s: float | None = None
     statuses: list[str] = field(default_factory=list)
+    extra: list[Any] = field(default_factory=list)
 
 
 def status_name(job: Any) -> str:
@@ -130,12 +132,26 @@ def submit(
     backend: Any,
     options: SubmitOptions,
     *,
+    extra_pubs: list[tuple[Any, None, int]] | None = None,
     make_primitive: Callable[[Any, bool, SubmitOptions], Any] | None = None,
     checkpoint: Callable[[str], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     on_status: Callable[[str], None] | None = None,
 ) -> Waited:
     """Submit a prepared workload (its PUBs, split when over the limit) and wait for it.
+
+    Args:
+        prepared: the prepared workload.
+        mode: the job's execution mode.
+        backend: the device.
+        options: how to submit.
+        extra_pubs: ``SamplerV2`` PUBs ``(circuit, None, shots)`` that ride at the end of the
+            first runtime job (the M3 calibration circuits); their results come back in
+            :attr:`Waited.extra`.
+        make_primitive: builds the primitive (default :func:`primitive`).
+        checkpoint: gets the runtime job ids right after each submission.
+        should_cancel: polled while waiting.
+        on_status: gets the runtime state at each change.
 
     Raises:
         InvalidSpecError: over the limit with ``split_jobs`` off (``options.split_jobs``).
@@ -144,12 +160,56 @@ def submit(
         BackendError: a submission or a job failed, or the wait passed ``timeout_s``.
     """
     shots = prepared.shots_per_instance
+    batches, pieces, groups = _batches(prepared, options, refuse=True)
+    extra = list(extra_pubs or [])
+    if extra and not prepared.use_m3:
+        raise BackendError("extra PUBs ride only in a SamplerV2 job")
+    batches[0] = [*batches[0], *extra]
+
+    def run_all(runtime_mode: Any) -> Waited:
+        prim = (make_primitive or primitive)(runtime_mode, prepared.use_m3, options)
+        jobs = []
+        for batch in batches:
+            try:
+                if prepared.use_m3:
+                    job = prim.run([pub if len(pub) == 3 else (*pub, shots) for pub in batch])
+                else:
+                    job = prim.run(batch, precision=1.0 / math.sqrt(shots))
+            except Exception as exc:
+                if session_gone(exc):
+                    raise _SessionGone(str(exc)) from exc
+                raise BackendError(f"submission to {backend.name} failed: {exc}") from exc
+            jobs.append(job)
+            if checkpoint is not None:
+                checkpoint(",".join(str(j.job_id()) for j in jobs))
+        return wait(jobs, options, should_cancel=should_cancel, on_status=on_status)
+
+    waited = _in_mode(mode, backend, run_all, several=len(batches) > 1)
+    waited.results, waited.extra = _per_level(
+        prepared, waited.results, pieces, groups, len(batches[0]) - len(extra)
+    )
+    return waited
+
+
+def _batches(
+    prepared: Any, options: SubmitOptions, *, refuse: bool
+) -> tuple[list[list[Any]], list[tuple[Any, ...]] | None, list[list[int]]]:
+    """The PUBs of each runtime job: one job, or pieces over the per-job limit in groups.
+
+    Returns:
+        ``(batches, pieces, groups)``: the PUBs of each job; the pieces (``None`` when not
+        split); the piece (or PUB) indices of each job.
+
+    Raises:
+        InvalidSpecError: ``refuse`` and over the limit with ``split_jobs`` off.
+    """
+    shots = prepared.shots_per_instance
     pubs = list(prepared.pubs)
     pieces: list[tuple[Any, ...]] | None = None
     groups = [list(range(len(pubs)))]
     if prepared.use_m3 and options.limit is not None:
         pieces, groups = split_pubs(pubs, shots=shots, limit=options.limit)
-        if len(groups) > 1 and not options.split_jobs:
+        if refuse and len(groups) > 1 and not options.split_jobs:
             total = sum(1 if p[1] is None else p[1].size for p in pieces) * shots
             raise InvalidSpecError(
                 f"the workload needs {total:,} executions (circuits x shots), over the "
@@ -163,36 +223,28 @@ def submit(
         batches = [[pubs[i] for i in g] for g in groups]
     else:
         batches = [[pieces[i][:2] for i in g] for g in groups]
+    return batches, pieces, groups
 
-    def run_all(runtime_mode: Any) -> Waited:
-        prim = (make_primitive or primitive)(runtime_mode, prepared.use_m3, options)
-        jobs = []
-        for batch in batches:
-            try:
-                if prepared.use_m3:
-                    job = prim.run([(*pub, shots) for pub in batch])
-                else:
-                    job = prim.run(batch, precision=1.0 / math.sqrt(shots))
-            except Exception as exc:
-                if session_gone(exc):
-                    raise _SessionGone(str(exc)) from exc
-                raise BackendError(f"submission to {backend.name} failed: {exc}") from exc
-            jobs.append(job)
-            if checkpoint is not None:
-                checkpoint(",".join(str(j.job_id()) for j in jobs))
-        return wait(jobs, options, should_cancel=should_cancel, on_status=on_status)
 
-    waited = _in_mode(mode, backend, run_all, several=len(batches) > 1)
-    if pieces is not None:
-        flat = [r for result in waited.results for r in result]
-        parts: dict[int, list[tuple[Piece, Any]]] = {}
-        for i, pub_result in zip([i for g in groups for i in g], flat, strict=True):
-            piece = pieces[i][2]
-            parts.setdefault(piece.level, []).append((piece, pub_result))
-        waited.results = [JoinedPubResult(parts[k]) for k in range(len(pubs))]
-    else:
-        waited.results = [r for result in waited.results for r in result]
-    return waited
+def _per_level(
+    prepared: Any,
+    results: list[Any],
+    pieces: list[tuple[Any, ...]] | None,
+    groups: list[list[int]],
+    n_first: int,
+) -> tuple[list[Any], list[Any]]:
+    """The jobs' PUB results as one per level (pieces joined), and the extra PUBs' results
+    (those after the first ``n_first`` of the first job)."""
+    first = list(results[0])
+    extra = first[n_first:]
+    flat = first[:n_first] + [r for result in results[1:] for r in result]
+    if pieces is None:
+        return flat, extra
+    parts: dict[int, list[tuple[Piece, Any]]] = {}
+    for i, pub_result in zip([i for g in groups for i in g], flat, strict=True):
+        piece = pieces[i][2]
+        parts.setdefault(piece.level, []).append((piece, pub_result))
+    return [JoinedPubResult(parts[k]) for k in range(len(prepared.pubs))], extra
 
 
 class _SessionGone(Exception):
@@ -334,18 +386,13 @@ def submit_options(prepared: Any, context: Any, backend: Any) -> SubmitOptions:
     )
 
 
-def joined(prepared: Any, results: list[Any], options: SubmitOptions) -> list[Any]:
-    """Re-attached jobs' PUB results as one per level (pieces joined as when submitted)."""
-    flat = [r for result in results for r in result]
-    if len(flat) == len(prepared.pubs):
-        return flat
-    pieces, _ = split_pubs(
-        list(prepared.pubs), shots=prepared.shots_per_instance, limit=options.limit or 1
-    )
-    parts: dict[int, list[tuple[Piece, Any]]] = {}
-    for piece, pub_result in zip((p[2] for p in pieces), flat, strict=True):
-        parts.setdefault(piece.level, []).append((piece, pub_result))
-    return [JoinedPubResult(parts[k]) for k in range(len(prepared.pubs))]
+def joined(
+    prepared: Any, results: list[Any], options: SubmitOptions
+) -> tuple[list[Any], list[Any]]:
+    """Re-attached jobs' PUB results as one per level (pieces joined as when submitted), and
+    the results of the extra PUBs (M3 calibration circuits) the first job carried."""
+    batches, pieces, groups = _batches(prepared, options, refuse=False)
+    return _per_level(prepared, results, pieces, groups, len(batches[0]))
 
 
 def prepared_cost(prepared: Any, device: Any, limit: int | None) -> dict[str, Any]:

@@ -401,6 +401,9 @@ class Evaluation:
         metadata: backend facts (circuits run, submissions, shots, timings, ...).
         counts: task ``counts``: ``K * B`` dicts, sample ``b`` of level ``k`` at index
             ``k * B + b``, each summing to ``shots``; else ``None``.
+        values_std: ``(K, B, W)`` standard errors of ``values`` (shot noise; after readout
+            mitigation where it ran), or ``None`` where the backend does not report them
+            (exact values, or not computed).
     """
 
     values: np.ndarray | None
@@ -408,6 +411,7 @@ class Evaluation:
     d_weights: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     counts: list[Counts] | None = None
+    values_std: np.ndarray | None = None
 
 
 class Backend(Protocol):

@@ -9,7 +9,8 @@
 One workload (a training step: values, every parameter-shift term, every noise level) runs in
 steps that can be called on their own (records in :mod:`qldm.backends._runtime_steps`):
 :meth:`RuntimeBackend.prepare` (transpile once, noise floor, shift plan, one PUB per level;
-nothing runs), :meth:`RuntimeBackend.calibrate` (M3, :mod:`qldm.backends._runtime_m3`),
+nothing runs), :meth:`RuntimeBackend.calibrate` (M3: the stored calibration, or its circuits
+riding in the step's own job, :mod:`qldm.backends._runtime_m3`),
 :meth:`RuntimeBackend.submit` (the job's execution mode, split over the per-job limit, cancel,
 status, timeout, usage: :mod:`qldm.backends._runtime_submit`; or a re-attach by runtime job id
 after a restart, from ``<data_dir>/runtime_results/`` or the runtime) and
@@ -39,7 +40,7 @@ from qldm.backends._runtime_devices import (
     ibm_service,
     refresh_backend,
 )
-from qldm.backends._runtime_m3 import readout_calibration
+from qldm.backends._runtime_m3 import M3Step, plan_calibration
 from qldm.backends._runtime_options import ResilienceOptions, resilience_options
 from qldm.backends._runtime_pubs import (
     average_results,
@@ -254,8 +255,13 @@ class RuntimeBackend:
                 keeps M3 calibrations (the job store inside the server; ``None``: files under
                 ``<data_dir>/m3/``).
 
+        A resumed job (``resume_runtime_job_id``) whose result was kept finds it first, before
+        the calibration refresh, the noise-floor check and M3, none of which it needs.
+
         Returns:
-            :class:`Evaluation`; metadata ``submissions`` (0 when re-attached, else 1),
+            :class:`Evaluation` with ``values_std`` (the shot-noise standard errors of the
+            values: mthree's for M3, the estimator's ``stds`` otherwise); metadata
+            ``submissions`` (0 when re-attached, else 1),
             ``circuits`` (bound circuits executed), ``execution_mode`` (``session`` or
             ``batch``) and ``session_id``, ``seconds_in_session``, ``seconds_outside``,
             ``raw_values`` (K, B, O) before readout mitigation, ``physical_qubits``, ``noise``
@@ -277,8 +283,13 @@ class RuntimeBackend:
 
             return run_states(self, work, context)
         start = time.perf_counter()
-        refreshed = self.refresh_calibration()
-        prepared = self.prepare(work, context.options)
+        # A resumed job whose result was saved takes it before anything is measured again:
+        # no calibration refresh, no floor check, no M3 calibration.
+        saved = ResultCache(self.data_dir).load(
+            context.resume_runtime_job_id, self.digest(work, context.options)
+        )
+        refreshed = False if saved is not None else self.refresh_calibration()
+        prepared = self.prepare(work, context.options, check_floor=saved is None)
         mode = ExecutionMode(
             self.backend,
             run=context.run_session,
@@ -287,14 +298,17 @@ class RuntimeBackend:
             runtime=self.SESSIONS,
             requested=getattr(context.options, "execution_mode", None) or self.execution_mode,
         )
-        calibration, m3_meta = self.calibrate(prepared, mode, context)
+        m3 = None if saved is not None else self.calibrate(prepared, context)
         outside = time.perf_counter() - start
-        submitted = self.submit(prepared, mode, context)
+        submitted = self.submit(prepared, mode, context, m3=m3)
         t0 = time.perf_counter()
+        calibration, m3_meta = (None, None)
+        if m3 is not None and submitted.cached is None:
+            calibration, m3_meta = m3.finish(submitted.extra, submitted.job_id.split(",")[0])
         gathered = self.postprocess(prepared, submitted, calibration)
-        if submitted.result is not None:  # a finished result, kept for a re-attach
+        if submitted.result is not None and gathered.std is not None:  # kept for a re-attach
             ResultCache(self.data_dir).store(
-                submitted.job_id, prepared.digest, gathered.mitigated, gathered.raw
+                submitted.job_id, prepared.digest, gathered.mitigated, gathered.raw, gathered.std
             )
         outside += time.perf_counter() - t0
         metadata = {
@@ -319,11 +333,23 @@ class RuntimeBackend:
         if m3_meta is not None:
             metadata["m3_calibration"] = m3_meta
             metadata["m3_calibration_age_s"] = m3_meta["age_s"]
-        return Evaluation(gathered.values, gathered.d_inputs, gathered.d_weights, metadata)
+        return Evaluation(
+            gathered.values,
+            gathered.d_inputs,
+            gathered.d_weights,
+            metadata,
+            values_std=gathered.values_std,
+        )
 
     # ------------------------------------------------------------------ the steps
 
-    def prepare(self, work: Workload, options: ExecutionOptions | None = None) -> Prepared:
+    def prepare(
+        self,
+        work: Workload,
+        options: ExecutionOptions | None = None,
+        *,
+        check_floor: bool = True,
+    ) -> Prepared:
         """Step 1, outside any session (no primitive runs): the ISA circuit, the shift plan
         and its rows (subset or SPSA choice), the noise floor and the injected remainder per
         level, the PUBs, and the fingerprint of the result.
@@ -331,6 +357,8 @@ class RuntimeBackend:
         Args:
             work: the workload.
             options: the job's options (they override the backend's), or ``None``.
+            check_floor: refuse strengths below the device's floor (``False``: a resumed job
+                whose result is already kept; the floor then only fills the metadata).
 
         Raises:
             NoiseFloorError: a requested strength is below the device's floor.
@@ -338,7 +366,9 @@ class RuntimeBackend:
                 ``spsa_directions`` with ``gradient_budget`` or on a spec SPSA cannot take.
         """
         spec = work.spec
-        allow_floor = bool(getattr(options, "allow_noise_floor", False) or self.allow_noise_floor)
+        allow_floor = not check_floor or bool(
+            getattr(options, "allow_noise_floor", False) or self.allow_noise_floor
+        )
         budget = getattr(options, "gradient_budget", None) or self.gradient_budget
         directions = getattr(options, "spsa_directions", None) or self.spsa_directions
         check_directions(directions, budget=budget)
@@ -365,7 +395,7 @@ class RuntimeBackend:
         )
         n_instances = per_level[0].shape[0]
         labels = spec.pauli_labels()
-        use_m3 = self.mitigate_readout and all(set(lb) <= {"I", "Z"} for lb in labels)
+        use_m3 = self._uses_m3(labels)
         return Prepared(
             work=work,
             isa=isa,
@@ -386,18 +416,39 @@ class RuntimeBackend:
             ),
         )
 
-    def calibrate(
-        self, prepared: Prepared, mode: ExecutionMode, context: Context = NO_CONTEXT
-    ) -> tuple[ReadoutCalibration | None, dict[str, Any] | None]:
-        """The M3 calibration the post-processing needs, and its metadata (``(None, None)``
-        without M3): :func:`qldm.backends._runtime_m3.readout_calibration`."""
-        return readout_calibration(self, prepared, mode, context)
+    def digest(self, work: Workload, options: ExecutionOptions | None = None) -> str:
+        """The fingerprint :meth:`prepare` gives ``work``, without transpiling or the floor
+        (a resumed job looks its kept result up with it first)."""
+        budget = getattr(options, "gradient_budget", None) or self.gradient_budget
+        directions = getattr(options, "spsa_directions", None) or self.spsa_directions
+        shots = work.shots if work.shots is not None else self.default_shots
+        kind = work.spec.channel.kind
+        n_instances = 1 if kind in ("none", "amplitude_damping") else self.instances
+        use_m3 = self._uses_m3(work.spec.pauli_labels())
+        return fingerprint(
+            work, self.name, shots, n_instances, use_m3, budget=budget, spsa=directions
+        )
+
+    def _uses_m3(self, labels: list[str]) -> bool:
+        return self.mitigate_readout and all(set(lb) <= {"I", "Z"} for lb in labels)
+
+    def calibrate(self, prepared: Prepared, context: Context = NO_CONTEXT) -> M3Step | None:
+        """The stored M3 calibration of the workload's qubits, or the circuits that measure it
+        inside the step's own job (``None`` without M3):
+        :func:`qldm.backends._runtime_m3.plan_calibration`. Nothing runs here."""
+        return plan_calibration(self, prepared, context)
 
     def submit(
-        self, prepared: Prepared, mode: ExecutionMode, context: Context = NO_CONTEXT
+        self,
+        prepared: Prepared,
+        mode: ExecutionMode,
+        context: Context = NO_CONTEXT,
+        *,
+        m3: M3Step | None = None,
     ) -> Submitted:
         """Step 2: the PUBs in the job's execution mode (several jobs in one ``Batch`` when
-        over the per-job limit), every runtime job id to ``context.checkpoint`` before the wait,
+        over the per-job limit; ``m3``'s calibration circuits, when it has any, ride in the
+        first), every runtime job id to ``context.checkpoint`` before the wait,
         the runtime's states to ``context.on_status``, ``context.should_cancel`` honoured while
         waiting; or, with ``context.resume_runtime_job_id``, re-attach: the cached result of
         that runtime job when there is one, else (``ibm:``) the runtime job(s) themselves. A
@@ -422,7 +473,7 @@ class RuntimeBackend:
             waited = wait(
                 jobs, options, should_cancel=context.should_cancel, on_status=context.on_status
             )
-            result = joined(prepared, waited.results, options)
+            result, extra = joined(prepared, waited.results, options)
             return Submitted(
                 resume,
                 result,
@@ -432,6 +483,7 @@ class RuntimeBackend:
                 seconds=_since(t0),
                 usage_s=waited.usage_s,
                 statuses=waited.statuses,
+                extra=extra,
             )
         reason = None
         if resume is not None:
@@ -444,6 +496,7 @@ class RuntimeBackend:
             mode,
             self.backend,
             options,
+            extra_pubs=None if m3 is None else m3.pubs(),
             make_primitive=self._primitive,
             checkpoint=context.checkpoint,
             should_cancel=context.should_cancel,
@@ -458,6 +511,7 @@ class RuntimeBackend:
             seconds=_since(t0),
             usage_s=waited.usage_s,
             statuses=waited.statuses,
+            extra=waited.extra,
         )
 
     def estimate(self, work: Workload, options: ExecutionOptions | None = None) -> Cost:
@@ -498,10 +552,11 @@ class RuntimeBackend:
         Raises:
             BackendError: M3 could not mitigate the counts.
         """
+        std: np.ndarray | None
         if submitted.cached is not None:
-            mitigated, raw = submitted.cached
+            mitigated, raw, std = submitted.cached
         else:
-            mitigated, raw = average_results(
+            mitigated, raw, std = average_results(
                 submitted.result,
                 use_m3=prepared.use_m3,
                 labels=prepared.labels,
@@ -514,6 +569,8 @@ class RuntimeBackend:
             if prepared.selection is not None:  # dropped shift rows -> 0, kept ones C / m
                 mitigated = prepared.selection.expand(mitigated, prepared.n_full)
                 raw = prepared.selection.expand(raw, prepared.n_full)
+                if std is not None:
+                    std = prepared.selection.expand(std, prepared.n_full)
         k = len(prepared.pubs)
         if prepared.spsa is None:
             values, d_inputs, d_weights = combine_levels(prepared.plan, list(mitigated), k)
@@ -521,7 +578,8 @@ class RuntimeBackend:
             values, d_inputs, d_weights = prepared.spsa.combine_levels(list(mitigated))
         b = prepared.work.inputs.shape[0]
         raw_values = raw.reshape(k, b, -1, raw.shape[-1])[:, :, 0, :]  # the forward rows
-        return Gathered(mitigated, raw, values, d_inputs, d_weights, raw_values)
+        values_std = None if std is None else std.reshape(k, b, -1, std.shape[-1])[:, :, 0, :]
+        return Gathered(mitigated, raw, values, d_inputs, d_weights, raw_values, std, values_std)
 
     # ------------------------------------------------------------------ internals
 

@@ -13,8 +13,10 @@ empty ``evs``, as in Qiskit, and sends nothing.
 
 Precision 0 (the default) asks the server for exact expectation values (``shots=None``;
 ``stds`` are 0). A precision ``p > 0`` asks for ``ceil(1 / p^2)`` shots per circuit, and
-``stds`` estimates the standard error as ``sqrt(sum_j c_j^2 (1 - <P_j>^2) / shots)``
-(covariances between the Paulis are neglected).
+``stds`` is ``sqrt(sum_j c_j^2 s_j^2)`` (covariances between the Paulis are neglected), with
+``s_j`` the standard error the server reports for ``<P_j>`` (the result's ``values_std``:
+mthree's after M3 readout mitigation, the runtime estimator's ``stds``) or, where it reports
+none, the binomial ``sqrt((1 - <P_j>^2) / shots)``.
 
 The jobs of one ``run`` are submitted at once, so they queue on the server in parallel; the
 returned job's ``result()`` waits for them.
@@ -162,9 +164,17 @@ class RemoteEstimatorV2(BaseEstimatorV2):
             if result.values is None:
                 raise RuntimeError(f"job {sent.job_id} returned no values")
             values = result.values[0]
+            stds = None if result.values_std is None else result.values_std[0]
             for k, i in enumerate(members):
-                rows = values[sent.offsets[k] : sent.offsets[k + 1]]
-                results[i] = _pub_result(pubs[i], sent.paulis, sent.shots, rows, sent.job_id)
+                part = slice(sent.offsets[k], sent.offsets[k + 1])
+                results[i] = _pub_result(
+                    pubs[i],
+                    sent.paulis,
+                    sent.shots,
+                    values[part],
+                    sent.job_id,
+                    stds=None if stds is None else stds[part],
+                )
         for i, pub in enumerate(pubs):
             if results[i] is None:  # a PUB with no parameter sets
                 results[i] = _pub_result(pub, [], None, np.zeros((0, 0)), None)
@@ -204,8 +214,20 @@ def _pub_result(
     shots: int | None,
     values: np.ndarray,
     job_id: str | None,
+    *,
+    stds: np.ndarray | None = None,
 ) -> PubResult:
-    """Combine per-Pauli values ``(N, O)`` into the PUB's broadcast ``evs`` and ``stds``."""
+    """Combine per-Pauli values ``(N, O)`` into the PUB's broadcast ``evs`` and ``stds``.
+
+    Args:
+        pub: the PUB.
+        paulis: the ``O`` Pauli strings the job measured.
+        shots: shots per circuit (``None``: exact values, ``stds`` 0).
+        values: ``(N, O)`` the PUB's rows of the job's values.
+        job_id: the job (``None``: nothing was sent).
+        stds: ``(N, O)`` the standard errors the server reported for those rows, or ``None``
+            (binomial ones from ``values`` and ``shots``).
+    """
     shape = pub.parameter_values.shape
     index_of = {label: j for j, label in enumerate(paulis)}
     param_index = np.arange(int(np.prod(shape, dtype=int))).reshape(shape)
@@ -214,14 +236,21 @@ def _pub_result(
     variance = np.zeros(bc_param.shape, dtype=np.float64)
     for idx in np.ndindex(*bc_param.shape):
         row = values[int(bc_param[idx])]
+        std_row = None if stds is None else stds[int(bc_param[idx])]
         observable: dict[str, float] = bc_obs[idx]  # type: ignore[assignment]
         for label, coeff in observable.items():
             value = float(row[index_of[label]])
             evs[idx] += float(np.real(coeff)) * value
-            variance[idx] += float(np.real(coeff)) ** 2 * max(0.0, 1.0 - value**2)
-    stds = np.zeros_like(evs) if shots is None else np.sqrt(variance / shots)
+            if std_row is not None:
+                var_j = float(std_row[index_of[label]]) ** 2
+            elif shots is not None:
+                var_j = max(0.0, 1.0 - value**2) / shots
+            else:
+                var_j = 0.0
+            variance[idx] += float(np.real(coeff)) ** 2 * var_j
+    out_stds = np.zeros_like(evs) if shots is None else np.sqrt(variance)
     return PubResult(
-        DataBin(evs=evs, stds=stds, shape=evs.shape),
+        DataBin(evs=evs, stds=out_stds, shape=evs.shape),
         metadata={
             "target_precision": pub.precision,
             "shots": shots,

@@ -42,7 +42,7 @@ from qldm.jobs.model import ARRAY_FIELDS, JobRequest, JobResult
 __all__ = ["JobTimeoutError", "ServiceClient", "ServiceError", "ServiceUnavailableError"]
 
 NPZ = "application/x-npz"
-_RESULT_ARRAYS = ("values", "d_inputs", "d_weights")
+_RESULT_ARRAYS = ("values", "d_inputs", "d_weights", "values_std")
 _LONG_POLL_S = 20.0
 
 
@@ -420,7 +420,10 @@ class ServiceClient:
 
         Returns:
             ``Evaluation(values (K, B, O), d_inputs (K, B, O, I) | None,
-            d_weights (K, B, O, P) | None, metadata)``; ``metadata["job_id"]`` names the job.
+            d_weights (K, B, O, P) | None, metadata, values_std (K, B, O) | None)``;
+            ``metadata["job_id"]`` names the job; ``values_std`` holds the standard errors of
+            the values where the backend reports them (runtime backends: mthree's after M3,
+            the estimator's ``stds`` otherwise).
         """
         circuit = spec.model_dump(mode="json") if hasattr(spec, "model_dump") else spec
         body: dict[str, Any] = {
@@ -454,6 +457,7 @@ class ServiceClient:
             d_inputs=result.d_inputs,
             d_weights=result.d_weights,
             metadata={**result.metadata, "job_id": job_id},
+            values_std=result.values_std,
         )
 
     # ------------------------------------------------------------------ runs, backends
@@ -534,6 +538,7 @@ def _decode_result(response: httpx.Response) -> JobResult:
         d_weights=arrays.get("d_weights"),
         counts=document.get("counts"),
         metadata=dict(document.get("metadata") or {}),
+        values_std=arrays.get("values_std"),
     )
 
 

@@ -536,6 +536,8 @@ class JobResult:
         counts: for the counts task, ``K * B`` dicts bitstring -> count, sample ``b`` of level
             ``k`` at index ``k * B + b``; else ``None``.
         metadata: backend facts (circuits, submissions, shots, timings, chunks, ...).
+        values_std: ``(K, B, W)`` standard errors of ``values`` (shot noise, after readout
+            mitigation where it ran), or ``None`` where the backend reports none.
     """
 
     values: np.ndarray | None
@@ -543,6 +545,7 @@ class JobResult:
     d_weights: np.ndarray | None = None
     counts: list[dict[str, int]] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    values_std: np.ndarray | None = None
 
     @classmethod
     def from_evaluation(cls, evaluation: Evaluation) -> JobResult:
@@ -554,6 +557,9 @@ class JobResult:
             d_weights=None if evaluation.d_weights is None else np.asarray(evaluation.d_weights),
             counts=None if evaluation.counts is None else list(evaluation.counts),
             metadata=dict(evaluation.metadata),
+            values_std=(
+                None if evaluation.values_std is None else np.asarray(evaluation.values_std)
+            ),
         )
 
 

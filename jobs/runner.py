@@ -312,6 +312,7 @@ def gather(parts: Sequence[JobResult], *, n_levels: int) -> JobResult:
         d_weights=cat("d_weights"),
         counts=counts,
         metadata=_merge_metadata([p.metadata for p in parts]),
+        values_std=cat("values_std"),
     )
 
 

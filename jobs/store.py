@@ -329,6 +329,7 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore, RetentionStore):
             d_weights=arrays.get("d_weights"),
             counts=None if row.counts_json is None else json.loads(row.counts_json),
             metadata=json.loads(row.metadata_json),
+            values_std=arrays.get("values_std"),
         )
         return result, blob
 
@@ -714,7 +715,12 @@ class _NotApplied(Exception):
 def pack_result(result: JobResult) -> bytes:
     """A result's arrays as the npz blob the store keeps (``None`` arrays left out)."""
     return pack(
-        {"values": result.values, "d_inputs": result.d_inputs, "d_weights": result.d_weights}
+        {
+            "values": result.values,
+            "d_inputs": result.d_inputs,
+            "d_weights": result.d_weights,
+            "values_std": result.values_std,
+        }
     )
 
 

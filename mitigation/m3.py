@@ -11,19 +11,26 @@ device calibration), and measuring a new one otherwise. Where calibrations are k
 - standalone (``RuntimeBackend(...)`` in a plain process), :class:`FileCalibrations`: one
   ``.npz`` per (device, qubits) in a directory.
 
-Calibrating runs mthree's ``cals_from_system`` on the backend (``independent`` method on
-simulators and fake devices, ``balanced`` on hardware), inside the given runtime
-``Batch``/``Session`` when there is one.
+Calibrating happens one of two ways:
 
-:func:`z_expectations` turns measured counts into Z-type expectation values, raw and
-M3-corrected side by side: ``<P> = sum_b q(b) (-1)^{popcount(b & mask(P))}`` where ``q`` is the
-counts' frequencies (raw) or M3's quasi-probabilities (mitigated). Only diagonal observables
-(``I``/``Z`` strings) are supported.
+- :class:`CalibrationCircuits`: mthree's *balanced* calibration circuits (a Hadamard set of
+  bitstrings, each qubit prepared in ``|0>`` in half of them and ``|1>`` in the other half)
+  built here so that they ride in the step's own ``SamplerV2`` job as extra PUBs, and the
+  assignment matrices computed from their counts as mthree does (no separate calibration job,
+  so nothing queues twice on hardware and nothing waits under a lock);
+- :meth:`CalibrationCache.get_or_calibrate`: mthree's ``cals_from_system`` as its own job
+  (``independent`` method on simulators and fake devices, ``balanced`` on hardware), inside
+  the given runtime ``Batch``/``Session`` when there is one. No lock is held while it runs: two
+  workers that miss the same calibration at once both measure it, and the store keeps both.
+
+:func:`z_estimates` (:mod:`qldm.mitigation._m3_values`) turns measured counts into Z-type
+expectation values and their standard errors, raw and M3-corrected side by side (only
+diagonal observables, ``I``/``Z`` strings).
 """
 
 from __future__ import annotations
 
-import threading
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,12 +40,30 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from qldm.errors import MitigationError
+from qldm.mitigation._m3_values import (
+    ZEstimates,
+    raw_expectations,
+    z_estimates,
+    z_expectations,
+)
+
+__all__ = [
+    "DEFAULT_MAX_AGE_S",
+    "CalibrationCache",
+    "CalibrationCircuits",
+    "CalibrationStorage",
+    "FileCalibrations",
+    "ReadoutCalibration",
+    "ZEstimates",
+    "is_fresh",
+    "qubits_key",
+    "raw_expectations",
+    "z_estimates",
+    "z_expectations",
+]
 
 DEFAULT_MAX_AGE_S = 6 * 3600.0
 """Recalibrate after six hours (the calibration cycle of IBM devices is about a day)."""
-
-_CALIBRATING = threading.Lock()
-"""Held while this process looks up or measures a calibration (one measurement at a time)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +79,8 @@ class ReadoutCalibration:
         method: mthree's calibration method (``independent``, ``balanced``, ``marginal``).
         device_calibration: the device's own calibration date it was measured under
             (:func:`qldm.circuits.transpile.calibration_date`), ``None`` when unknown.
+        runtime_job_id: the runtime job whose counts it was computed from (the step's own
+            job when the calibration rode in it), ``None`` when unknown.
     """
 
     device: str
@@ -63,6 +90,7 @@ class ReadoutCalibration:
     shots: int
     method: str = "independent"
     device_calibration: str | None = None
+    runtime_job_id: str | None = None
 
     def age_s(self) -> float:
         """Seconds since the calibration."""
@@ -84,6 +112,7 @@ class ReadoutCalibration:
             "shots": self.shots,
             "qubits": list(self.qubits),
             "device_calibration": self.device_calibration,
+            "runtime_job_id": self.runtime_job_id,
         }
 
     def mitigator(self, backend: Any) -> Any:
@@ -178,6 +207,9 @@ class FileCalibrations:
                     if "device_calibration" in files
                     else None
                 ),
+                runtime_job_id=(
+                    str(data["runtime_job_id"]) or None if "runtime_job_id" in files else None
+                ),
             )
 
     def latest_m3_calibration(
@@ -205,6 +237,7 @@ class FileCalibrations:
             shots=calibration.shots,
             method=np.array(calibration.method),
             device_calibration=np.array(calibration.device_calibration or ""),  # "": unknown
+            runtime_job_id=np.array(calibration.runtime_job_id or ""),
         )
         tmp.replace(path)
 
@@ -252,15 +285,32 @@ class CalibrationCache:
         """
         device = str(backend.name)
         qs = tuple(sorted(int(q) for q in qubits))
-        with _CALIBRATING:
-            cal = self.storage.latest_m3_calibration(
-                device, qs, max_age_s, device_calibration=device_calibration
-            )
-            if cal is not None:
-                return cal
-            cal = self._calibrate(backend, qs, mode, device_calibration)
-            self.storage.save_m3_calibration(cal)
+        cal = self.lookup(device, qs, max_age_s, device_calibration=device_calibration)
+        if cal is not None:
             return cal
+        # no lock across the measurement: on hardware it waits in the queue
+        cal = self._calibrate(backend, qs, mode, device_calibration)
+        self.save(cal)
+        return cal
+
+    def lookup(
+        self,
+        device: str,
+        qubits: Sequence[int],
+        max_age_s: float,
+        *,
+        device_calibration: str | None = None,
+    ) -> ReadoutCalibration | None:
+        """The stored calibration that may be reused (:func:`is_fresh`), or ``None``."""
+        qs = tuple(sorted(int(q) for q in qubits))
+        return self.storage.latest_m3_calibration(
+            device, qs, max_age_s, device_calibration=device_calibration
+        )
+
+    def save(self, calibration: ReadoutCalibration) -> None:
+        """Keep a calibration this cache measured (counted in :attr:`calibrations_run`)."""
+        self.storage.save_m3_calibration(calibration)
+        self.calibrations_run += 1
 
     def _calibrate(
         self,
@@ -277,7 +327,6 @@ class CalibrationCache:
         except Exception as exc:  # mthree raises M3Error and backend errors
             raise MitigationError(f"M3 calibration on {backend.name} failed: {exc}") from exc
         matrices = np.array([mit.single_qubit_cals[q] for q in qubits], dtype=np.float64)
-        self.calibrations_run += 1
         return ReadoutCalibration(
             device=str(backend.name),
             qubits=qubits,
@@ -289,58 +338,116 @@ class CalibrationCache:
         )
 
 
-def _parities(counts: dict[str, int], labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``(2^k... keys)`` as ±1 parities ``(n_keys, O)`` and weights ``(n_keys,)``."""
-    keys = list(counts)
-    weights = np.array([float(counts[k]) for k in keys])
-    bits = np.array([[c == "1" for c in k] for k in keys], dtype=bool)  # (n_keys, n)
-    masks = np.array([[c == "Z" for c in label] for label in labels], dtype=bool)  # (O, n)
-    odd = (bits[:, None, :] & masks[None, :, :]).sum(axis=2) % 2
-    return 1.0 - 2.0 * odd, weights
+@dataclass(frozen=True)
+class CalibrationCircuits:
+    """mthree's balanced readout calibration of some qubits, as circuits for a step's own job.
 
+    Built by :meth:`build`; the circuits run as extra ``SamplerV2`` PUBs (``(circuit, None,
+    shots)``) next to the step's own, and :meth:`calibration` turns their counts into the
+    assignment matrices exactly as mthree's ``cals_from_system(method="balanced")`` does: the
+    probability that qubit ``k`` reads what was prepared, over the circuits that prepared
+    ``0`` (column 0) and over those that prepared ``1`` (column 1).
 
-def raw_expectations(counts: dict[str, int], labels: Sequence[str]) -> np.ndarray:
-    """``(O,)`` Z-type expectations straight from counts (bit order as in the labels)."""
-    signs, weights = _parities(counts, labels)
-    return (weights @ signs) / weights.sum()
-
-
-def z_expectations(
-    counts: Sequence[dict[str, int]],
-    labels: Sequence[str],
-    *,
-    calibration: ReadoutCalibration | None,
-    backend: Any,
-    qubits: Sequence[int],
-) -> tuple[np.ndarray, np.ndarray]:
-    """M3-mitigated and raw expectation values of diagonal observables (in that order).
-
-    Args:
-        counts: ``N`` counts dicts over the measured qubits (bitstring character ``-1 - i`` is
-            classical bit ``i``, which measured ``qubits[i]``).
-        labels: ``O`` Pauli strings of ``I``/``Z`` in the same order as the bitstrings.
-        calibration: the readout calibration of ``qubits`` (``None``: no correction, the
-            mitigated values equal the raw ones).
-        backend: the device (mthree needs it).
-        qubits: physical qubit of each classical bit.
-
-    Returns:
-        ``(mitigated (N, O), raw (N, O))``.
-
-    Raises:
-        MitigationError: a label is not diagonal, or mthree failed.
+    Attributes:
+        device: the backend's name.
+        qubits: physical qubits, sorted, ``(n,)``; classical bit ``k`` measures ``qubits[k]``.
+        circuits: ``C`` ISA circuits over the whole device (``x`` and ``measure`` only).
+        prepared: ``(C, n)`` the bit each circuit prepares on each qubit.
+        shots: shots per circuit (``ceil(2 * calibration_shots / C)``, as mthree).
+        calibration_shots: the calibration's nominal shots (``m3_shots``).
     """
-    for label in labels:
-        if set(label) - {"I", "Z"}:
-            raise MitigationError(f"M3 expectation values need I/Z observables, got {label!r}")
-    raw = np.array([raw_expectations(c, labels) for c in counts])
-    if calibration is None:
-        return raw.copy(), raw
-    mit = calibration.mitigator(backend)
-    try:
-        quasis = mit.apply_correction(list(counts), list(qubits))
-    except Exception as exc:
-        raise MitigationError(f"M3 correction failed: {exc}") from exc
-    ops = ["".join("Z" if c == "Z" else "I" for c in label) for label in labels]
-    mitigated = np.array([[float(q.expval(op)) for op in ops] for q in quasis], dtype=np.float64)
-    return mitigated, raw
+
+    device: str
+    qubits: tuple[int, ...]
+    circuits: tuple[Any, ...]
+    prepared: np.ndarray
+    shots: int
+    calibration_shots: int
+
+    @classmethod
+    def build(cls, backend: Any, qubits: Sequence[int], *, shots: int) -> CalibrationCircuits:
+        """The balanced calibration circuits of ``qubits`` on ``backend``.
+
+        Args:
+            backend: the device (``BackendV2``; its ``num_qubits`` and ``name``).
+            qubits: physical qubits to calibrate.
+            shots: the calibration's nominal shots (mthree's ``shots``).
+
+        Raises:
+            MitigationError: no qubits, or ``shots`` below 1.
+        """
+        from mthree.generators import HadamardGenerator
+        from qiskit import QuantumCircuit
+
+        qs = tuple(sorted(int(q) for q in qubits))
+        if not qs:
+            raise MitigationError("a readout calibration needs at least one qubit")
+        if shots < 1:
+            raise MitigationError(f"calibration shots must be positive, got {shots}")
+        # mthree's bit arrays are written most significant first: bit k is array[-1 - k]
+        prepared = np.array([np.asarray(b)[::-1] for b in HadamardGenerator(len(qs))], dtype=int)
+        circuits = []
+        for row in prepared:
+            qc = QuantumCircuit(int(backend.num_qubits), len(qs))
+            for k, bit in enumerate(row):
+                if bit:
+                    qc.x(qs[k])
+            qc.measure(list(qs), list(range(len(qs))))
+            circuits.append(qc)
+        per_circuit = math.ceil(2 * shots / len(circuits))
+        return cls(str(backend.name), qs, tuple(circuits), prepared, per_circuit, int(shots))
+
+    def pubs(self) -> list[tuple[Any, None, int]]:
+        """The ``SamplerV2`` PUBs ``(circuit, None, shots)``."""
+        return [(qc, None, self.shots) for qc in self.circuits]
+
+    def calibration(
+        self,
+        counts: Sequence[dict[str, int]],
+        *,
+        device_calibration: str | None = None,
+        runtime_job_id: str | None = None,
+    ) -> ReadoutCalibration:
+        """The calibration computed from the circuits' counts.
+
+        Args:
+            counts: one counts dict per circuit, in :attr:`circuits` order (bitstring
+                character ``-1 - k`` is classical bit ``k``).
+            device_calibration: the device's calibration date it was measured under.
+            runtime_job_id: the job the counts came from.
+
+        Raises:
+            MitigationError: the number of counts does not match, or a qubit reads the wrong
+                value more often than the right one (mthree's "faulty qubit").
+        """
+        if len(counts) != len(self.circuits):
+            raise MitigationError(
+                f"expected counts of {len(self.circuits)} calibration circuits, got {len(counts)}"
+            )
+        n = len(self.qubits)
+        right = np.zeros((len(counts), n))  # shots in which qubit k read what was prepared
+        totals = np.zeros(len(counts))
+        for c, cts in enumerate(counts):
+            for key, value in cts.items():
+                bits = np.array([ch == "1" for ch in key[::-1][:n]], dtype=int)
+                right[c] += value * (bits == self.prepared[c])
+                totals[c] += value
+        matrices = np.zeros((n, 2, 2))
+        for j in (0, 1):
+            rows = self.prepared == j  # (C, n)
+            shots_j = (rows * totals[:, None]).sum(axis=0)
+            matrices[:, j, j] = (rows * right).sum(axis=0) / shots_j
+            matrices[:, 1 - j, j] = 1.0 - matrices[:, j, j]
+        faulty = [q for q, m in zip(self.qubits, matrices, strict=True) if m[0, 1] >= m[0, 0]]
+        if faulty:
+            raise MitigationError(f"readout of qubits {faulty} is wrong more often than right")
+        return ReadoutCalibration(
+            device=self.device,
+            qubits=self.qubits,
+            matrices=matrices,
+            created_at=time.time(),
+            shots=self.calibration_shots,
+            method="balanced",
+            device_calibration=device_calibration,
+            runtime_job_id=runtime_job_id,
+        )

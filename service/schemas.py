@@ -132,6 +132,8 @@ class ResultPublic(BaseModel):
         d_weights: ``(K, B, O, P)`` or ``None``.
         counts: ``K * B`` dicts bitstring -> count (counts task), else ``None``.
         metadata: backend facts.
+        values_std: ``(K, B, O)`` standard errors of ``values`` (shot noise, after readout
+            mitigation where it ran), or ``None`` where the backend reports none.
     """
 
     id: str
@@ -141,6 +143,7 @@ class ResultPublic(BaseModel):
     d_weights: list[Any] | None = None
     counts: list[dict[str, int]] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    values_std: list[Any] | None = None
 
     @classmethod
     def of(cls, job_id: str, result: JobResult) -> ResultPublic:
@@ -152,6 +155,7 @@ class ResultPublic(BaseModel):
             d_weights=_lists(result.d_weights),
             counts=result.counts,
             metadata=result.metadata,
+            values_std=_lists(result.values_std),
         )
 
 

@@ -134,7 +134,9 @@ def test_runtime_backend_reuses_the_stored_calibration_until_too_old(
     first = RuntimeBackend("fake:manila", data_dir=tmp_path, m3_shots=4000)
     meta = first.run(work, Context(m3_store=store)).metadata["m3_calibration"]
     assert meta["measured"] is True and meta["source"] == "store"
-    assert meta["method"] == "independent" and meta["shots"] == 4000
+    assert meta["method"] == "balanced" and meta["shots"] == 4000
+    assert meta["in_job"] is True  # measured inside the step's own job, not a separate one
+    assert meta["runtime_job_id"] is not None
     assert _rows(store) == 1
     assert not (tmp_path / "m3").exists()  # the file fallback was not used
 
@@ -167,7 +169,8 @@ def test_file_cache_is_the_standalone_fallback(tmp_path: Path) -> None:
     cache = CalibrationCache(tmp_path / "m3")
     stored = cache.storage.latest_m3_calibration("fake_lima", meta["qubits"], 3600.0)
     assert stored is not None and stored.created_at == pytest.approx(meta["created_at"])
-    assert stored.method == "independent" and stored.device_calibration is not None
+    assert stored.method == "balanced" and stored.device_calibration is not None
+    assert stored.runtime_job_id == meta["runtime_job_id"]
     assert backend.run(work).metadata["m3_calibration"]["measured"] is False
     # RY(pi): <Z> = -1 exactly; M3 removes lima's readout error up to shot noise.
     ev = backend.run(work, Context(options=JobOptions(m3_max_age_s=0)))

@@ -103,11 +103,15 @@ def test_m3_step_is_one_sampler_submission(tmp_path: Path, calls: _Calls) -> Non
     spec = _spec("bit_flip", 0.1, n=2, layers=1)
     backend = RuntimeBackend("fake:quito", data_dir=tmp_path, instances=8)
     work = Workload.build(spec, [[0.1, 0.2]], np.zeros(4), noise_levels=[0.1, 0.2], shots=800)
-    backend.run(work)  # calibrates M3 (on the backend, outside the primitives) once
+    first = backend.run(work)  # the M3 calibration circuits ride in the step's own job
+    assert calls.sampler == 1 and calls.estimator == 0
+    assert first.metadata["submissions"] == 1 and first.metadata["m3_calibration"]["in_job"]
+    assert first.metadata["m3_calibration"]["runtime_job_id"] == first.metadata["runtime_job_id"]
     calls.sampler = 0
-    ev = backend.run(work)
+    ev = backend.run(work)  # the stored calibration: the job carries no calibration circuits
     assert calls.sampler == 1 and calls.estimator == 0
     assert ev.metadata["submissions"] == 1 and ev.metadata["primitive"] == "sampler"
+    assert ev.metadata["m3_calibration"]["measured"] is False
 
 
 def test_restart_reattaches_instead_of_resubmitting(tmp_path: Path, calls: _Calls) -> None:
@@ -357,7 +361,10 @@ def test_submit_checkpoints_then_reattaches_by_resume_id(tmp_path: Path, calls: 
     assert submitted.result is not None and submitted.cached is None and not submitted.resumed
     assert mode.execution_mode == "job"
     gathered = backend.postprocess(prepared, submitted, None)
-    ResultCache(backend.data_dir).store(ids[0], prepared.digest, gathered.mitigated, gathered.raw)
+    assert gathered.std is not None
+    ResultCache(backend.data_dir).store(
+        ids[0], prepared.digest, gathered.mitigated, gathered.raw, gathered.std
+    )
 
     again = backend.submit(prepared, mode, Context(resume_runtime_job_id=ids[0]))
     assert calls.estimator == 1  # nothing submitted

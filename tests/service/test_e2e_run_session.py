@@ -49,6 +49,9 @@ def test_a_run_holds_one_session_until_it_is_closed(deployment: Deployment) -> N
             assert result.values is not None
             assert result.values[0, 0, 0] == pytest.approx(np.cos(x), abs=0.06)
             assert result.metadata["m3_calibration"]["source"] == "store"
+            # mthree's standard error after M3 reaches the client: about 1 / sqrt(2000)
+            assert result.values_std is not None and result.values_std.shape == (1, 1, 1)
+            assert 0.015 < float(result.values_std[0, 0, 0]) < 0.04
 
         closed = client.close_run(run["id"])
         assert closed["status"] == "closed" and closed["session_id"] == sid
