@@ -114,3 +114,22 @@ def test_subset_jacobians_are_refused_for_state_work(tmp_path: Path) -> None:
     with pytest.raises(BackendLimitError) as err:
         backend.run(_work(TIMESTEP, task="jacobian", output="probabilities"))
     assert err.value.field == "options.gradient_budget"
+
+
+def test_noisy_probabilities_inject_what_the_floor_leaves(fake: RuntimeBackend) -> None:
+    spec = PQCSpec.parse(
+        {
+            "n_qubits": 2,
+            "ansatz": "mps",
+            "channel": {"kind": "amplitude_damping", "strength": 0.1},
+            "timestep": {"features": 1},
+        }
+    )
+    work = _work(spec, task="jacobian", output="probabilities", noise_levels=[0.2])
+    got, want = fake.run(work), EXACT.run(work)  # exact: the density matrix of the channel
+    assert got.values is not None and want.values is not None
+    assert np.abs(got.values - want.values).max() < 0.08
+    assert np.abs(got.d_weights - want.d_weights).max() < 0.15  # type: ignore[operator]
+    injected = np.array(got.metadata["noise"]["injected"])
+    floor = np.array(got.metadata["noise"]["device_floor"])
+    assert np.all(injected < 0.2) and np.all(floor > 0.0)  # the device supplies part of it
