@@ -102,7 +102,7 @@ def evaluate(checkpoint: Path, *, out: Path | None, data_dir: Path) -> None:
     """Write ``metrics.json`` and a sample grid: classifier Fréchet distance, classifier KID
     and the classifier score of ``eval.n_samples`` EMA samples against the test split."""
     from qldm.hybrid import report
-    from qldm.hybrid.cli import feature_net
+    from qldm.hybrid.metrics import get_feature_net
     from qldm.hybrid.unet.diffusion import sample_images
     from qldm.hybrid.unet.evaluate import sample_metrics
     from qldm.hybrid.unet.train import load_unet
@@ -118,7 +118,7 @@ def evaluate(checkpoint: Path, *, out: Path | None, data_dir: Path) -> None:
         sample_metrics(
             fake,
             real,
-            feature_net(data_dir),
+            get_feature_net(cache_dir=Path(data_dir) / "feature_net"),
             kid_subset=min(cfg.eval.kid_subset, len(fake), len(real)),
             splits=cfg.eval.score_splits,
         )
