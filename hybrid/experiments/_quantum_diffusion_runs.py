@@ -124,6 +124,19 @@ def base_configs(sizes: Sizes) -> dict[str, QDiffConfig]:
             "eval": ev,
         },
     }
+    pqc = {
+        "kind": "quantum_unet",
+        "variant": "pqc_only",
+        "data": {**data, "classes": [0, 1]},
+        "model": {"layers": 4, "timesteps": 20, "init_scale": 0.1},
+        "eval": ev,
+    }
+    # learning rates from a 40-step pilot on seed 0 (Adam 0.01/0.05, QNGD 0.05/0.2): the best each
+    raw["pqc_binary_adam"] = {**pqc, "train": {**unet_train, "lr": 0.05}}
+    raw["pqc_binary_qngd"] = {
+        **pqc,
+        "train": {**unet_train, "optimizer": "qngd", "qngd_lr": 0.2, "damping": 0.01},
+    }
     qdm_model = {
         "latent": 16,
         "conditioned": True,

