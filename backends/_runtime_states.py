@@ -27,9 +27,9 @@ measured:
 
 Not on this path: subset or SPSA Jacobians (``gradient_budget``, ``spsa_directions``) and
 re-attaching to a finished runtime job after a restart (a resumed state-level job is submitted
-again, and its metadata says so). The M3 calibration is looked up or measured before the
-submission (:meth:`qldm.mitigation.m3.CalibrationCache.get_or_calibrate`; on ``ibm:`` in the
-job's Session or a ``Batch`` of its own).
+again, and its metadata says so). The M3 calibration of the measured qubits is the stored one,
+or its calibration circuits ride as extra PUBs of the same job
+(:func:`qldm.backends._runtime_m3.plan_calibration`), as on the expectation path.
 """
 
 from __future__ import annotations
@@ -37,11 +37,13 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import numpy as np
 
+from qldm.backends._runtime_m3 import M3Step, plan_calibration
 from qldm.backends._runtime_pubs import build_pub, level_slots
 from qldm.backends._runtime_submit import submit as submit_pubs
 from qldm.backends._runtime_submit import submit_options
@@ -59,9 +61,11 @@ from qldm.backends.outputs import Output
 from qldm.circuits.state_circuits import metric_circuit, state_circuit
 from qldm.circuits.transpile import IsaCircuit, transpile_spec
 from qldm.errors import BackendError, BackendLimitError
-from qldm.mitigation.m3 import CalibrationCache, ReadoutCalibration
+from qldm.mitigation.m3 import ReadoutCalibration
 
 __all__ = ["StatePrepared", "run_states"]
+
+Qubits = tuple[int, ...]
 
 
 class StatePrepared:
@@ -126,6 +130,7 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
             field="circuit.observables",
         )
     shots = work.shots if work.shots is not None else rb.default_shots
+    refreshed = rb.refresh_calibration()
     level = rb.optimization_level
     noise_meta: dict[str, Any] = {"kind": spec.channel.kind}
     if work.task is Task.METRIC_TENSOR:
@@ -174,22 +179,24 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
         runtime=rb.SESSIONS,
         requested=getattr(options, "execution_mode", None) or rb.execution_mode,
     )
-    calibrations, m3_meta = _calibrations(rb, isas, mode, context)
+    steps = _plan_m3(rb, isas, context)
     t0 = time.perf_counter()
     waited = submit_pubs(
         prepared,
         mode,
         rb.backend,
         submit_options(prepared, context, rb),
+        extra_pubs=[pub for _, step in steps for pub in step.pubs()] or None,
         make_primitive=rb._primitive,
         checkpoint=context.checkpoint,
         should_cancel=context.should_cancel,
         on_status=context.on_status,
     )
     in_session = time.perf_counter() - t0
+    calibrations, m3_meta = _finish_m3(steps, waited.extra, waited.job_ids[0])
     mitigated, raw = [], []
     for (isa, rows, _), result in zip(jobs, waited.results, strict=True):
-        qubits = tuple(int(q) for q in isa.layout[: isa.hardware.n_data])
+        qubits = _qubits(isa)
         m, r = _distributions(result, rb.backend, calibrations.get(qubits), qubits, n_inst, rows)
         mitigated.append(m)
         raw.append(r)
@@ -215,6 +222,7 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
         "usage_s": waited.usage_s,
         "runtime_statuses": waited.statuses,
         "seconds_in_session": in_session,
+        "calibration_refreshed": refreshed,
         "fingerprint": prepared.digest,
     }
     if m3_meta:
@@ -254,47 +262,47 @@ def _physical(values: np.ndarray, output: Output) -> np.ndarray:
     return values
 
 
-def _calibrations(
-    rb: Any, isas: list[IsaCircuit], mode: ExecutionMode, context: Context
-) -> tuple[dict[tuple[int, ...], ReadoutCalibration], list[dict[str, Any]]]:
-    """The M3 calibration of every measured qubit set (none when the backend does not
-    mitigate readout), and their metadata."""
+@dataclass(frozen=True)
+class _Measured:
+    """What :func:`qldm.backends._runtime_m3.plan_calibration` reads: the measured circuit."""
+
+    isa: IsaCircuit
+    use_m3: bool = True
+
+
+def _plan_m3(rb: Any, isas: list[IsaCircuit], context: Context) -> list[tuple[Qubits, M3Step]]:
+    """The M3 step of every measured qubit set (none when the backend does not mitigate
+    readout): a stored calibration, or its calibration circuits riding in the step's job."""
     if not rb.mitigate_readout:
-        return {}, []
-    store = context.m3_store
-    cache = rb.calibrations if store is None else CalibrationCache(store, shots=rb.m3_shots)
-    max_age = getattr(context.options, "m3_max_age_s", None)
-    max_age_s = rb.m3_max_age_s if max_age is None else float(max_age)
-    out: dict[tuple[int, ...], ReadoutCalibration] = {}
-    meta: list[dict[str, Any]] = []
+        return []
+    steps: dict[Qubits, M3Step] = {}
     for isa in isas:
-        qubits = tuple(int(q) for q in isa.layout[: isa.hardware.n_data])
-        if qubits in out:
-            continue
-        before = cache.calibrations_run
-        device_cal = None if isa.calibration == "unknown" else isa.calibration
+        qubits = _qubits(isa)
+        if qubits not in steps:
+            step = plan_calibration(rb, _Measured(isa), context)
+            if step is not None:
+                steps[qubits] = step
+    return list(steps.items())
 
-        def get(runtime_mode: Any, qs: tuple[int, ...] = qubits, dc: Any = device_cal) -> Any:
-            return cache.get_or_calibrate(
-                rb.backend, qs, max_age_s, mode=runtime_mode, device_calibration=dc
-            )
 
-        if rb.kind != "ibm":
-            out[qubits] = get(None)
-        elif (session := mode.session()) is not None:
-            out[qubits] = get(session)
-        else:
-            from qiskit_ibm_runtime import Batch
+def _finish_m3(
+    steps: list[tuple[Qubits, M3Step]], extra: list[Any], job_id: str
+) -> tuple[dict[Qubits, ReadoutCalibration], list[dict[str, Any]]]:
+    """Every qubit set's calibration (from the store, or measured by the extra PUBs of the
+    job) and its metadata."""
+    calibrations: dict[Qubits, ReadoutCalibration] = {}
+    meta: list[dict[str, Any]] = []
+    start = 0
+    for qubits, step in steps:
+        n = len(step.pubs())
+        calibrations[qubits], summary = step.finish(extra[start : start + n], job_id)
+        meta.append(summary)
+        start += n
+    return calibrations, meta
 
-            with Batch(backend=rb.backend) as batch:
-                out[qubits] = get(batch)
-        meta.append(
-            out[qubits].summary(
-                measured=cache.calibrations_run > before,
-                source="store" if store is not None else "file",
-            )
-        )
-    return out, meta
+
+def _qubits(isa: IsaCircuit) -> Qubits:
+    return tuple(int(q) for q in isa.layout[: isa.hardware.n_data])
 
 
 def _distributions(
