@@ -45,7 +45,8 @@ class RayExecutor:
 
     Args:
         address: a cluster address (``ray://host:10001`` or ``auto``), or ``None`` to start a
-            local Ray instance (or use the one this process already started).
+            new local Ray instance of this process's own (or use the one this process already
+            started), never another process's.
         num_cpus: CPUs of a local instance (default: all cores); ignored with ``address``.
         slots: jobs driven at once (default: the cluster's CPUs).
         init_kwargs: further ``ray.init`` arguments.
@@ -78,7 +79,10 @@ class RayExecutor:
             if address is None and num_cpus is not None:
                 kwargs["num_cpus"] = num_cpus
             kwargs.update(init_kwargs or {})
-            ray.init(address=address, **kwargs)
+            # "local": a new instance of its own. With None, ray.init joins the last local
+            # cluster it finds (/tmp/ray/ray_current_cluster): after a SIGKILL, the killed
+            # server's dying one, whose GCS then vanished under the restarted server.
+            ray.init(address=address or "local", **kwargs)
             self._owns_ray = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self._slots = slots or max(1, cpus)
