@@ -136,9 +136,15 @@ class QTrainConfig(_Closed):
 
 
 class QEvalConfig(_Closed):
-    """``qldm evaluate``: generated samples compared with the test split."""
+    """``qldm evaluate``: generated samples compared with the test split.
+
+    Attributes:
+        n_samples: generated images (classifier Fréchet distance against the test split).
+        test_images: held-out images the test loss is measured on (``None``: all).
+    """
 
     n_samples: int = Field(default=200, ge=2)
+    test_images: int | None = Field(default=500, ge=1)
 
 
 class QDiffConfig(_Closed):

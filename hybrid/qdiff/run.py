@@ -261,7 +261,14 @@ def evaluate_run(checkpoint: Path, *, out: Path, data_dir: Path | None, net: Any
     model, cfg, ckpt = load_run(checkpoint)
     test = load_data(cfg, split="test", data_dir=data_dir)
     t0 = time.perf_counter()
-    metrics, images = evaluate(model, test, n_samples=cfg.eval.n_samples, seed=cfg.seed, net=net)
+    metrics, images = evaluate(
+        model,
+        test,
+        n_samples=cfg.eval.n_samples,
+        seed=cfg.seed,
+        net=net,
+        test_images=cfg.eval.test_images,
+    )
     out.mkdir(parents=True, exist_ok=True)
     report.save_grid(images[:64], out / "samples.png")
     result = {

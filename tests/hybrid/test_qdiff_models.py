@@ -215,3 +215,29 @@ def test_job_options_reach_the_server_request() -> None:
     with pytest.raises(RuntimeError):
         ev(np.zeros((1, 1)), np.zeros(2), noise_levels=None, task="jacobian", seed=None)
     assert seen["options"] == {"gradient_budget": 2}
+
+
+def test_qldm_train_sample_evaluate_on_a_kind_config(tmp_path: Path) -> None:
+    import json
+
+    from qldm.hybrid import cli
+    from qldm.paths import default_data_dir
+
+    cfg = tmp_path / "q.yaml"
+    cfg.write_text(
+        "name: q\nkind: depolarizing_diffusion\n"
+        f"out_dir: {tmp_path / 'run'}\n"
+        "data: {subset: 32}\n"
+        "model: {layers: 1, hidden: 8, timesteps: 2, levels_per_step: 2}\n"
+        "train: {steps: 2, batch_size: 4}\neval: {n_samples: 4, test_images: 16}\n"
+    )
+    cli.train(cfg, url=None, api_key=None, data_dir=default_data_dir())
+    ckpt = tmp_path / "run" / "last.pt"
+    assert ckpt.is_file()
+    cli.sample(ckpt, n=3, out=tmp_path / "s.png")
+    assert (tmp_path / "s.png").is_file()
+    cli.evaluate(ckpt, out=tmp_path / "eval", data_dir=default_data_dir())
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["kind"] == "depolarizing_diffusion"
+    assert metrics["classifier_frechet_distance"] > 0
+    assert metrics["parameters"]["quantum"] == 2 * (2 * 5)  # mps: 2(n-1) x 1 layer, x2 timestep
