@@ -25,11 +25,15 @@ measured:
   sample; the layer's block is the covariance of its generators' eigenvalues under the
   measured (mitigated) distribution.
 
-Not on this path: subset or SPSA Jacobians (``gradient_budget``, ``spsa_directions``) and
-re-attaching to a finished runtime job after a restart (a resumed state-level job is submitted
-again, and its metadata says so). The M3 calibration of the measured qubits is the stored one,
-or its calibration circuits ride as extra PUBs of the same job
-(:func:`qldm.backends._runtime_m3.plan_calibration`), as on the expectation path.
+Jacobians: all parameter-shift rows, or with ``gradient_budget`` ``m`` the antithetic column
+subsets of :mod:`qldm.backends._subset` over the data inputs and ansatz angles (weighted
+``C / m``, unbiased; the timestep's ``w``, ``v`` and ``tau`` derivatives follow by the chain
+rule; not for state encodings, whose input Jacobian needs every perturbed state). Not on this
+path: SPSA Jacobians (``spsa_directions``) and re-attaching to a finished runtime job after a
+restart (a resumed state-level job is submitted again, and its metadata says so). The M3
+calibration of the measured qubits is the stored one, or its calibration circuits ride as extra
+PUBs of the same job (:func:`qldm.backends._runtime_m3.plan_calibration`), as on the
+expectation path.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from qldm.backends._runtime_m3 import M3Step, plan_calibration
-from qldm.backends._runtime_pubs import build_pub, level_slots
+from qldm.backends._runtime_pubs import build_pub, gradient_meta, level_slots
 from qldm.backends._runtime_submit import submit as submit_pubs
 from qldm.backends._runtime_submit import submit_options
 from qldm.backends._sessions import ExecutionMode
@@ -56,8 +60,10 @@ from qldm.backends._state_rows import (
     row_values,
     simplex_projection,
 )
+from qldm.backends._subset import choose_subsets
 from qldm.backends.base import Context, Evaluation, Task, Workload
 from qldm.backends.outputs import Output
+from qldm.circuits.spec import STATE_ENCODINGS
 from qldm.circuits.state_circuits import metric_circuit, state_circuit
 from qldm.circuits.transpile import IsaCircuit, transpile_spec
 from qldm.errors import BackendError, BackendLimitError
@@ -106,22 +112,29 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
         ``readout_mitigation``, ``raw_values`` (unmitigated forward values), ``noise``, ...
 
     Raises:
-        BackendLimitError: ``gradient_budget``/``spsa_directions`` (field ``options``), or
-            ``expectation`` of observables other than ``I``/``Z`` (field
-            ``circuit.observables``).
+        BackendLimitError: ``spsa_directions``, or ``gradient_budget`` with a state encoding
+            (fields ``options.*``), or ``expectation`` of observables other than ``I``/``Z``
+            (field ``circuit.observables``).
         NoiseFloorError: a requested strength below the device's floor.
         BackendError: the runtime or M3 failed.
     """
     start = time.perf_counter()
     options = context.options
-    for name in ("gradient_budget", "spsa_directions"):
-        if getattr(options, name, None) or getattr(rb, name, None):
-            raise BackendLimitError(
-                f"{name} Jacobians are for expectation values of plain specs; state-level work "
-                "on devices takes full parameter-shift Jacobians",
-                field=f"options.{name}",
-            )
     spec = work.spec
+    jacobian = work.task is Task.JACOBIAN
+    budget = getattr(options, "gradient_budget", None) or rb.gradient_budget
+    if jacobian and (getattr(options, "spsa_directions", None) or rb.spsa_directions):
+        raise BackendLimitError(
+            "SPSA Jacobians are for expectation values of plain specs; state-level work on "
+            "devices takes parameter-shift Jacobians (all of them, or a gradient_budget subset)",
+            field="options.spsa_directions",
+        )
+    if jacobian and budget is not None and spec.encoding in STATE_ENCODINGS:
+        raise BackendLimitError(
+            "subset Jacobians shift angles; an amplitude-encoded input Jacobian needs every "
+            "perturbed state (leave gradient_budget out)",
+            field="options.gradient_budget",
+        )
     labels = spec.pauli_labels()
     if work.output is Output.EXPECTATION and any(set(lb) - {"I", "Z"} for lb in labels):
         raise BackendLimitError(
@@ -147,7 +160,12 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
         ]
         jobs = [(isa, rows, np.zeros((1, 0))) for isa in isas]
     else:
-        plan = plan_rows(work, jacobian=work.task is Task.JACOBIAN)
+        plan = plan_rows(work, jacobian=jacobian)
+        selection = None
+        if jacobian and budget is not None:  # antithetic column subsets, weighted C / m
+            seed = int(_digest(work)[:15], 16) + budget
+            selection = choose_subsets(plan.shift, budget, np.random.default_rng(seed))
+        run_rows = plan.rows if selection is None else plan.rows[selection.rows]
         fidelity = work.output is Output.FIDELITY
         isa = transpile_spec(
             spec,
@@ -167,7 +185,7 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
             rng=np.random.default_rng(work.seed),
         )
         isas = [isa] * len(per_level)
-        jobs = [(isa, plan.rows, slots) for slots in per_level]
+        jobs = [(isa, run_rows, slots) for slots in per_level]
     n_inst = jobs[0][2].shape[0]
     pubs = [build_pub(isa, rows, slots, labels, True) for isa, rows, slots in jobs]
     prepared = StatePrepared(work, isas, pubs, shots, n_inst)
@@ -236,9 +254,14 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
         g = metric_from_probabilities(work, layers, mitigated)
         metadata.update(metric=work.metric.value, seconds=time.perf_counter() - start)
         return Evaluation(g[None], metadata=metadata)
+    if selection is not None:  # dropped shift rows -> 0, kept ones C / m
+        n_full = plan.rows.shape[0]
+        mitigated = [selection.expand(m, n_full) for m in mitigated]
+        raw = [selection.expand(r, n_full) for r in raw]
     level_values = [row_values(m, work.output, labels) for m in mitigated]
     values, d_inputs, d_weights = combine_rows(plan, level_values)
     raw_values = combine_rows(plan, [row_values(r, work.output, labels) for r in raw])[0]
+    metadata["gradient"] = gradient_meta(selection, None) if jacobian else None
     values = _physical(values, work.output)
     metadata.update(output=work.output.value, raw_values=raw_values.tolist())
     metadata["seconds"] = time.perf_counter() - start

@@ -109,11 +109,40 @@ def test_run_refuses_what_no_device_path_computes(
     assert err.value.field == field
 
 
-def test_subset_jacobians_are_refused_for_state_work(tmp_path: Path) -> None:
-    backend = RuntimeBackend("fake:manila", data_dir=tmp_path, gradient_budget=2)
+@pytest.mark.parametrize(
+    ("options", "spec", "field"),
+    [
+        ({"gradient_budget": 2}, COMPLEX, "options.gradient_budget"),
+        ({"spsa_directions": 2}, TIMESTEP, "options.spsa_directions"),
+    ],
+)
+def test_jacobian_estimators_it_cannot_take_are_refused(
+    tmp_path: Path, options: dict[str, Any], spec: PQCSpec, field: str
+) -> None:
+    backend = RuntimeBackend("fake:manila", data_dir=tmp_path, **options)  # type: ignore[arg-type]
     with pytest.raises(BackendLimitError) as err:
-        backend.run(_work(TIMESTEP, task="jacobian", output="probabilities"))
-    assert err.value.field == "options.gradient_budget"
+        backend.run(_work(spec, task="jacobian", output="probabilities"))
+    assert err.value.field == field
+
+
+def test_subset_jacobian_shifts_m_columns_weighted_c_over_m(tmp_path: Path) -> None:
+    budget = 2
+    backend = RuntimeBackend("fake:manila", data_dir=tmp_path, gradient_budget=budget)
+    work = _work(TIMESTEP, task="jacobian", output="probabilities")
+    got, want = backend.run(work), EXACT.run(work)
+    assert got.metadata["gradient"] == {"method": "subset", "budget": budget}
+    n_data, pa = TIMESTEP.n_data_inputs, TIMESTEP.n_ansatz_weights
+    columns = n_data + pa  # shifted: the data inputs and the ansatz angles
+    assert got.metadata["circuits"] == 2 * (1 + 2 * budget)
+    assert got.d_inputs is not None and got.d_weights is not None
+    assert want.d_inputs is not None and want.d_weights is not None
+    for b in range(2):  # per sample: the angle columns (w part) and the data inputs
+        est = np.concatenate([got.d_inputs[0, b, :, :n_data], got.d_weights[0, b, :, :pa]], 1)
+        ref = np.concatenate([want.d_inputs[0, b, :, :n_data], want.d_weights[0, b, :, :pa]], 1)
+        kept = np.flatnonzero(np.abs(est).max(axis=0) > 0.0)
+        assert 0 < kept.size <= budget
+        scaled = columns / budget * ref[:, kept]
+        assert np.abs(est[:, kept] - scaled).max() < 0.15 * columns / budget
 
 
 def test_noisy_probabilities_inject_what_the_floor_leaves(fake: RuntimeBackend) -> None:

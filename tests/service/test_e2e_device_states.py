@@ -2,8 +2,8 @@
 
 A remote ``QuantumLayer`` on ``aer`` gives the in-process exact layer's probabilities,
 gradients and block-diagonal metric (parameter shift against autograd); on a fake device
-(``fake:fake_manila``, local testing mode, M3) the probabilities are normalised and within shot and device noise of
-the exact ones.
+(``fake:fake_manila``, local testing mode, M3) the probabilities are normalised and within
+shot and device noise of the exact ones.
 """
 
 from __future__ import annotations
