@@ -78,3 +78,12 @@ def kill_and_restart(databases: Databases, kind: str, root: Path, **env: str) ->
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_sigkill_and_restart(databases: Databases, tmp_path: Path, kind: str) -> None:
     kill_and_restart(databases, kind, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_sigkill_and_restart_on_postgres_with_ray(databases: Databases, tmp_path: Path) -> None:
+    """Item 9: on PostgreSQL with the Ray executor the restarted server must keep its Ray
+    instance and finish every recovered job once (the same checks as above)."""
+    pytest.importorskip("ray")
+    kill_and_restart(databases, "postgres", tmp_path, QLDM_EXECUTOR="ray")
