@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -29,11 +30,10 @@ from qldm.bench.reference import median_seconds
 BATCH = 32
 
 
-def _qnn(estimator: object) -> object:
+def small_circuit() -> tuple[Any, Any, Any]:
+    """The 2-qubit circuit: ``(circuit, x (2 inputs), w (4 weights))``."""
     from qiskit import QuantumCircuit
     from qiskit.circuit import ParameterVector
-    from qiskit.quantum_info import SparsePauliOp
-    from qiskit_machine_learning.neural_networks import EstimatorQNN
 
     x, w = ParameterVector("x", 2), ParameterVector("w", 4)
     qc = QuantumCircuit(2)
@@ -44,6 +44,14 @@ def _qnn(estimator: object) -> object:
     qc.cx(0, 1)
     qc.rx(w[2], 0)
     qc.ry(w[3], 1)
+    return qc, x, w
+
+
+def _qnn(estimator: object) -> object:
+    from qiskit.quantum_info import SparsePauliOp
+    from qiskit_machine_learning.neural_networks import EstimatorQNN
+
+    qc, x, w = small_circuit()
     return EstimatorQNN(
         circuit=qc,
         observables=[SparsePauliOp("ZI"), SparsePauliOp("IZ")],

@@ -13,6 +13,7 @@ from qiskit.circuit import ParameterVector
 from qiskit.quantum_info import SparsePauliOp
 from qiskit_aer.primitives import EstimatorV2 as AerEstimatorV2
 
+from qldm.bench.estimator_qnn import small_circuit
 from qldm.client.remote_estimator import RemoteEstimatorV2
 from qldm.service.embedded import EmbeddedServer
 
@@ -25,16 +26,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]
 
 
 def _circuit() -> tuple[QuantumCircuit, ParameterVector, ParameterVector]:
-    x, w = ParameterVector("x", 2), ParameterVector("w", 4)
-    qc = QuantumCircuit(2)
-    qc.ry(x[0], 0)
-    qc.ry(x[1], 1)
-    qc.ry(w[0], 0)
-    qc.rz(w[1], 1)
-    qc.cx(0, 1)
-    qc.rx(w[2], 0)
-    qc.ry(w[3], 1)
-    return qc, x, w
+    return small_circuit()  # the one the EstimatorQNN bench times
 
 
 def test_estimator_qnn_runs_unchanged_and_matches_aer(server: EmbeddedServer) -> None:
