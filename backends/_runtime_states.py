@@ -51,7 +51,6 @@ from qldm.backends._runtime_m3 import M3Step, plan_calibration
 from qldm.backends._runtime_pubs import build_pub, gradient_meta, level_slots
 from qldm.backends._runtime_submit import submit as submit_pubs
 from qldm.backends._runtime_submit import submit_options
-from qldm.backends._sessions import ExecutionMode
 from qldm.backends._state_rows import (
     combine_rows,
     metric_from_probabilities,
@@ -189,14 +188,7 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
     n_inst = jobs[0][2].shape[0]
     pubs = [build_pub(isa, rows, slots, labels, True) for isa, rows, slots in jobs]
     prepared = StatePrepared(work, isas, pubs, shots, n_inst)
-    mode = ExecutionMode(
-        rb.backend,
-        run=context.run_session,
-        session=rb.session,
-        service=rb._service,
-        runtime=rb.SESSIONS,
-        requested=getattr(options, "execution_mode", None) or rb.execution_mode,
-    )
+    mode = rb.mode_for(context)
     steps = _plan_m3(rb, isas, context)
     t0 = time.perf_counter()
     waited = submit_pubs(

@@ -73,6 +73,7 @@ from qldm.backends.base import (
     Workload,
 )
 from qldm.backends.outputs import check_state_support, needs_state_engine
+from qldm.backends.outputs import check_state_support, needs_state_engine
 from qldm.circuits.transpile import transpile_spec
 from qldm.errors import BackendError, InvalidSpecError, UnknownBackendError
 from qldm.mitigation.m3 import (
@@ -290,14 +291,7 @@ class RuntimeBackend:
         )
         refreshed = False if saved is not None else self.refresh_calibration()
         prepared = self.prepare(work, context.options, check_floor=saved is None)
-        mode = ExecutionMode(
-            self.backend,
-            run=context.run_session,
-            session=self.session,
-            service=self._service,
-            runtime=self.SESSIONS,
-            requested=getattr(context.options, "execution_mode", None) or self.execution_mode,
-        )
+        mode = self.mode_for(context)
         m3 = None if saved is not None else self.calibrate(prepared, context)
         outside = time.perf_counter() - start
         submitted = self.submit(prepared, mode, context, m3=m3)
@@ -339,6 +333,18 @@ class RuntimeBackend:
             gathered.d_weights,
             metadata,
             values_std=gathered.values_std,
+        )
+
+    def mode_for(self, context: Context) -> ExecutionMode:
+        """Where the job's runtime work runs: the backend's Session, the run's, a ``Batch`` or
+        job mode (the job's ``execution_mode`` option over the backend's)."""
+        return ExecutionMode(
+            self.backend,
+            run=context.run_session,
+            session=self.session,
+            service=self._service,
+            runtime=self.SESSIONS,
+            requested=getattr(context.options, "execution_mode", None) or self.execution_mode,
         )
 
     # ------------------------------------------------------------------ the steps
