@@ -38,12 +38,15 @@ class RuntimeConfig:
         token: IBM Quantum token (``ibm:``); left out of ``repr``.
         channel: IBM Quantum channel (``None``: ``ibm_quantum_platform``).
         instance: IBM Quantum instance (CRN or hub/group/project); left out of ``repr``.
+        calibration_max_age_min: fetch the device's properties and target again when the
+            last fetch is older (minutes; :meth:`RuntimeBackend.refresh_calibration`).
     """
 
     data_dir: Path
     token: str | None = field(default=None, repr=False)
     channel: str | None = None
     instance: str | None = field(default=None, repr=False)
+    calibration_max_age_min: float = 30.0
 
     def options_for(self, name: str) -> dict[str, Any]:
         """The keyword options for ``get_backend(name, ...)``: these settings for a runtime
@@ -56,6 +59,7 @@ class RuntimeConfig:
             "token": self.token,
             "channel": self.channel,
             "instance": self.instance,
+            "calibration_max_age_min": self.calibration_max_age_min,
         }
 
 

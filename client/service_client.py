@@ -272,12 +272,7 @@ class ServiceClient:
     ) -> tuple[dict[str, Any], JobResult | None]:
         """``POST /v1/jobs``; with ``wait``, the result too when the server answers with it
         (``Content-Location`` names the result)."""
-        if isinstance(request, JobRequest):
-            body = request.model_dump(mode="json", exclude=set(ARRAY_FIELDS))
-            given: dict[str, Any] = dict(request.arrays())
-        else:
-            body = dict(request)
-            given = {name: body.pop(name) for name in ARRAY_FIELDS if name in body}
+        body, given = _job_body(request)
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         if self.binary:
             arrays = {
@@ -462,11 +457,37 @@ class ServiceClient:
 
     # ------------------------------------------------------------------ runs, backends
 
-    def create_run(self, *, name: str = "", backend: str = "exact") -> dict[str, Any]:
-        """Open a run (a group of jobs, one training run); returns ``RunPublic``."""
-        response = self._request(
-            "POST", "/v1/runs", ok=(200, 201), json={"name": name, "backend": backend}
-        )
+    def estimate(self, request: JobRequest | Mapping[str, Any]) -> dict[str, Any]:
+        """What a job would cost on a runtime device, without running it (``POST
+        /v1/estimate``): ``{"backend", "primitive", "circuits", "shots", "executions",
+        "payload_bytes", "circuit_seconds", "rep_delay_s", "qpu_seconds", "limit",
+        "submissions"}``.
+
+        Raises:
+            BackendLimitError: the backend runs no device (``exact``, ``aer``).
+            InvalidSpecError, NoiseFloorError, ...: the job would be refused.
+        """
+        body, given = _job_body(request)
+        body.update({n: np.asarray(v).tolist() for n, v in given.items() if v is not None})
+        data: dict[str, Any] = self._request("POST", "/v1/estimate", json=body).json()
+        return data
+
+    def create_run(
+        self, *, name: str = "", backend: str = "exact", execution_mode: str | None = None
+    ) -> dict[str, Any]:
+        """Open a run (a group of jobs, one training run); returns ``RunPublic``.
+
+        Args:
+            name: a label.
+            backend: the backend its jobs use.
+            execution_mode: ``job``, ``batch`` or ``session`` for its IBM Runtime jobs (sent
+                only when given; ``None``: the server's default, a Session or batches where
+                the plan refuses Sessions).
+        """
+        body: dict[str, Any] = {"name": name, "backend": backend}
+        if execution_mode is not None:
+            body["execution_mode"] = execution_mode
+        response = self._request("POST", "/v1/runs", ok=(200, 201), json=body)
         data: dict[str, Any] = response.json()
         return data
 
@@ -520,6 +541,17 @@ class ServiceClient:
             return self._http.get("/readyz", timeout=self.timeout).status_code == 200
         except httpx.TransportError:
             return False
+
+
+def _job_body(
+    request: JobRequest | Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A job's non-array fields and its arrays (by name), from a request or a dict."""
+    if isinstance(request, JobRequest):
+        body = request.model_dump(mode="json", exclude=set(ARRAY_FIELDS))
+        return body, dict(request.arrays())
+    body = dict(request)
+    return body, {name: body.pop(name) for name in ARRAY_FIELDS if name in body}
 
 
 def _decode_result(response: httpx.Response) -> JobResult:

@@ -77,6 +77,7 @@ class M3CalibrationStore(SqlBase):
                     device_calibration=calibration.device_calibration,
                     created_at=datetime.fromtimestamp(calibration.created_at, UTC),
                     matrices=pack({"matrices": matrices}),
+                    runtime_job_id=calibration.runtime_job_id,
                 )
             )
             stale = (
@@ -143,4 +144,5 @@ class M3CalibrationStore(SqlBase):
             shots=int(row.shots),
             method=row.method,
             device_calibration=row.device_calibration,
+            runtime_job_id=row.runtime_job_id,
         )

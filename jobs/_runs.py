@@ -15,7 +15,10 @@ from qldm.jobs import db
 from qldm.jobs._sql import SqlBase, new_id, now, require, utc
 from qldm.jobs.model import Run, RunStatus
 
-__all__ = ["MAX_LOSS_POINTS", "RunStore"]
+__all__ = ["EXECUTION_MODES", "MAX_LOSS_POINTS", "RunStore"]
+
+EXECUTION_MODES = ("job", "batch", "session")
+"""The IBM Runtime execution modes a run may ask for."""
 
 MAX_LOSS_POINTS = 1000
 """Most loss points one report may carry, and one page of :meth:`RunStore.run_losses`."""
@@ -24,11 +27,30 @@ MAX_LOSS_POINTS = 1000
 class RunStore(SqlBase):
     """The runs part of :class:`qldm.jobs.store.JobStore`."""
 
-    def create_run(self, *, tenant: str, name: str, backend: str) -> Run:
-        """Open a new run (a group of jobs, e.g. one training run)."""
+    def create_run(
+        self, *, tenant: str, name: str, backend: str, execution_mode: str | None = None
+    ) -> Run:
+        """Open a new run (a group of jobs, e.g. one training run).
+
+        Args:
+            tenant: the owner.
+            name: a label chosen by the client.
+            backend: the backend its jobs use.
+            execution_mode: ``job``, ``batch`` or ``session`` for its runtime jobs that set
+                none themselves (``None``: ``session``, ``batch`` where Sessions are refused).
+
+        Raises:
+            InvalidSpecError: an empty tenant or backend, a name too long, an unknown
+                execution mode (``field="execution_mode"``).
+        """
         require(tenant, "tenant")
         require(name, "name", max_length=255)
         require(backend, "backend")
+        if execution_mode is not None and execution_mode not in EXECUTION_MODES:
+            raise InvalidSpecError(
+                f"must be one of {', '.join(EXECUTION_MODES)} or null, got {execution_mode!r}",
+                field="execution_mode",
+            )
         run_id = new_id()
         with self._write() as conn:
             conn.execute(
@@ -39,6 +61,7 @@ class RunStore(SqlBase):
                     backend=backend,
                     status=RunStatus.OPEN.value,
                     created_at=now(),
+                    execution_mode=execution_mode,
                 )
             )
             row = self._run_row(conn, tenant, run_id)
@@ -232,7 +255,6 @@ class RunStore(SqlBase):
             raise RunNotFoundError(f"no run {run_id!r}", field="run_id")
         return str(held.session_id)
 
-
     def replace_run_session(self, run_id: str, old: str, new: str) -> str:
         """Record ``new`` as the run's Session in place of ``old``, which the runtime ended,
         unless another worker replaced it first; return the one the run holds afterwards (a
@@ -264,4 +286,6 @@ def _run(row: Row[Any]) -> Run:
         created_at=utc(row.created_at),  # type: ignore[arg-type]
         closed_at=utc(row.closed_at),
         session_id=row.session_id,
+        execution_mode=row.execution_mode,
+        usage_s=None if row.usage_s is None else float(row.usage_s),
     )

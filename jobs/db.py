@@ -82,6 +82,8 @@ jobs = Table(
     Column("progress", Float, nullable=False, default=0.0),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("worker", String(128), nullable=True),
+    Column("runtime_state", String(32), nullable=True),
+    Column("usage_s", Float, nullable=True),
     UniqueConstraint("tenant", "idempotency_key", name="uq_qldm_jobs_tenant_idempotency_key"),
     Index("ix_qldm_jobs_status_created", "status", "created_at"),
     Index("ix_qldm_jobs_tenant_created", "tenant", "created_at"),
@@ -114,6 +116,8 @@ runs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("closed_at", DateTime(timezone=True), nullable=True),
     Column("session_id", String(128), nullable=True),
+    Column("execution_mode", String(16), nullable=True),
+    Column("usage_s", Float, nullable=True),
     Index("ix_qldm_runs_tenant_created", "tenant", "created_at"),
 )
 
@@ -150,6 +154,7 @@ m3_calibrations = Table(
     Column("device_calibration", String(64), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("matrices", LargeBinary, nullable=False),
+    Column("runtime_job_id", String(128), nullable=True),
     Index("ix_qldm_m3_calibrations_key", "device", "qubits", "created_at"),
 )
 

@@ -483,6 +483,10 @@ class Job:
         cancel_requested: a cancel arrived while it was running.
         worker: the worker that last claimed it.
         max_attempts: starts allowed before a lost worker fails it.
+        runtime_state: the runtime job's last state seen while a worker waited on it
+            (``queued``, ``running``, ``done``, ...), ``None`` before a runtime submission.
+        usage_s: the runtime's reported usage of the job (QPU seconds), ``None`` when none was
+            reported.
     """
 
     id: str
@@ -503,6 +507,8 @@ class Job:
     cancel_requested: bool = False
     worker: str | None = None
     max_attempts: int = 3
+    runtime_state: str | None = None
+    usage_s: float | None = None
 
     @property
     def terminal(self) -> bool:
@@ -575,6 +581,10 @@ class Run:
         status: ``open`` or ``closed`` (a closed run takes no more jobs).
         created_at, closed_at: UTC times.
         session_id: the runtime session id once one is opened, else ``None``.
+        execution_mode: ``job``, ``batch`` or ``session`` for the run's runtime jobs that set
+            none themselves (``None``: ``session``, ``batch`` where Sessions are refused).
+        usage_s: the runtime's reported usage of the run's jobs summed (QPU seconds), ``None``
+            while none was reported.
     """
 
     id: str
@@ -585,6 +595,8 @@ class Run:
     created_at: datetime
     closed_at: datetime | None
     session_id: str | None
+    execution_mode: str | None = None
+    usage_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from qldm.backends._sessions import RunSession, drop_run_sessions
+from qldm.backends._sessions import Mode, RunSession, drop_run_sessions
 from qldm.backends.base import NO_CONTEXT, Context
 from qldm.errors import JobCancelled, QldmError, RunClosedError
 from qldm.jobs.model import JobRequest, JobResult, RunStatus
@@ -131,6 +131,7 @@ def execute(
     run_session: RunSession | None = None,
     m3_store: CalibrationStorage | None = None,
     runtime_config: RuntimeConfig | None = None,
+    on_status: Callable[[str], None] | None = None,
 ) -> JobResult:
     """Run a job to its result, chunk by chunk.
 
@@ -139,8 +140,8 @@ def execute(
         progress: called with the fraction done after each chunk.
         should_cancel: checked before each chunk after the first (the job was claimed just
             before the first); when it returns ``True`` the job stops.
-        checkpoint, resume_runtime_job_id, run_session, m3_store: the backend call's
-            :class:`qldm.backends.base.Context`, see :func:`job_context`.
+        checkpoint, resume_runtime_job_id, run_session, m3_store, on_status: the backend
+            call's :class:`qldm.backends.base.Context`, see :func:`job_context`.
         runtime_config: the server's data folder and IBM credentials for runtime backends
             (``fake:``, ``ibm:``, ``aer:<device>``); ``None``: the backends' own defaults.
 
@@ -159,6 +160,7 @@ def execute(
         run_session=run_session,
         m3_store=m3_store,
         should_cancel=should_cancel,
+        on_status=on_status,
     )
     if timed_chunks(request):
         parts = _run_timed(request, context, progress, should_cancel, runtime_config)
@@ -238,6 +240,7 @@ def job_context(
     run_session: RunSession | None = None,
     m3_store: CalibrationStorage | None = None,
     should_cancel: CancelFn | None = None,
+    on_status: Callable[[str], None] | None = None,
 ) -> Context:
     """The :class:`qldm.backends.base.Context` of a job's backend calls.
 
@@ -255,6 +258,8 @@ def job_context(
         should_cancel: polled by runtime backends while they wait on the runtime; when it
             returns ``True`` they cancel the runtime job (a DELETE of a running hardware job
             cancels it on IBM, not only between chunks).
+        on_status: called by runtime backends with the runtime job's state at each change
+            (the store shows it in ``GET /v1/jobs/{id}``).
     """
     if request.run_id is None:
         run_session = None
@@ -267,6 +272,7 @@ def job_context(
         run_session=run_session,
         m3_store=m3_store,
         should_cancel=should_cancel,
+        on_status=on_status,
     )
 
 
@@ -390,7 +396,7 @@ def run_stored_job(
             request = store.request(job_id)
             runtime_job_id = store.job(job_id).runtime_job_id
         request, run_session = _in_run(store, request, runtime_job_id)
-        return execute(
+        result = execute(
             request,
             progress=lambda fraction: _record_progress(store, job_id, fraction),
             should_cancel=lambda: _stale(store, job_id, attempt),
@@ -399,7 +405,12 @@ def run_stored_job(
             run_session=run_session,
             m3_store=store,
             runtime_config=runtime_config,
+            on_status=lambda state: store.set_runtime_state(job_id, state),
         )
+        usage = result.metadata.get("usage_s")
+        if isinstance(usage, (int, float)) and not isinstance(usage, bool):
+            store.add_usage(job_id, float(usage))  # billed: kept on the job and its run
+        return result
     except JobCancelled:
         raise
     except QldmError as exc:
@@ -439,6 +450,7 @@ def _in_run(
         run.session_id,
         adopt=lambda sid: store.adopt_run_session(run_id, sid),
         replace=lambda old, new: store.replace_run_session(run_id, old, new),
+        mode=cast("Mode | None", run.execution_mode),
     )
 
 

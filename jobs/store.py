@@ -45,6 +45,7 @@ from qldm.jobs._hot import HotCursor, HotStatement
 from qldm.jobs._m3_store import M3CalibrationStore
 from qldm.jobs._retention import PruneReport, RetentionStore
 from qldm.jobs._runs import MAX_LOSS_POINTS, RunStore
+from qldm.jobs._runtime_accounting import RuntimeAccountingStore
 from qldm.jobs._sql import json_default, new_id, pack, require, unpack, utc
 from qldm.jobs._sql import now as utcnow
 from qldm.jobs.model import Job, JobRequest, JobResult, JobStatus, RunStatus
@@ -70,7 +71,7 @@ def default_database_url(data_dir: Path) -> str:
     return sqlite_url(data_dir)
 
 
-class JobStore(RunStore, ApiKeyStore, M3CalibrationStore, RetentionStore):
+class JobStore(RunStore, ApiKeyStore, M3CalibrationStore, RetentionStore, RuntimeAccountingStore):
     """Jobs, results, runs, API keys and M3 readout calibrations in one SQL database.
 
     Args:
@@ -834,4 +835,6 @@ def _job_from_row(row: Row[Any] | _InsertedRow, default_max_attempts: int) -> Jo
         cancel_requested=bool(row.cancel_requested),
         worker=row.worker,
         max_attempts=int(row.max_attempts or default_max_attempts),
+        runtime_state=row.runtime_state,
+        usage_s=None if row.usage_s is None else float(row.usage_s),
     )

@@ -22,6 +22,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from qldm.errors import JobNotFinishedError
+from qldm.jobs._estimate import estimate_request
 from qldm.jobs.model import TERMINAL, Job, JobRequest, JobStatus, Run
 from qldm.jobs.store import MAX_LOSS_POINTS, JobStore
 from qldm.service import catalog
@@ -37,6 +38,7 @@ from qldm.service.schemas import (
     BackendPublic,
     BackendsPublic,
     ErrorPublic,
+    EstimatePublic,
     JobPublic,
     JobsPublic,
     JobSubmitted,
@@ -224,6 +226,12 @@ def _accept(
 ) -> tuple[Job, bool]:
     """Validate a job request completely (schema, shapes, backend limits), then store it:
     nothing is stored when any check fails."""
+    request = _validated(state, document)
+    return state.runtime.submit(tenant=tenant, request=request, idempotency_key=key)
+
+
+def _validated(state: _State, document: dict[str, Any]) -> JobRequest:
+    """The job request, checked completely (schema, shapes, backend limits)."""
     settings = state.settings
     request = JobRequest.parse(document)
     catalog.check_request(
@@ -232,7 +240,25 @@ def _accept(
         max_batch=settings.max_batch,
         max_shots=settings.max_shots,
     )
-    return state.runtime.submit(tenant=tenant, request=request, idempotency_key=key)
+    return request
+
+
+@router.post(
+    "/estimate", response_model=EstimatePublic, summary="Price a job on a device without running it"
+)
+async def estimate_job(
+    state: StateDep, tenant: TenantDep, document: JobDocumentDep
+) -> EstimatePublic:
+    """The runtime cost of a job (the body of ``POST /v1/jobs``) on a ``fake:``, ``ibm:`` or
+    ``aer:<device>`` backend: circuits, executions, runtime jobs under the per-job limit, QPU
+    seconds (a lower bound). The job is validated as a submission would be; nothing is stored
+    or run. Other backends are refused (400 ``backend_limit``, field ``backend``)."""
+    return await run_in_threadpool(_estimate, state, document)
+
+
+def _estimate(state: _State, document: dict[str, Any]) -> EstimatePublic:
+    request = _validated(state, document)
+    return EstimatePublic(**estimate_request(request, state.settings.runtime_config()))
 
 
 @router.get("/jobs", response_model=JobsPublic, summary="List jobs")
@@ -345,7 +371,10 @@ def create_run(body: RunCreate, store: StoreDep, tenant: TenantDep) -> RunPublic
     """Open a run: a group of jobs (one training run). Its first job on a ``fake:``/``ibm:``
     backend opens the run's runtime Session; its later runtime jobs run in it."""
     name = body.name or "run"
-    return RunPublic.of(store.create_run(tenant=tenant, name=name, backend=body.backend))
+    run = store.create_run(
+        tenant=tenant, name=name, backend=body.backend, execution_mode=body.execution_mode
+    )
+    return RunPublic.of(run)
 
 
 def _runs_public(store: JobStore, tenant: str, runs: list[Run]) -> list[RunPublic]:

@@ -91,6 +91,17 @@ class JobPublic(BaseModel):
     progress: float
     cancel_requested: bool
     error: JobErrorPublic | None
+    runtime_job_id: str | None = Field(
+        default=None, description="the IBM Runtime job id(s) once submitted (comma-joined)"
+    )
+    runtime_state: str | None = Field(
+        default=None,
+        description="the runtime job's last state seen while waiting on it (queued, running, "
+        "done, ...): a running job whose runtime_state is queued waits in the device's queue",
+    )
+    usage_s: float | None = Field(
+        default=None, description="the runtime's reported usage of the job, QPU seconds"
+    )
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
@@ -111,6 +122,9 @@ class JobPublic(BaseModel):
             progress=job.progress,
             cancel_requested=job.cancel_requested,
             error=error,
+            runtime_job_id=job.runtime_job_id,
+            runtime_state=job.runtime_state,
+            usage_s=job.usage_s,
         )
 
 
@@ -172,6 +186,11 @@ class RunCreate(BaseModel):
     backend: str = Field(
         default="exact", min_length=1, max_length=100, pattern=BACKEND_NAME.pattern
     )
+    execution_mode: Literal["job", "batch", "session"] | None = Field(
+        default=None,
+        description="IBM Runtime execution mode of the run's jobs that set none (null: a "
+        "Session, or batches where the plan refuses Sessions, as the Open plan does)",
+    )
 
 
 class RunPublic(BaseModel):
@@ -192,6 +211,12 @@ class RunPublic(BaseModel):
     job_counts: dict[JobStatus, int] = Field(
         default_factory=dict, description="the run's jobs by status (statuses with none left out)"
     )
+    execution_mode: str | None = None
+    usage_s: float | None = Field(
+        default=None,
+        description="the runtime's reported usage of the run's jobs summed, QPU seconds "
+        "(null while none was reported)",
+    )
 
     @classmethod
     def of(cls, run: Run, *, job_counts: dict[str, int] | None = None) -> RunPublic:
@@ -205,6 +230,8 @@ class RunPublic(BaseModel):
             closed_at=run.closed_at,
             session_id=run.session_id,
             job_counts={JobStatus(k): v for k, v in (job_counts or {}).items()},
+            execution_mode=run.execution_mode,
+            usage_s=run.usage_s,
         )
 
 
@@ -238,6 +265,27 @@ class RunLossesPublic(BaseModel):
 
     data: list[LossPoint]
     count: int
+
+
+class EstimatePublic(BaseModel):
+    """What a job would cost on a runtime device (``POST /v1/estimate``; nothing runs).
+
+    ``qpu_seconds`` is ``executions x (rep_delay_s + circuit_seconds)``, a lower bound (IBM's
+    per-job overhead of a few seconds is left out); ``submissions`` is how many runtime jobs
+    the per-job execution ``limit`` splits it into.
+    """
+
+    backend: str
+    primitive: Literal["sampler", "estimator"]
+    circuits: int
+    shots: int
+    executions: int
+    payload_bytes: int
+    circuit_seconds: float
+    rep_delay_s: float
+    qpu_seconds: float
+    limit: int | None
+    submissions: int
 
 
 class BackendPublic(BaseModel):

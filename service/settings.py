@@ -73,6 +73,8 @@ class Settings(BaseSettings):
         ibm_token: IBM Quantum token for ``ibm:`` backends; never logged nor returned.
         ibm_channel: IBM Quantum channel (``ibm_quantum_platform``, ``ibm_cloud``).
         ibm_instance: IBM Quantum instance (CRN or hub/group/project).
+        calibration_max_age_min: runtime backends (``ibm:``) fetch the device's properties and
+            target again when their last fetch is older than this many minutes.
         log_level: uvicorn's log level.
     """
 
@@ -99,6 +101,7 @@ class Settings(BaseSettings):
     ibm_token: SecretStr | None = None
     ibm_channel: SecretStr | None = None
     ibm_instance: SecretStr | None = None
+    calibration_max_age_min: float = Field(default=30.0, gt=0.0, le=10_080.0, allow_inf_nan=False)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @field_validator("data_dir")
@@ -175,11 +178,16 @@ class Settings(BaseSettings):
         return out
 
     def runtime_config(self) -> RuntimeConfig:
-        """What the server's workers give the runtime backends they build: the data folder and
-        the IBM credentials (plain strings, left out of its ``repr``)."""
+        """What the server's workers give the runtime backends they build: the data folder, the
+        IBM credentials (plain strings, left out of its ``repr``) and the calibration refresh
+        age."""
         from qldm.backends.runtime import RuntimeConfig
 
-        return RuntimeConfig(data_dir=self.data_dir, **self.ibm_options())
+        return RuntimeConfig(
+            data_dir=self.data_dir,
+            calibration_max_age_min=self.calibration_max_age_min,
+            **self.ibm_options(),
+        )
 
 
 def is_loopback(host: str) -> bool:

@@ -113,7 +113,7 @@ def test_migration_0002_adds_the_table_to_a_0001_database(db_url: str) -> None:
     assert "qldm_m3_calibrations" not in sa.inspect(st.engine).get_table_names()
     job, _ = st.submit(tenant="t", request=ry_request([0.1], 0.2))
     st.migrate()
-    assert st.revision() == "0003"
+    assert st.revision() == "0004"
     assert "qldm_m3_calibrations" in sa.inspect(st.engine).get_table_names()
     assert st.get(tenant="t", job_id=job.id) == job
     st.close()

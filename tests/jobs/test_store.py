@@ -45,7 +45,7 @@ def test_migrations_run_twice_are_a_no_op(db_url: str) -> None:
     st.migrate()
     job, _ = st.submit(tenant="t", request=ry_request([0.1], 0.2))
     st.migrate()
-    assert st.revision() == "0003"
+    assert st.revision() == "0004"
     assert st.get(tenant="t", job_id=job.id) == job  # data survives the second run
     names = set(sa.inspect(st.engine).get_table_names())
     assert {
@@ -77,7 +77,7 @@ def test_concurrent_migrations_from_several_processes_agree(db_url: str) -> None
     for t in threads:
         t.join()
     assert errors == []
-    assert all(s.revision() == "0003" for s in stores)
+    assert all(s.revision() == "0004" for s in stores)
     for s in stores:
         s.close()
 

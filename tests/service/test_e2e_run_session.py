@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from qldm.client.service_client import ServiceClient
-from qldm.errors import RunClosedError
+from qldm.errors import BackendLimitError, RunClosedError
 from tests.service.conftest import Deployment
 
 
@@ -58,3 +58,35 @@ def test_a_run_holds_one_session_until_it_is_closed(deployment: Deployment) -> N
         with pytest.raises(RunClosedError):
             client.submit(_ry(0.1, seed=5, run_id=run["id"]))
         assert client.close_run(run["id"])["status"] == "closed"  # twice: a no-op
+
+
+def test_a_runs_execution_mode_runtime_state_and_the_estimate_endpoint(
+    deployment: Deployment,
+) -> None:
+    """A run asks for batch mode (as an Open-plan user would); its job shows the runtime job
+    id and the runtime's last state; ``POST /v1/estimate`` prices a job without running it."""
+    with ServiceClient(deployment.url, api_key=deployment.keys["alice"]) as client:
+        run = client.create_run(name="open", backend="fake:fake_manila", execution_mode="batch")
+        assert run["execution_mode"] == "batch" and run["usage_s"] is None
+        job_id = client.submit(_ry(0.4, seed=3, run_id=run["id"]))["id"]
+        result = client.wait(job_id, timeout=180)
+        assert result.metadata["execution_mode"] == "batch"
+        job = client.get(job_id)
+        assert job["runtime_job_id"] == result.metadata["runtime_job_id"]
+        assert job["runtime_state"] == "done"
+        after = client.get_run(run["id"])
+        assert after["session_id"] is None and after["usage_s"] == 0.0  # local jobs: usage 0
+
+        jacobian = {**_ry(0.4, seed=3), "task": "jacobian"}
+        stored = client.list_jobs()["count"]
+        cost = client.estimate(jacobian)
+        assert client.list_jobs()["count"] == stored  # nothing stored, nothing run
+        # B (1 + 2 (I + P)) = 1 + 2 * 3 parameter sets, no channel: one instance, one level
+        assert cost["circuits"] == 7 and cost["shots"] == 2000 and cost["executions"] == 14_000
+        assert cost["primitive"] == "sampler" and cost["submissions"] == 1
+        assert cost["qpu_seconds"] == pytest.approx(
+            cost["executions"] * (cost["rep_delay_s"] + cost["circuit_seconds"])
+        )
+        with pytest.raises(BackendLimitError) as info:
+            client.estimate({**jacobian, "backend": "exact"})
+        assert info.value.field == "backend"
