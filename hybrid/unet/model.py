@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qldm.hybrid.config import ConfigError
 from qldm.hybrid.qldm.denoiser import SinusoidalEmbedding
 from qldm.hybrid.unet.blocks import (
     AttnBlock,
@@ -203,7 +204,7 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or tuple(x.shape[-2:]) != (28, 28):
-            raise ValueError(f"x: expected (B, C, 28, 28), got {tuple(x.shape)}")
+            raise ConfigError(f"expected (B, C, 28, 28), got {tuple(x.shape)}", field="x")
         temb = self.time_mlp(self.embed(t))
         h = self.init_conv(x)
         first = h
@@ -273,7 +274,7 @@ def transfer_weights(source: dict[str, torch.Tensor], target: nn.Module) -> list
         The names of the copied tensors.
 
     Raises:
-        ValueError: a non-vertex tensor of ``target`` is missing from ``source`` or has
+        ConfigError: a non-vertex tensor of ``target`` is missing from ``source`` or has
             another shape (the two networks differ outside the vertex).
     """
     own = target.state_dict()
@@ -282,11 +283,12 @@ def transfer_weights(source: dict[str, torch.Tensor], target: nn.Module) -> list
         if name.startswith(VERTEX_PREFIX):
             continue
         if name not in source:
-            raise ValueError(f"transfer: {name} is missing from the source network")
+            raise ConfigError(f"{name} is missing from the source network", field="transfer")
         if tuple(source[name].shape) != tuple(value.shape):
-            raise ValueError(
-                f"transfer: {name} has shape {tuple(source[name].shape)} in the source, "
-                f"{tuple(value.shape)} here"
+            raise ConfigError(
+                f"{name} has shape {tuple(source[name].shape)} in the source, "
+                f"{tuple(value.shape)} here",
+                field="transfer",
             )
         copied.append(name)
     with torch.no_grad():

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from qldm.client import QuantumLayer
+from qldm.hybrid.config import ConfigError
 from qldm.hybrid.unet.blocks import WSConv2d
 
 __all__ = ["QuantumConv", "QuantumEngine", "circuit_spec"]
@@ -94,7 +95,8 @@ class QuantumConv(nn.Module):
         ``forward(x (B, C, H, W)) -> (B, C, H, W)``, ``H`` and ``W`` even.
 
     Raises:
-        ValueError: ``3G > C``, ``G < 1``, or ``entangler_last`` with ``C - 3G != 1``.
+        ConfigError: ``3G > C``, ``G < 1``, or ``entangler_last`` with ``C - 3G != 1``
+            (at construction); ``x`` of the wrong shape (in :meth:`forward`).
     """
 
     def __init__(
@@ -110,12 +112,15 @@ class QuantumConv(nn.Module):
     ) -> None:
         super().__init__()
         if groups < 1 or GROUP_CHANNELS * groups > channels:
-            raise ValueError(
-                f"groups: {groups} groups of {GROUP_CHANNELS} channels do not fit {channels}"
+            raise ConfigError(
+                f"{groups} groups of {GROUP_CHANNELS} channels do not fit {channels}",
+                field="groups",
             )
         rest = channels - GROUP_CHANNELS * groups
         if entangler_last and rest != 1:
-            raise ValueError(f"entangler_last needs exactly one channel left over, got {rest}")
+            raise ConfigError(
+                f"needs exactly one channel left over, got {rest}", field="entangler_last"
+            )
         self.channels, self.groups = channels, groups
         self.circuit = _layer(circuit_spec(ansatz, layers), engine, dtype)
         self.entangler: QuantumLayer | None = None
@@ -136,8 +141,9 @@ class QuantumConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         if c != self.channels or h % 2 or w % 2:
-            raise ValueError(
-                f"x: expected (B, {self.channels}, H, W) with even H, W, got {tuple(x.shape)}"
+            raise ConfigError(
+                f"expected (B, {self.channels}, H, W) with even H, W, got {tuple(x.shape)}",
+                field="x",
             )
         q = GROUP_CHANNELS * self.groups
         rows = _to_patches(x[:, :q], GROUP_CHANNELS)

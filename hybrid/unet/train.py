@@ -222,7 +222,7 @@ class UNetTrainer:
         try:
             copied = transfer_weights(ckpt["model"], self.model)
             transfer_weights(ckpt["model"], self.ema.model)
-        except ValueError as exc:
+        except ConfigError as exc:
             raise ConfigError(str(exc), field="train.transfer_from") from None
         self.epoch_offset = int(ckpt["epoch_offset"]) + int(ckpt["step"]) // per_epoch
         return copied

@@ -186,7 +186,7 @@ def test_transfer_copies_all_but_the_vertex() -> None:
             torch.testing.assert_close(value, src[name])
     bad = dict(src)
     bad["init_conv.weight"] = torch.zeros(3)
-    with pytest.raises(ValueError, match=r"init_conv\.weight"):
+    with pytest.raises(ConfigError, match=r"init_conv\.weight"):
         transfer_weights(bad, hybrid)
 
 
