@@ -626,6 +626,13 @@ def expectation(
         BackendLimitError: a noisy spec on more than 10 qubits.
     """
     x, w, levels = _check(spec, inputs, weights, noise_levels)
+    if spec.timestep is not None or spec.encoding == "complex_amplitude":
+        # per-sample angles or complex states: the state engine, whatever ``engine`` says (the
+        # Heisenberg and statevector engines read neither; they answered wrong numbers)
+        from qldm.backends import _states
+
+        strengths = _strengths(spec, levels, x) if spec.noisy else None
+        return _states.state_values(spec, x, w, strengths=strengths)
     plan = _plan(spec)
     chosen = engine or choose_engine(spec, x.shape[0])
     if chosen == "statevector":
