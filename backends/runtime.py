@@ -73,7 +73,6 @@ from qldm.backends.base import (
     Workload,
 )
 from qldm.backends.outputs import check_state_support, needs_state_engine
-from qldm.backends.outputs import check_state_support, needs_state_engine
 from qldm.circuits.transpile import transpile_spec
 from qldm.errors import BackendError, InvalidSpecError, UnknownBackendError
 from qldm.mitigation.m3 import (
