@@ -33,6 +33,8 @@ class Sizes:
         train_subset: training images (``None``: all).
         dep_timesteps: the depolarizing model's reverse steps (the seed: 50).
         dep_layers: its ansatz layers (the seed: 15).
+        dep_samples: generated images of each depolarizing-diffusion run (each takes 50
+            density-matrix evaluations).
         codec_steps: training steps of the QDM's autoencoder.
         test_images: held-out images the test loss is measured on (the Fréchet distance
             uses the whole test split).
@@ -46,6 +48,7 @@ class Sizes:
     train_subset: int | None
     dep_timesteps: int = 50
     dep_layers: int = 4
+    dep_samples: int = 100
     codec_steps: int = 400
     test_images: int = 500
 
@@ -60,14 +63,29 @@ SIZES = {
         train_subset=64,
         dep_timesteps=3,
         dep_layers=1,
+        dep_samples=4,
         codec_steps=20,
         test_images=32,
     ),
     "quick": Sizes(
-        seeds=3, unet_steps=60, qdm_steps=60, dep_steps=30, n_samples=64, train_subset=None
+        seeds=3,
+        unet_steps=60,
+        qdm_steps=60,
+        dep_steps=30,
+        n_samples=64,
+        train_subset=None,
+        dep_samples=32,
+        test_images=100,
     ),
     "full": Sizes(
-        seeds=3, unet_steps=300, qdm_steps=300, dep_steps=150, n_samples=200, train_subset=None
+        seeds=3,
+        unet_steps=200,
+        qdm_steps=200,
+        dep_steps=100,
+        n_samples=150,
+        train_subset=None,
+        dep_samples=100,
+        test_images=300,
     ),
 }
 
@@ -163,6 +181,7 @@ def base_configs(sizes: Sizes) -> dict[str, QDiffConfig]:
         "a_min": 0.02,
     }
     dep_train = {"steps": sizes.dep_steps, "batch_size": 16, "lr": 3e-3}
+    ev = {"n_samples": sizes.dep_samples}
     raw["depolarizing_quantum"] = {
         "kind": "depolarizing_diffusion",
         "data": data,
