@@ -453,6 +453,19 @@ class QuantumLayer(nn.Module):
             return None
         return (self.seed + call) % _SEED_MODULUS
 
+    @property
+    def run_id(self) -> str | None:
+        """The server run the layer's jobs are filed under (remote mode), or ``None``;
+        settable (a trainer that opens a new run), also after the first job."""
+        return self._run_id
+
+    @run_id.setter
+    def run_id(self, value: str | None) -> None:
+        self._run_id = value
+        evaluator = self.__dict__.get("_evaluator")
+        if evaluator is not None and hasattr(evaluator, "run_id"):
+            evaluator.run_id = value
+
     def _get_evaluator(self) -> Evaluator:
         if self._evaluator is None:
             if self.url is not None:

@@ -53,8 +53,16 @@ def feature_net(data_dir: Path) -> FeatureNet:
     return get_feature_net(cache_dir=Path(data_dir) / "feature_net")
 
 
-def train(config: Path, *, url: str | None, api_key: str | None, data_dir: Path) -> None:
-    """Train (or resume) the run described by CONFIG; print where the checkpoint went."""
+def train(
+    config: Path,
+    *,
+    url: str | None,
+    api_key: str | None,
+    data_dir: Path,
+    execution_mode: str | None = None,
+) -> None:
+    """Train (or resume) the run described by CONFIG; print where the checkpoint went
+    (``execution_mode``: the server run's IBM Runtime mode, QLDM configs with ``url``)."""
     from qldm.hybrid.unet import cli as unet_cli
 
     if unet_cli.is_unet_config(config):  # kind: unet
@@ -69,7 +77,7 @@ def train(config: Path, *, url: str | None, api_key: str | None, data_dir: Path)
 
     cfg = load_config(config)
     images = load_images(cfg, split="train", data_dir=data_dir)
-    trainer = Trainer(cfg, images=images, url=url, api_key=api_key)
+    trainer = Trainer(cfg, images=images, url=url, api_key=api_key, execution_mode=execution_mode)
     result = trainer.run()
     last = result.history[-1] if result.history else {}
     resumed = f" (resumed at step {result.resumed_from})" if result.resumed_from else ""

@@ -21,6 +21,7 @@ seconds of this process in training steps; on a shared machine the fairer cost),
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import time
@@ -33,9 +34,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from qldm.client import QuantumLayer
 from qldm.hybrid.config import ConfigError, QLDMConfig, parse_config
 from qldm.hybrid.qldm.model import QLDM
 from qldm.hybrid.run_losses import RunLossReporter
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "qldm-checkpoint/1"
 CHECKPOINT_NAME = "last.pt"
@@ -85,6 +89,13 @@ class Trainer:
         out_dir: checkpoint folder (default: ``config.output_dir``).
         progress: show a progress bar.
         on_step: called after every step with the step's record (e.g. a demo's own bar).
+        execution_mode: with ``url``, the IBM Runtime execution mode of the server run's jobs
+            (``job``, ``batch`` or ``session``; ``None``: the server's default, a Session, or
+            batches where the plan refuses Sessions).
+
+    The server run (with ``url``) is closed when :meth:`run` returns or is interrupted (an
+    exception, Ctrl-C), so its runtime Session closes then, not at IBM's timeout; a later
+    :meth:`run` of the same trainer opens a new one.
 
     Raises:
         ConfigError: images of the wrong shape, or fewer images than one batch.
@@ -100,6 +111,7 @@ class Trainer:
         out_dir: Path | None = None,
         progress: bool = True,
         on_step: Callable[[dict[str, float]], None] | None = None,
+        execution_mode: str | None = None,
     ) -> None:
         if images.ndim != 4:
             raise ConfigError(
@@ -121,11 +133,19 @@ class Trainer:
             torch.set_num_threads(config.train.threads)
         torch.manual_seed(config.seed)
         c, h, w = self.images.shape[1:]
+        self.execution_mode = execution_mode
         self.run_id = (
-            open_server_run(url, api_key=api_key, name=config.name, backend=config.backend)
+            open_server_run(
+                url,
+                api_key=api_key,
+                name=config.name,
+                backend=config.backend,
+                execution_mode=execution_mode,
+            )
             if url
             else None
         )
+        self.run_closed = False
         self.model = QLDM(
             config,
             in_channels=int(c),
@@ -242,6 +262,36 @@ class Trainer:
             max_seconds: stop after this many training seconds in this call (overrides
                 ``config.train.max_seconds``); the checkpoint is written either way.
         """
+        self._reopen_run()
+        try:
+            return self._train(max_seconds)
+        finally:  # the end, an exception or Ctrl-C: the server run and its Session close
+            self.close_run()
+
+    def close_run(self) -> None:
+        """Close the server run (its runtime Session with it); a no-op without one, or when
+        it is closed already. A failure to close is logged, never raised."""
+        if self.url and self.run_id and not self.run_closed:
+            close_server_run(self.url, api_key=self.api_key, run_id=self.run_id)
+            self.run_closed = True
+
+    def _reopen_run(self) -> None:
+        """A new server run for a :meth:`run` after the last one closed its run."""
+        if not (self.url and self.run_closed):
+            return
+        self.run_id = open_server_run(
+            self.url,
+            api_key=self.api_key,
+            name=self.config.name,
+            backend=self.config.backend,
+            execution_mode=self.execution_mode,
+        )
+        self.run_closed = False
+        for module in self.model.modules():
+            if isinstance(module, QuantumLayer):
+                module.run_id = self.run_id
+
+    def _train(self, max_seconds: float | None) -> TrainResult:
         resumed = self.resume()
         start = self.step
         total = self.config.train.steps
@@ -324,12 +374,32 @@ class _ProgressBar:
             self._progress.__exit__(None, None, None)
 
 
-def open_server_run(url: str, *, api_key: str | None, name: str, backend: str) -> str:
+def open_server_run(
+    url: str,
+    *,
+    api_key: str | None,
+    name: str,
+    backend: str,
+    execution_mode: str | None = None,
+) -> str:
     """Open a run on the server (it groups this training's jobs); return its id."""
     from qldm.client import ServiceClient
 
     with ServiceClient(url, api_key=api_key) as client:
-        return str(client.create_run(name=name, backend=backend)["id"])
+        run = client.create_run(name=name, backend=backend, execution_mode=execution_mode)
+        return str(run["id"])
+
+
+def close_server_run(url: str, *, api_key: str | None, run_id: str) -> None:
+    """Close a run on the server (its runtime Session too); a failure is logged, not raised,
+    so that it never hides why training stopped."""
+    from qldm.client import ServiceClient
+
+    try:
+        with ServiceClient(url, api_key=api_key) as client:
+            client.close_run(run_id)
+    except Exception as exc:
+        log.warning("could not close run %s on %s: %s", run_id, url, exc)
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> Path:

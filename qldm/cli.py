@@ -9,6 +9,7 @@ values down.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -35,6 +36,14 @@ keys_app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 app.add_typer(keys_app, name="keys")
+
+
+class ExecutionModeChoice(StrEnum):
+    """IBM Runtime execution modes (``qldm train --execution-mode``)."""
+
+    job = "job"
+    batch = "batch"
+    session = "session"
 
 
 def _settings() -> Settings:
@@ -219,14 +228,28 @@ def train(
     config: Annotated[Path, typer.Argument(help="YAML or JSON config (see configs/).")],
     url: Annotated[str | None, typer.Option(help="Train through this qldm server.")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="QLDM_API_KEY")] = None,
+    execution_mode: Annotated[
+        ExecutionModeChoice | None,
+        typer.Option(
+            help="IBM Runtime execution mode of the server run's jobs (with --url; default: a "
+            "Session, or batches where the plan refuses Sessions, as the Open plan does)."
+        ),
+    ] = None,
 ) -> None:
     """Train a seed model from CONFIG (resumes from the last checkpoint).
 
-    Data sets the config gives no data.root for are read from QLDM_DATA_DIR/datasets.
+    Data sets the config gives no data.root for are read from QLDM_DATA_DIR/datasets. With
+    --url the training's server run is closed when it ends or is interrupted.
     """
     from qldm.hybrid.cli import train as _train
 
-    _train(config, url=url, api_key=api_key, data_dir=_settings().data_dir)
+    _train(
+        config,
+        url=url,
+        api_key=api_key,
+        data_dir=_settings().data_dir,
+        execution_mode=None if execution_mode is None else execution_mode.value,
+    )
 
 
 @app.command()
