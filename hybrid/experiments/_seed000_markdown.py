@@ -1,9 +1,9 @@
 """Seed 000's experiment, ``docs/results.md``: its QLDM part rendered from ``results.json``.
 
-``python -m qldm.hybrid.experiments._seed000_markdown REPORT_DIR DOCS_RESULTS_MD`` replaces the
-part between ``<!-- seed000:begin -->`` and ``<!-- seed000:end -->`` (or, the first time, the
-old hand-written ``# QLDM`` part) with :func:`render_markdown`'s text, and copies the report's
-figures to ``docs/img/seed000/``. Nothing in the part is typed by hand.
+``python -m qldm.hybrid.experiments._seed000_markdown REPORT_DIR DOCS_RESULTS_MD [QUICK_DIR]``
+replaces the part between ``<!-- seed000:begin -->`` and ``<!-- seed000:end -->`` (or, the first
+time, the old hand-written ``# QLDM`` part) with :func:`render_markdown`'s text, and copies the
+report's figures to ``docs/img/seed000/``. Nothing in the part is typed by hand.
 """
 
 from __future__ import annotations
@@ -38,12 +38,16 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
     return out
 
 
-def render_markdown(results: dict[str, Any], *, figures: str) -> str:
+def render_markdown(
+    results: dict[str, Any], *, figures: str, quick: dict[str, Any] | None = None
+) -> str:
     """The QLDM part of ``docs/results.md`` from a seed000 ``results.json`` dict.
 
     Args:
         results: the dict of ``results.json``.
         figures: the folder (relative to ``docs/``) holding the report's PNGs.
+        quick: the ``results.json`` of a ``--quick`` run, whose command and wall time are
+            listed too.
 
     Returns:
         Markdown text.
@@ -62,6 +66,15 @@ def render_markdown(results: dict[str, Any], *, figures: str) -> str:
         f"{results['wall_seconds'] / 60:.1f} min on this 2-core machine, one torch thread, "
         f"{len(runs)} trained models.",
         "",
+    ]
+    if quick is not None:
+        lines += [
+            f"The small version, `{quick['command']}`, took {quick['wall_seconds'] / 60:.1f} "
+            f"min ({len(quick['runs'])} models, {quick['settings']['seeds']} seeds, "
+            f"{quick['settings']['sizes']['steps']} steps each).",
+            "",
+        ]
+    lines += [
         "**These are not FIDs.** Sample quality is the Fréchet distance on the 128 features of "
         f"qldm's digit classifier (sha256 `{fn['weights_sha256'][:16]}…`, test accuracy "
         f"{fn['test_accuracy']:.3f}); {sz['n_eval']} training digits against {sz['n_eval']} "
@@ -197,7 +210,7 @@ def render_markdown(results: dict[str, Any], *, figures: str) -> str:
     ):
         other = {"layers": s["main_depth"]} if field == "n_train" else {"n_train": s["main_train"]}
         rows = []
-        for v in variants:
+        for v in [v for v in variants if v in s.get("sweep_variants", variants)]:
             cells = [f"`{v}`"]
             for x in values:
                 vals = per_seed(runs, "sample_fd", placement="generation", **other, **{field: x})
@@ -229,6 +242,10 @@ def render_markdown(results: dict[str, Any], *, figures: str) -> str:
         f"- Channel strength {sz['noise_strength']} (the paper's default is 0.01).",
         "- The paper's second PQC (`xi_dec`) is not built; robustness is measured on "
         "reconstructions (the encoder input is the attack surface).",
+        "- Our `gaussian` keeps the noiseless PQC and adds output noise (the paper's Gaussian "
+        "baseline is a classical LDM); the `classical` control is ours. The sweeps train "
+        + ", ".join(f"`{v}`" for v in s.get("sweep_variants", variants))
+        + " only, to fit the time budget.",
         "",
         "Wall time by section: "
         + ", ".join(f"{k} {v / 60:.1f} min" for k, v in results["section_seconds"].items())
@@ -237,16 +254,23 @@ def render_markdown(results: dict[str, Any], *, figures: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_results_md(report_dir: Path, md_path: Path) -> None:
+def update_results_md(report_dir: Path, md_path: Path, *, quick_dir: Path | None = None) -> None:
     """Replace the seed000 part of ``md_path`` with the rendering of ``report_dir``'s results
-    and copy the figures next to it (``img/seed000/``)."""
+    and copy the figures next to it (``img/seed000/``); ``quick_dir``: a ``--quick`` report
+    whose command and wall time are listed too."""
     results = json.loads((report_dir / "results.json").read_text(encoding="utf-8"))
+    quick = (
+        json.loads((quick_dir / "results.json").read_text(encoding="utf-8"))
+        if quick_dir is not None
+        else None
+    )
     img = md_path.parent / "img" / "seed000"
     img.mkdir(parents=True, exist_ok=True)
     for name in FIGURES:
         if (report_dir / name).is_file():
             shutil.copyfile(report_dir / name, img / name)
-    part = f"{BEGIN}\n{render_markdown(results, figures='img/seed000')}{END}\n"
+    rendered = render_markdown(results, figures="img/seed000", quick=quick)
+    part = f"{BEGIN}\n{rendered}{END}\n"
     text = md_path.read_text(encoding="utf-8") if md_path.is_file() else ""
     if BEGIN in text and END in text:
         head, _, rest = text.partition(BEGIN)
@@ -265,12 +289,16 @@ def update_results_md(report_dir: Path, md_path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``REPORT_DIR DOCS_RESULTS_MD``."""
+    """``REPORT_DIR DOCS_RESULTS_MD [QUICK_REPORT_DIR]``."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m qldm.hybrid.experiments._seed000_markdown REPORT_DIR RESULTS_MD")
+    if len(args) not in (2, 3):
+        print(
+            "usage: python -m qldm.hybrid.experiments._seed000_markdown REPORT_DIR RESULTS_MD "
+            "[QUICK_REPORT_DIR]"
+        )
         return 2
-    update_results_md(Path(args[0]), Path(args[1]))
+    quick = Path(args[2]) if len(args) == 3 else None
+    update_results_md(Path(args[0]), Path(args[1]), quick_dir=quick)
     return 0
 
 

@@ -49,7 +49,9 @@ class Settings:
         label: ``full``, ``quick`` or a test's name.
         sizes: model, budget and evaluation sizes.
         theory: theory measurement sizes.
-        variants: the variants trained.
+        variants: the variants of the main comparison.
+        sweep_variants: the variants of the data-size and depth sweeps (a subset: the two
+            controls and the paper's best variant, to fit the time budget).
         placements: the PQC placements of the main comparison.
         seeds: training seeds per cell (0 .. seeds-1).
         data_sizes: training-set sizes of the data sweep (includes ``main_train``).
@@ -63,6 +65,7 @@ class Settings:
     sizes: Sizes
     theory: TheorySizes
     variants: tuple[str, ...] = VARIANTS
+    sweep_variants: tuple[str, ...] = ("noiseless", "bit_flip", "classical")
     placements: tuple[str, ...] = ("generation", "latent")
     seeds: int = 5
     data_sizes: tuple[int, ...] = (500, 1000, 2000, 4000)
@@ -85,23 +88,25 @@ class Settings:
             for variant in self.variants:
                 for seed in range(self.seeds):
                     add("main", Cell(placement, variant, seed, self.main_train, self.main_depth))
+        sweep = [v for v in self.variants if v in self.sweep_variants]
         for n in self.data_sizes:
-            for variant in self.variants:
+            for variant in sweep:
                 for seed in range(self.seeds):
                     add("data", Cell("generation", variant, seed, n, self.main_depth))
         for layers in self.depths:
-            for variant in self.variants:
+            for variant in sweep:
                 for seed in range(self.seeds):
                     add("depth", Cell("generation", variant, seed, self.main_train, layers))
         return out
 
 
-FULL = Settings(label="full", sizes=Sizes(steps=400), theory=TheorySizes())
-"""The default run: 5 seeds, every variant, both placements, both sweeps."""
+FULL = Settings(label="full", sizes=Sizes(steps=250, batch_size=48), theory=TheorySizes())
+"""The default run: 5 seeds, every variant in both placements, the sweeps on three variants
+(about 40 minutes on the shared 2-core machine at a load of ~7)."""
 
 QUICK = Settings(
     label="quick",
-    sizes=Sizes(steps=250, n_eval=300, n_attack=100),
+    sizes=Sizes(steps=150, batch_size=48, n_eval=300, n_attack=100),
     theory=TheorySizes(
         strengths=(0.05, 0.2),
         restarts=4,
@@ -112,9 +117,9 @@ QUICK = Settings(
     ),
     seeds=2,
     data_sizes=(500, 4000),
-    depths=(2, 4, 8),
+    depths=(4, 8),
 )
-"""``--quick``: 2 seeds, shorter training, two data sizes, three depths (at most 15 minutes)."""
+"""``--quick``: 2 seeds, shorter training, two data sizes, two depths (at most 15 minutes)."""
 
 
 def run(
@@ -225,6 +230,7 @@ def run_settings(
             "settings": {
                 "label": settings.label,
                 "variants": list(settings.variants),
+                "sweep_variants": list(settings.sweep_variants),
                 "placements": list(settings.placements),
                 "seeds": settings.seeds,
                 "data_sizes": list(settings.data_sizes),

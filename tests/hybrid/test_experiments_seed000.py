@@ -127,6 +127,6 @@ def test_bar_plot_writes_a_png(tmp_path: Path) -> None:
 def test_settings_list_each_model_once() -> None:
     cells = [c for _, c in seed000.FULL.cells()]
     assert len(cells) == len(set(cells))
-    # 6 variants x 5 seeds x (2 placements + 3 more data sizes + 3 more depths)
-    assert len(cells) == 6 * 5 * (2 + 3 + 3)
+    # 5 seeds x (6 variants x 2 placements + 3 sweep variants x (3 more sizes + 3 more depths))
+    assert len(cells) == 5 * (6 * 2 + 3 * (3 + 3))
     assert dataclasses.replace(seed000.QUICK, seeds=1).cells()[0][0] == "main"
