@@ -139,6 +139,7 @@ def step_metadata(
         "execution_mode": mode.execution_mode,
         "session_id": mode.session_id,
         "physical_qubits": list(isa.layout[: isa.hardware.n_data]),
+        "layout": {"method": isa.layout_method, "expected_fidelity": dict(isa.layout_scores)},
         "calibration": isa.calibration,
         "transpile_cache": cache_info(),
         "noise": prepared.noise,

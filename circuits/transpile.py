@@ -19,10 +19,18 @@ and every random instance of a workload shares ONE circuit, so :func:`transpile_
 transpiles once per (spec structure, device, calibration date, optimization level) and the
 result is cached in-process (:data:`CACHE_SIZE` entries, least recently used dropped).
 
-:func:`choose_layout` picks the physical qubits: the connected chain of ``n`` qubits with the
+:func:`choose_layout` proposes physical qubits: the connected chain of ``n`` qubits with the
 lowest sum of readout errors, single-qubit (``sx``) errors and two-qubit errors along the
 chain, read from the backend's ``Target``; for amplitude damping each data qubit also gets a
-dilation ancilla among its own neighbours.
+dilation ancilla among its own neighbours. Qiskit's preset pass manager without an initial
+layout proposes its own error-aware placement (``VF2Layout``, else Sabre, then
+``VF2PostLayout``, which an initial layout switches off: ``get_vf2_limits`` gives no limits
+when one is given). By default (``layout="auto"``) :func:`transpile_spec` transpiles both and
+keeps the one with the higher :func:`qldm.circuits.layout_score.expected_fidelity` (gate,
+readout and idle errors of the ISA circuit as scheduled), so the chain is used where it
+measurably wins (and on ties); ``"chain"`` and ``"qiskit"`` force one. An amplitude-damping
+dilation keeps the chain with an ancilla next to each data qubit wherever one exists: the
+noise floor is modelled for that placement.
 """
 
 from __future__ import annotations
@@ -31,13 +39,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter, ParameterVector
 from qiskit.quantum_info import SparsePauliOp
 
+from qldm.circuits.layout_score import expected_fidelity
 from qldm.circuits.program import AmplitudeEncoding, Channel, Gate, Param, compile_spec
 from qldm.circuits.spec import PQCSpec
 from qldm.errors import InvalidSpecError
@@ -88,6 +97,10 @@ class IsaCircuit:
         device: the backend's name.
         calibration: the calibration date it was transpiled against (``"unknown"`` if none).
         optimization_level: preset pass-manager level.
+        layout_method: ``chain`` (:func:`choose_layout`) or ``qiskit`` (the preset pass
+            manager's error-aware layout).
+        layout_scores: the expected fidelity of each placement that was transpiled
+            (:func:`qldm.circuits.layout_score.expected_fidelity`).
     """
 
     hardware: HardwareCircuit
@@ -96,6 +109,8 @@ class IsaCircuit:
     device: str
     calibration: str
     optimization_level: int
+    layout_method: str = "chain"
+    layout_scores: tuple[tuple[str, float], ...] = ()
 
     def observables(self, labels: list[str]) -> list[SparsePauliOp]:
         """``labels`` (data-qubit Pauli strings) laid out on the device's qubits."""
@@ -357,6 +372,56 @@ def cache_info() -> dict[str, int]:
         return {**_stats, "size": len(_cache)}
 
 
+LayoutMethod = Literal["auto", "chain", "qiskit"]
+LAYOUT_METHODS: tuple[str, ...] = ("auto", "chain", "qiskit")
+"""How :func:`transpile_spec` places a circuit."""
+
+
+def _has_ancilla_chain(backend: Any, n: int) -> bool:
+    """Whether a chain of ``n`` qubits with a free neighbour for each exists."""
+    try:
+        choose_layout(backend, n, ancillas=True)
+    except InvalidSpecError:
+        return False
+    return True
+
+
+def _transpiled(
+    hw: HardwareCircuit, backend: Any, optimization_level: int, *, chain: bool
+) -> tuple[QuantumCircuit, tuple[int, ...], float] | None:
+    """``hw`` transpiled with the chain layout (``chain``) or Qiskit's own, its final layout
+    and its expected fidelity; ``None`` when Qiskit's placement uses a qubit whose calibration
+    is unphysical (``T2 > 2 T1``: simulators refuse its relaxation)."""
+    from qiskit.transpiler import generate_preset_pass_manager
+
+    initial: list[int] | None = None
+    if chain:
+        if hw.n_ancillas:  # every dilation ancilla next to its data qubit: no SWAPs
+            try:
+                initial = choose_layout(backend, hw.n_data, ancillas=True)
+            except InvalidSpecError:  # e.g. heavy-hex has too few degree-3 qubits in a row
+                initial = None  # the plain chain; routing adds SWAPs, the floor counts them
+        if initial is None:
+            initial = choose_layout(backend, hw.circuit.num_qubits)
+    pm = generate_preset_pass_manager(
+        optimization_level=optimization_level,
+        backend=backend,
+        initial_layout=initial,
+        scheduling_method="alap",
+        seed_transpiler=11,
+    )
+    isa = _without_idle_delays(pm.run(hw.circuit))
+    if isa.layout is not None:
+        final = tuple(int(q) for q in isa.layout.final_index_layout())
+    else:
+        final = tuple(initial or range(hw.circuit.num_qubits))
+    active = {isa.find_bit(q).index for inst in isa.data for q in inst.qubits}
+    if not chain and any(_unphysical(backend.target, q) for q in active):
+        return None
+    score = expected_fidelity(isa, backend.target, measured=final[: hw.n_data])
+    return isa, final, score
+
+
 def structure_key(spec: PQCSpec) -> str:
     """The spec with its channel strength removed: noise levels are bindings, not structure."""
     data = spec.model_dump(mode="json")
@@ -371,11 +436,12 @@ def transpile_spec(
     optimization_level: int = 1,
     build: Callable[[PQCSpec], HardwareCircuit] | None = None,
     variant: str = "",
+    layout: LayoutMethod = "auto",
 ) -> IsaCircuit:
     """The ISA circuit of ``spec`` on ``backend``, transpiled once and cached.
 
     Key: (spec structure without strengths, device name, calibration date, optimization level,
-    ``variant``).
+    ``variant``, ``layout``).
 
     Args:
         spec: the circuit.
@@ -385,6 +451,8 @@ def transpile_spec(
             builder (the state-level circuits of :mod:`qldm.circuits.state_circuits`) names
             its ``variant``, so each kind of circuit has its own cache entry.
         variant: what ``build`` builds (part of the cache key).
+        layout: ``auto`` (the higher expected fidelity of the chain and Qiskit's error-aware
+            layout; the chain on ties), ``chain`` or ``qiskit``.
 
     Raises:
         InvalidSpecError: amplitude encoding, too many qubits, or a bad optimization level.
@@ -394,35 +462,37 @@ def transpile_spec(
             f"optimization level must be 0..3, got {optimization_level!r}",
             field="optimization_level",
         )
+    if layout not in LAYOUT_METHODS:
+        raise InvalidSpecError(f"must be one of {', '.join(LAYOUT_METHODS)}", field="layout")
     calibration = calibration_date(backend)
-    key = (structure_key(spec), backend.name, calibration, optimization_level, variant)
+    key = (structure_key(spec), backend.name, calibration, optimization_level, variant, layout)
     with _lock:
         if key in _cache:
             _cache.move_to_end(key)
             _stats["hits"] += 1
             return _cache[key]
         _stats["misses"] += 1
-    from qiskit.transpiler import generate_preset_pass_manager
-
     hw = (build or hardware_circuit)(spec)
-    layout = None
-    if hw.n_ancillas:  # every dilation ancilla next to its data qubit: no SWAPs in the layer
-        try:
-            layout = choose_layout(backend, hw.n_data, ancillas=True)
-        except InvalidSpecError:  # e.g. heavy-hex has too few degree-3 qubits in a row
-            layout = None  # the plain chain; routing adds SWAPs, the floor counts them
-    if layout is None:
-        layout = choose_layout(backend, hw.circuit.num_qubits)
-    pm = generate_preset_pass_manager(
-        optimization_level=optimization_level,
-        backend=backend,
-        initial_layout=layout,
-        scheduling_method="alap",
-        seed_transpiler=11,
+    methods: tuple[str, ...] = ("chain", "qiskit") if layout == "auto" else (layout,)
+    if layout == "auto" and hw.n_ancillas and _has_ancilla_chain(backend, hw.n_data):
+        # the dilation's floor is modelled for ancillas next to their data qubits: with
+        # Qiskit's placement fake:manila delivered 0.068 for a requested damping of 0.050
+        methods = ("chain",)
+    candidates: list[tuple[str, QuantumCircuit, tuple[int, ...], float]] = []
+    for method in methods:
+        placed = _transpiled(hw, backend, optimization_level, chain=method == "chain")
+        if placed is not None:
+            candidates.append((method, *placed))
+    if not candidates:
+        raise InvalidSpecError(
+            f"{backend.name} has no usable placement of {hw.circuit.num_qubits} qubits",
+            field="circuit.n_qubits",
+        )
+    method, isa, final, _ = max(candidates, key=lambda c: c[3])  # the first (chain) on ties
+    scores = tuple((m, round(score, 6)) for m, _, _, score in candidates)
+    result = IsaCircuit(
+        hw, isa, final, backend.name, calibration, optimization_level, method, scores
     )
-    isa = _without_idle_delays(pm.run(hw.circuit))
-    final = tuple(int(q) for q in isa.layout.final_index_layout()) if isa.layout else tuple(layout)
-    result = IsaCircuit(hw, isa, final, backend.name, calibration, optimization_level)
     with _lock:
         _cache[key] = result
         while len(_cache) > CACHE_SIZE:
