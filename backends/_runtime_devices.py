@@ -13,6 +13,7 @@ Re-exported by :mod:`qldm.backends.runtime`, which is where other code imports t
 from __future__ import annotations
 
 import inspect
+import json
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -91,32 +92,100 @@ def fake_device(device: str) -> Any:
         return classes[name]()
 
 
-def ibm_service(
-    token: str | None = None, channel: str | None = None, instance: str | None = None
-) -> Any:
-    """A ``QiskitRuntimeService`` for these credentials.
+DEFAULT_ACCOUNT_FILE = "~/.qiskit/qiskit-ibm.json"
+"""Where ``QiskitRuntimeService.save_account`` keeps accounts unless told otherwise."""
+
+
+def saved_account(filename: str | None = None) -> str | None:
+    """The name of the Qiskit account saved on this machine that a service would use: the one
+    saved with ``set_as_default=True``, else one under Qiskit's default names, else the only
+    one; ``None`` when there is none, several and none of them default, or the file is
+    unreadable.
+
+    Accounts are what ``QiskitRuntimeService.save_account(...)`` writes, by default to
+    ``~/.qiskit/qiskit-ibm.json`` (listed by ``QiskitRuntimeService.saved_accounts``).
 
     Args:
-        token: IBM Quantum token (required; the server passes ``QLDM_IBM_TOKEN``).
-        channel: IBM Quantum channel (``None``: ``ibm_quantum_platform``).
-        instance: IBM Quantum instance.
-
-    Raises:
-        BackendError: no token, or the service refused the credentials.
+        filename: the accounts file (``None``: Qiskit's default).
     """
-    if not token:
-        raise BackendError(
-            "ibm: backends need IBM Quantum credentials: a server takes them from its settings "
-            "(QLDM_IBM_TOKEN, QLDM_IBM_CHANNEL, QLDM_IBM_INSTANCE); in-process, pass token= "
-            "(and channel=, instance=) to the backend"
-        )
-    channel = channel or "ibm_quantum_platform"
     from qiskit_ibm_runtime import QiskitRuntimeService
 
+    path = Path(filename or DEFAULT_ACCOUNT_FILE).expanduser()
+    try:
+        accounts = QiskitRuntimeService.saved_accounts(filename=str(path))
+        named_default = QiskitRuntimeService.saved_accounts(default=True, filename=str(path))
+        raw = json.loads(path.read_text())  # the flag saved_accounts leaves out
+    except Exception:  # no file, or one Qiskit cannot read
+        return None
+    flagged = [name for name in accounts if raw.get(name, {}).get("is_default_account")]
+    for choice in (flagged, list(named_default), list(accounts) if len(accounts) == 1 else []):
+        if choice:
+            return str(choice[0])
+    return None  # several and none marked default: which one is not ours to guess
+
+
+def ibm_service(
+    token: str | None = None,
+    channel: str | None = None,
+    instance: str | None = None,
+    *,
+    account_file: str | None = None,
+) -> Any:
+    """A ``QiskitRuntimeService`` for these credentials, or for the saved Qiskit account.
+
+    Args:
+        token: IBM Quantum token (the server passes ``QLDM_IBM_TOKEN``); ``None``: the
+            account saved on this machine (:func:`saved_account`), when there is one.
+        channel: IBM Quantum channel (``None``: ``ibm_quantum_platform``, or the saved
+            account's).
+        instance: IBM Quantum instance (``None``: the saved account's, if any).
+        account_file: where saved accounts are read (``None``: ``~/.qiskit/qiskit-ibm.json``).
+
+    Raises:
+        BackendError: no token and no saved account, or the service refused the credentials.
+    """
+    from qiskit_ibm_runtime import QiskitRuntimeService
+
+    if not token:
+        name = saved_account(account_file)
+        if name is None:
+            raise BackendError(
+                "ibm: backends need IBM Quantum credentials: a server takes them from its "
+                "settings (QLDM_IBM_TOKEN, QLDM_IBM_CHANNEL, QLDM_IBM_INSTANCE) or from the "
+                "Qiskit account saved on its machine (QiskitRuntimeService.save_account, "
+                "~/.qiskit/qiskit-ibm.json); in-process, pass token= (and channel=, "
+                "instance=) to the backend"
+            )
+        try:
+            return QiskitRuntimeService(name=name, filename=account_file, instance=instance)
+        except Exception as exc:
+            raise BackendError(f"IBM Quantum refused the saved account {name!r}: {exc}") from exc
+    channel = channel or "ibm_quantum_platform"
     try:
         return QiskitRuntimeService(channel=channel, token=token, instance=instance)
     except Exception as exc:
         raise BackendError(f"IBM Quantum refused the credentials: {exc}") from exc
+
+
+LEAST_BUSY = "least_busy"
+"""``ibm:least_busy``: the account's operational device with the fewest pending jobs."""
+
+
+def ibm_device(service: Any, device: str) -> Any:
+    """The ``IBMBackend`` called ``device``, or for ``least_busy`` the operational, non-simulator
+    device with the fewest pending jobs (``QiskitRuntimeService.least_busy``).
+
+    Raises:
+        UnknownBackendError: the account has no such device (``field="backend"``).
+    """
+    try:
+        if device == LEAST_BUSY:
+            return service.least_busy(operational=True, simulator=False)
+        return service.backend(device)
+    except Exception as exc:
+        raise UnknownBackendError(
+            f"IBM Quantum has no backend {device!r} for this account: {exc}", field="backend"
+        ) from exc
 
 
 def refresh_backend(backend: Any, name: str, *, ibm: bool) -> bool:

@@ -35,8 +35,10 @@ import numpy as np
 
 from qldm.backends._runtime_cost import MAX_EXECUTIONS, Cost, estimate
 from qldm.backends._runtime_devices import (
+    LEAST_BUSY,
     RuntimeConfig,
     fake_device,
+    ibm_device,
     ibm_service,
     refresh_backend,
 )
@@ -230,13 +232,7 @@ class RuntimeBackend:
         if self.kind == "fake":
             return fake_device(device)
         self._service = ibm_service(token, channel, instance)
-        try:
-            return self._service.backend(device)
-        except Exception as exc:
-            raise UnknownBackendError(
-                f"IBM Quantum has no backend {device!r} for this account: {exc}",
-                field="backend",
-            ) from exc
+        return ibm_device(self._service, device)
 
     # ------------------------------------------------------------------ the contract
 
@@ -541,6 +537,10 @@ class RuntimeBackend:
         now = time.monotonic()
         if not force and now - self._refreshed < self.calibration_max_age_s:
             return False
+        if self.kind == "ibm" and self.name == f"ibm:{LEAST_BUSY}":
+            self.backend = ibm_device(self._service, LEAST_BUSY)  # busy-ness changes too
+            self._refreshed = now
+            return True
         if not refresh_backend(self.backend, self.name, ibm=self.kind == "ibm"):
             return False
         self._refreshed = now

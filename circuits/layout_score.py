@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["expected_fidelity"]
+__all__ = ["expected_fidelity", "target_error"]
 
 
 def expected_fidelity(
@@ -48,13 +48,14 @@ def expected_fidelity(
             for q in qargs:
                 log_f += _idle_log_survival(props[q] if q < len(props) else None, seconds)
             continue
-        log_f += _log1m(_error(target, op.name, qargs))
+        log_f += _log1m(target_error(target, op.name, qargs))
     for q in measured:
-        log_f += _log1m(_error(target, "measure", (int(q),)))
+        log_f += _log1m(target_error(target, "measure", (int(q),)))
     return math.exp(log_f)
 
 
-def _error(target: Any, name: str, qargs: tuple[int, ...]) -> float:
+def target_error(target: Any, name: str, qargs: tuple[int, ...]) -> float:
+    """The ``Target``'s reported error of operation ``name`` on ``qargs`` (0 when it has none)."""
     if name not in target.operation_names:
         return 0.0
     props = target[name].get(qargs)

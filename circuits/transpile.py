@@ -46,7 +46,7 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter, ParameterVector
 from qiskit.quantum_info import SparsePauliOp
 
-from qldm.circuits.layout_score import expected_fidelity
+from qldm.circuits.layout_score import expected_fidelity, target_error
 from qldm.circuits.program import AmplitudeEncoding, Channel, Gate, Param, compile_spec
 from qldm.circuits.spec import PQCSpec
 from qldm.errors import InvalidSpecError
@@ -203,15 +203,6 @@ def calibration_date(backend: Any) -> str:
     return str(date) if date is not None else "unknown"
 
 
-def _error(target: Any, name: str, qargs: tuple[int, ...]) -> float:
-    if name not in target.operation_names:
-        return 0.0
-    props = target[name].get(qargs)
-    if props is None or props.error is None:
-        return 0.0
-    return float(props.error)
-
-
 def _two_qubit_error(target: Any, a: int, b: int) -> float | None:
     best: float | None = None
     for name in TWO_QUBIT_GATES:
@@ -263,7 +254,10 @@ def choose_layout(backend: Any, n: int, *, ancillas: bool = False) -> list[int]:
             field="circuit.n_qubits",
         )
     qubit_cost = np.array(
-        [_error(target, "measure", (q,)) + _error(target, "sx", (q,)) for q in range(size)]
+        [
+            target_error(target, "measure", (q,)) + target_error(target, "sx", (q,))
+            for q in range(size)
+        ]
     )
     usable = [not _unphysical(target, q) for q in range(size)]
     neighbours: dict[int, dict[int, float]] = {q: {} for q in range(size)}

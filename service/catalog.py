@@ -3,21 +3,31 @@
 ``exact`` and ``aer`` take any spec (up to :data:`qldm.circuits.spec.MAX_QUBITS`); every device of
 qiskit-ibm-runtime's fake provider is offered twice, as ``aer:<device>`` (Aer with the device's
 noise model) and ``fake:<device>`` (the runtime primitives in local testing mode); ``ibm:``
-devices are listed only when the server has an IBM token, and are never listed from the
-network here (the name is checked when the job runs).
+devices are listed only when the server has IBM credentials: a token in its settings, or else
+the Qiskit account saved on its machine (``~/.qiskit/qiskit-ibm.json``,
+:func:`qldm.backends._runtime_devices.saved_account`). The account's device list is fetched
+from IBM and kept :data:`DEVICE_LIST_TTL_S` seconds (a failed fetch only
+:data:`FAILED_LIST_TTL_S`, so a login that failed once is tried again), with
+``ibm:least_busy`` in front (the operational device with the fewest pending jobs, chosen when
+the job's backend is built). Job names are checked against the list only for ``aer:``/``fake:``;
+an ``ibm:`` name is checked when the job runs.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import re
+import threading
+import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from qldm.backends import admit
+from qldm.backends._runtime_devices import LEAST_BUSY, saved_account
 from qldm.backends.outputs import check_state_support
 from qldm.circuits.spec import MAX_QUBITS
 from qldm.errors import BackendLimitError, UnknownBackendError
@@ -89,24 +99,59 @@ def catalog(*, ibm: dict[str, str] | None = None) -> list[BackendInfo]:
         out.append(BackendInfo(f"aer:{name}", "aer", qubits))
     for name, qubits in _fake_devices():
         out.append(BackendInfo(f"fake:{name}", "fake", qubits))
+    key: tuple[tuple[str, str], ...] | None = None
     if ibm and ibm.get("token"):
         key = tuple(sorted(ibm.items()))
-        out.extend(BackendInfo(f"ibm:{name}", "ibm", q, up) for name, q, up in _ibm_devices(key))
+    elif (account := saved_account()) is not None:
+        key = (("name", account),)
+    if key is not None:
+        devices = ibm_devices(key)
+        if devices:
+            up = [q for _, q, ok in devices if ok]
+            out.append(BackendInfo(f"ibm:{LEAST_BUSY}", "ibm", max(up, default=0), bool(up)))
+        out.extend(BackendInfo(f"ibm:{name}", "ibm", q, ok) for name, q, ok in devices)
     return out
 
 
-@lru_cache(maxsize=4)
-def _ibm_devices(credentials: tuple[tuple[str, str], ...]) -> tuple[tuple[str, int, bool], ...]:
-    """``(name, qubits, operational)`` of the account's devices; empty when unreachable."""
+DEVICE_LIST_TTL_S = 300.0
+"""How long an IBM account's device list (and each device's ``operational``) is kept."""
+
+FAILED_LIST_TTL_S = 30.0
+"""How long a failed fetch of the device list (offline, refused login) is kept."""
+
+_lists: dict[tuple[tuple[str, str], ...], tuple[float, tuple[tuple[str, int, bool], ...]]] = {}
+_lists_lock = threading.Lock()
+
+
+def ibm_devices(
+    credentials: tuple[tuple[str, str], ...], *, clock: Callable[[], float] = time.monotonic
+) -> tuple[tuple[str, int, bool], ...]:
+    """``(name, qubits, operational)`` of the account's devices (empty when unreachable), kept
+    :data:`DEVICE_LIST_TTL_S` seconds, a failure :data:`FAILED_LIST_TTL_S`.
+
+    Args:
+        credentials: ``QiskitRuntimeService`` keywords (``token``, ``channel``, ``instance``;
+            or ``name`` of a saved account), sorted.
+        clock: seconds, monotonic.
+    """
+    now = clock()
+    with _lists_lock:
+        kept = _lists.get(credentials)
+        if kept is not None and kept[0] > now:
+            return kept[1]
     try:
         from qiskit_ibm_runtime import QiskitRuntimeService
 
         service = QiskitRuntimeService(**dict(credentials))
-        return tuple(
+        devices = tuple(
             (b.name, int(b.num_qubits), bool(b.status().operational)) for b in service.backends()
         )
+        ttl = DEVICE_LIST_TTL_S
     except Exception:  # offline, or a bad token: list no ibm devices rather than fail
-        return ()
+        devices, ttl = (), FAILED_LIST_TTL_S
+    with _lists_lock:
+        _lists[credentials] = (now + ttl, devices)
+    return devices
 
 
 def check_request(
@@ -163,9 +208,11 @@ def check_backend(name: str, *, ibm_configured: bool) -> int | None:
         )
     kind, _, device = name.partition(":")
     if kind == "ibm":
-        if not ibm_configured:
+        if not ibm_configured and saved_account() is None:
             raise UnknownBackendError(
-                "ibm: backends need an IBM token on the server (QLDM_IBM_TOKEN)", field="backend"
+                "ibm: backends need IBM credentials on the server (QLDM_IBM_TOKEN, or a Qiskit "
+                "account saved on its machine)",
+                field="backend",
             )
         return None
     if kind not in ("aer", "fake") or not device:
