@@ -107,7 +107,8 @@ def render_markdown(
     rows = []
     for row in results["summary"]["headline"]:
         for v in variants:
-            if v not in row["diffs"] or v == "noiseless":
+            ds = row["diffs"].get(v)
+            if ds is None or (ds["vs_noiseless"] is None and ds["vs_classical"] is None):
                 continue
             val = row["values"][v]
             rows.append(
@@ -247,6 +248,15 @@ def render_markdown(
         + ", ".join(f"`{v}`" for v in s.get("sweep_variants", variants))
         + " only, to fit the time budget.",
         "",
+        "## Commands that produced this",
+        "",
+        "```bash",
+        "qldm experiments seed000 --out /work/reports/seed000-quick --quick",
+        "qldm experiments seed000 --out /work/reports/seed000-full   # 5 seeds, the default",
+        "python -m qldm.hybrid.experiments._seed000_markdown /work/reports/seed000-full "
+        "docs/results.md /work/reports/seed000-quick",
+        "```",
+        "",
         "Wall time by section: "
         + ", ".join(f"{k} {v / 60:.1f} min" for k, v in results["section_seconds"].items())
         + ".",
@@ -279,9 +289,12 @@ def update_results_md(report_dir: Path, md_path: Path, *, quick_dir: Path | None
     elif text.startswith("# QLDM"):
         # the old hand-written QLDM part runs to the next top-level heading (or the end)
         body = text.split("\n")
-        stop = next(
-            (i for i, line in enumerate(body[1:], start=1) if line.startswith("# ")), len(body)
-        )
+        stop, fenced = len(body), False
+        for i, line in enumerate(body[1:], start=1):
+            fenced = fenced != line.startswith("```")
+            if not fenced and line.startswith("# "):
+                stop = i
+                break
         text = part + "\n".join(body[stop:])
     else:
         text = part + ("\n" + text if text else "")
