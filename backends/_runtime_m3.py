@@ -15,6 +15,7 @@ extra circuits each) and the store keeps both; nothing waits for the other.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,27 @@ class M3Step:
     calibration: ReadoutCalibration | None
     circuits: CalibrationCircuits | None
     device_calibration: str | None
+
+    def without_circuits(self, backend: Any, *, ibm: bool) -> None:
+        """A re-attached job carried no calibration circuits (a stored calibration was fresh
+        when it was submitted): use the newest stored one, whatever its age (the one it was
+        submitted with), else measure one apart (in a ``Batch`` on ``ibm:``)."""
+        if self.circuits is None:
+            return
+        qubits = self.circuits.qubits
+        self.circuits = None
+        self.calibration = self.cache.lookup(str(backend.name), qubits, math.inf)
+        if self.calibration is not None:
+            return
+        if not ibm:
+            self.calibration = self.cache.get_or_calibrate(backend, qubits, 0.0)
+            return
+        from qiskit_ibm_runtime import Batch
+
+        with Batch(backend=backend) as batch:
+            self.calibration = self.cache.get_or_calibrate(
+                backend, qubits, 0.0, mode=batch, device_calibration=self.device_calibration
+            )
 
     def pubs(self) -> list[tuple[Any, None, int]]:
         """The extra ``SamplerV2`` PUBs of the step's job (none when a stored one is used)."""

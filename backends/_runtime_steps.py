@@ -22,7 +22,7 @@ from qldm.backends._subset import SubsetSelection
 from qldm.backends.base import Workload
 from qldm.circuits.transpile import IsaCircuit, cache_info
 
-__all__ = ["Gathered", "Prepared", "Submitted", "step_metadata"]
+__all__ = ["Gathered", "Prepared", "Submitted", "run_metadata", "step_metadata"]
 
 
 @dataclass(frozen=True)
@@ -148,4 +148,33 @@ def step_metadata(
     if submitted.resubmitted_reason is not None:
         metadata["resubmitted"] = True
         metadata["resubmitted_reason"] = submitted.resubmitted_reason
+    return metadata
+
+
+def run_metadata(
+    submitted: Submitted,
+    mode: ExecutionMode,
+    *,
+    seconds_outside: float,
+    calibration_refreshed: bool,
+    cost: dict[str, Any],
+    m3: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The rest of a runtime job's metadata: timings, calibration refresh, estimated cost,
+    the runtime's usage and states, execution-mode fallback or renewal, the M3 calibration."""
+    metadata: dict[str, Any] = {
+        "seconds_in_session": submitted.seconds,
+        "seconds_outside": seconds_outside,
+        "calibration_refreshed": calibration_refreshed,
+        "cost": cost,
+        "usage_s": submitted.usage_s,
+        "runtime_statuses": submitted.statuses,
+    }
+    if mode.fallback_reason is not None:
+        metadata["execution_fallback"] = mode.fallback_reason
+    if mode.renewed_from is not None:
+        metadata["session_renewed_from"] = mode.renewed_from
+    if m3 is not None:
+        metadata["m3_calibration"] = m3
+        metadata["m3_calibration_age_s"] = m3["age_s"]
     return metadata

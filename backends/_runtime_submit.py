@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qldm.backends._runtime_cost import JoinedPubResult, Piece, estimate, split_pubs
+from qldm.backends._runtime_results import ResultCache
+from qldm.backends._runtime_steps import Submitted
 from qldm.backends._sessions import ExecutionMode, session_gone
 from qldm.errors import BackendError, InvalidSpecError, JobCancelled
 
@@ -45,6 +47,7 @@ __all__ = [
     "status_name",
     "submit",
     "submit_options",
+    "submit_or_attach",
     "wait",
 ]
 
@@ -398,3 +401,69 @@ def joined(
 def prepared_cost(prepared: Any, device: Any, limit: int | None) -> dict[str, Any]:
     """The ``cost`` entry of a job's metadata (:func:`qldm.backends._runtime_cost.estimate`)."""
     return estimate(prepared, device, limit=limit).as_dict()
+
+
+def submit_or_attach(
+    backend: Any, prepared: Any, mode: ExecutionMode, context: Any, *, m3: Any = None
+) -> Submitted:
+    """Step 2 of :class:`qldm.backends.runtime.RuntimeBackend` (its :meth:`submit`): the
+    cached result of ``context.resume_runtime_job_id`` when there is one; else on ``ibm:`` a
+    re-attach to that runtime job (or jobs); else a submission (:func:`submit`, ``m3``'s
+    calibration circuits riding in the first job). A local-testing-mode job with no cached
+    result died with its process: it is submitted again, and said so.
+
+    Raises:
+        InvalidSpecError, JobCancelled, BackendError: as :func:`submit`, :func:`wait`; or the
+            resume id's cached result belongs to another workload.
+    """
+    resume = context.resume_runtime_job_id
+    cached = ResultCache(backend.data_dir).load(resume, prepared.digest)
+    if cached is not None and resume is not None:
+        return Submitted(resume, None, cached, submissions=0, resumed=True)
+    options = backend._submit_options(prepared, context)
+    t0 = time.perf_counter()
+    if resume is not None and backend.kind == "ibm":
+        jobs = [backend._attach(job_id) for job_id in resume.split(",")]
+        waited = wait(
+            jobs, options, should_cancel=context.should_cancel, on_status=context.on_status
+        )
+        result, extra = joined(prepared, waited.results, options)
+        return Submitted(
+            resume,
+            result,
+            None,
+            submissions=0,
+            resumed=True,
+            seconds=time.perf_counter() - t0,
+            usage_s=waited.usage_s,
+            statuses=waited.statuses,
+            extra=extra,
+        )
+    reason = None
+    if resume is not None:
+        reason = (
+            "local testing mode jobs end with the process that submitted them, and "
+            "no finished result was cached for this runtime job id"
+        )
+    waited = submit(
+        prepared,
+        mode,
+        backend.backend,
+        options,
+        extra_pubs=None if m3 is None else m3.pubs(),
+        make_primitive=backend._primitive,
+        checkpoint=context.checkpoint,
+        should_cancel=context.should_cancel,
+        on_status=context.on_status,
+    )
+    return Submitted(
+        ",".join(waited.job_ids),
+        waited.results,
+        None,
+        submissions=len(waited.job_ids),
+        resubmitted_reason=reason,
+        seconds=time.perf_counter() - t0,
+        usage_s=waited.usage_s,
+        statuses=waited.statuses,
+        extra=waited.extra,
+    )

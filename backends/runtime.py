@@ -51,16 +51,20 @@ from qldm.backends._runtime_pubs import (
     level_slots,
 )
 from qldm.backends._runtime_results import ResultCache, fingerprint
-from qldm.backends._runtime_steps import Gathered, Prepared, Submitted, step_metadata
+from qldm.backends._runtime_steps import (
+    Gathered,
+    Prepared,
+    Submitted,
+    run_metadata,
+    step_metadata,
+)
 from qldm.backends._runtime_submit import (
     SubmitOptions,
-    joined,
     prepared_cost,
     primitive,
     submit_options,
-    wait,
+    submit_or_attach,
 )
-from qldm.backends._runtime_submit import submit as submit_pubs
 from qldm.backends._sessions import MODES, ExecutionMode
 from qldm.backends._shift import combine_levels, plan_shifts
 from qldm.backends._spsa import check_directions, spsa_rule
@@ -293,6 +297,8 @@ class RuntimeBackend:
         t0 = time.perf_counter()
         calibration, m3_meta = (None, None)
         if m3 is not None and submitted.cached is None:
+            if submitted.resumed and not submitted.extra:  # re-attached without calibration
+                m3.without_circuits(self.backend, ibm=self.kind == "ibm")
             calibration, m3_meta = m3.finish(submitted.extra, submitted.job_id.split(",")[0])
         gathered = self.postprocess(prepared, submitted, calibration)
         if submitted.result is not None and gathered.std is not None:  # kept for a re-attach
@@ -308,20 +314,15 @@ class RuntimeBackend:
                 "m3" if prepared.use_m3 else ("runtime" if self.kind == "ibm" else "none")
             ),
             **step_metadata(prepared, submitted, gathered, mode),
+            **run_metadata(
+                submitted,
+                mode,
+                seconds_outside=outside,
+                calibration_refreshed=refreshed,
+                cost=prepared_cost(prepared, self.backend, self.execution_limit),
+                m3=m3_meta,
+            ),
         }
-        metadata["seconds_in_session"] = submitted.seconds
-        metadata["seconds_outside"] = outside
-        metadata["calibration_refreshed"] = refreshed
-        metadata["cost"] = prepared_cost(prepared, self.backend, self.execution_limit)
-        metadata["usage_s"] = submitted.usage_s
-        metadata["runtime_statuses"] = submitted.statuses
-        if mode.fallback_reason is not None:
-            metadata["execution_fallback"] = mode.fallback_reason
-        if mode.renewed_from is not None:
-            metadata["session_renewed_from"] = mode.renewed_from
-        if m3_meta is not None:
-            metadata["m3_calibration"] = m3_meta
-            metadata["m3_calibration_age_s"] = m3_meta["age_s"]
         return Evaluation(
             gathered.values,
             gathered.d_inputs,
@@ -463,57 +464,7 @@ class RuntimeBackend:
             BackendError: the submission or the job failed, the wait timed out, or the resume
                 id's cached result belongs to another workload.
         """
-        resume = context.resume_runtime_job_id
-        cached = ResultCache(self.data_dir).load(resume, prepared.digest)
-        if cached is not None and resume is not None:
-            return Submitted(resume, None, cached, submissions=0, resumed=True)
-        options = self._submit_options(prepared, context)
-        t0 = time.perf_counter()
-        if resume is not None and self.kind == "ibm":
-            jobs = [self._attach(job_id) for job_id in resume.split(",")]
-            waited = wait(
-                jobs, options, should_cancel=context.should_cancel, on_status=context.on_status
-            )
-            result, extra = joined(prepared, waited.results, options)
-            return Submitted(
-                resume,
-                result,
-                None,
-                submissions=0,
-                resumed=True,
-                seconds=_since(t0),
-                usage_s=waited.usage_s,
-                statuses=waited.statuses,
-                extra=extra,
-            )
-        reason = None
-        if resume is not None:
-            reason = (
-                "local testing mode jobs end with the process that submitted them, and "
-                "no finished result was cached for this runtime job id"
-            )
-        waited = submit_pubs(
-            prepared,
-            mode,
-            self.backend,
-            options,
-            extra_pubs=None if m3 is None else m3.pubs(),
-            make_primitive=self._primitive,
-            checkpoint=context.checkpoint,
-            should_cancel=context.should_cancel,
-            on_status=context.on_status,
-        )
-        return Submitted(
-            ",".join(waited.job_ids),
-            waited.results,
-            None,
-            submissions=len(waited.job_ids),
-            resubmitted_reason=reason,
-            seconds=_since(t0),
-            usage_s=waited.usage_s,
-            statuses=waited.statuses,
-            extra=waited.extra,
-        )
+        return submit_or_attach(self, prepared, mode, context, m3=m3)
 
     def estimate(self, work: Workload, options: ExecutionOptions | None = None) -> Cost:
         """What ``work`` would cost, without submitting anything (prepare only: transpile,
@@ -601,7 +552,3 @@ class RuntimeBackend:
             return self._service.job(job_id)
         except Exception as exc:
             raise BackendError(f"could not re-attach to runtime job {job_id}: {exc}") from exc
-
-
-def _since(t0: float) -> float:
-    return time.perf_counter() - t0

@@ -198,3 +198,22 @@ def test_no_lock_is_held_while_a_calibration_is_measured(
     release.set()
     waiting.join(20)
     assert not waiting.is_alive() and sorted(calls) == [(0,), (1,)]
+
+
+def test_a_reattached_job_without_calibration_circuits_uses_the_stored_calibration(
+    tmp_path: Path,
+) -> None:
+    """An ``ibm:`` job submitted while a stored calibration was fresh carries no calibration
+    circuits; re-attached after it aged, the newest stored one (the one it was submitted with)
+    is used, not a new measurement."""
+    from qldm.backends._runtime_m3 import M3Step
+
+    backend = fake_device("manila")
+    cache = CalibrationCache(tmp_path, shots=100)
+    old = ReadoutCalibration("fake_manila", (0, 1), np.stack([np.eye(2)] * 2), 1.0, 100)
+    cache.save(old)
+    step = M3Step(cache, "file", None, CalibrationCircuits.build(backend, [0, 1], shots=100), None)
+    step.without_circuits(backend, ibm=False)
+    calibration, meta = step.finish([], "job-7")
+    assert calibration.created_at == 1.0 and meta["measured"] is False
+    assert cache.calibrations_run == 1  # the save above; nothing measured
