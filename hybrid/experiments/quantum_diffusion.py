@@ -402,7 +402,7 @@ DEVICE_CONFIG: dict[str, Any] = {
         "readout": "z_correlators",
         "encoding": "angle",
         "angle_qubits": 4,
-        "circuit_timestep": False,
+        "circuit_timestep": True,
         "levels_per_step": 2,
         "a_min": 0.3,
         "min_strength": 0.05,
