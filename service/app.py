@@ -300,7 +300,9 @@ async def job_result(
     job_id: str,
     state: StateDep,
     tenant: TenantDep,
-    wait: Annotated[float, Query(ge=0.0, description="seconds to wait for the job")] = 0.0,
+    wait: Annotated[
+        float, Query(ge=0.0, allow_inf_nan=False, description="seconds to wait for the job")
+    ] = 0.0,
     accept: AcceptHeader = None,
 ) -> Response:
     """The result of a succeeded job (JSON, or npz with ``Accept: application/x-npz``).
@@ -367,9 +369,13 @@ def list_backends(settings: SettingsDep, tenant: TenantDep) -> BackendsPublic:
 
 
 @router.post("/runs", status_code=201, response_model=RunPublic, summary="Open a run")
-def create_run(body: RunCreate, store: StoreDep, tenant: TenantDep) -> RunPublic:
+def create_run(
+    body: RunCreate, store: StoreDep, tenant: TenantDep, settings: SettingsDep
+) -> RunPublic:
     """Open a run: a group of jobs (one training run). Its first job on a ``fake:``/``ibm:``
-    backend opens the run's runtime Session; its later runtime jobs run in it."""
+    backend opens the run's runtime Session; its later runtime jobs run in it. A backend this
+    server cannot run is refused (422 ``unknown_backend``)."""
+    catalog.check_backend(body.backend, ibm_configured=settings.ibm_token is not None)
     name = body.name or "run"
     run = store.create_run(
         tenant=tenant, name=name, backend=body.backend, execution_mode=body.execution_mode
