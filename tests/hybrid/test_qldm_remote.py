@@ -39,5 +39,8 @@ def test_remote_training_matches_in_process(tmp_path: Path) -> None:
     for a, b in zip(local_result.history, remote_result.history, strict=True):
         for key in ("loss", "score", "recon", "kl"):
             assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-6), key
+    # In-process the PQC's gradient is float32 autograd, remotely float64 Jacobians; since the
+    # score loss reaches the PQC (train.score_grad), one PQC weight ends 1.5e-5 apart after three
+    # Adam steps (measured), whose normalised steps magnify rounding in small gradients.
     for name, value in local.model.state_dict().items():
-        torch.testing.assert_close(remote.model.state_dict()[name], value, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(remote.model.state_dict()[name], value, rtol=1e-4, atol=5e-5)
