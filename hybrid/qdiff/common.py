@@ -10,10 +10,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
+from qldm.client import QuantumLayer
 from qldm.hybrid.config import ConfigError
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "infidelity",
     "mlp",
     "mlp_width_for",
+    "step_operator_layers",
     "unit",
 ]
 
@@ -259,3 +262,29 @@ def ancestral_sample(
         mean, std = schedule.posterior(x, scale * x0, t)
         x = mean + (std * torch.randn(n, d, generator=generator) if t > 1 else 0.0)
     return x0
+
+
+def step_operator_layers(
+    n_qubits: int,
+    *,
+    layers: int,
+    ansatz: str,
+    features: int,
+    init_scale: float,
+    layer_options: dict[str, Any] | None,
+) -> tuple[QuantumLayer, QuantumLayer]:
+    """One PQC ``U(θ, τ)`` on ``complex_amplitude`` states with a timestep embedding of
+    ``features`` inputs, as two layers sharing one ``weight``: the ``fidelity`` output (training)
+    and the ``probabilities`` output (Born-rule readout for sampling)."""
+    spec = {
+        "n_qubits": n_qubits,
+        "encoding": "complex_amplitude",
+        "ansatz": ansatz,
+        "layers": layers,
+        "timestep": {"features": features},
+    }
+    opts = layer_options or {}
+    fidelity = QuantumLayer(spec, output="fidelity", init_scale=init_scale, **opts)
+    readout = QuantumLayer(spec, output="probabilities", **opts)
+    readout.weight = fidelity.weight  # one set of weights, two outputs
+    return fidelity, readout

@@ -29,7 +29,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from qldm.client import QuantumLayer
 from qldm.hybrid.qdiff.common import (
     GaussianSchedule,
     QDiffModel,
@@ -37,6 +36,7 @@ from qldm.hybrid.qdiff.common import (
     infidelity,
     mlp,
     mlp_width_for,
+    step_operator_layers,
     unit,
 )
 
@@ -197,17 +197,14 @@ class QDMDenoiser(StepDiffusion):
     ) -> None:
         super().__init__(d, timesteps, latent=latent, conditioned=conditioned)
         n = round(math.log2(self.k))
-        spec = {
-            "n_qubits": n,
-            "encoding": "complex_amplitude",
-            "ansatz": ansatz,
-            "layers": layers,
-            "timestep": {"features": self.n_tau},
-        }
-        opts = layer_options or {}
-        self.pqc = QuantumLayer(spec, output="fidelity", init_scale=init_scale, **opts)
-        self.readout = QuantumLayer(spec, output="probabilities", **opts)
-        self.readout.weight = self.pqc.weight  # one set of weights, two outputs
+        self.pqc, self.readout = step_operator_layers(
+            n,
+            layers=layers,
+            ansatz=ansatz,
+            features=self.n_tau,
+            init_scale=init_scale,
+            layer_options=layer_options,
+        )
 
     @staticmethod
     def _real(z: torch.Tensor) -> torch.Tensor:

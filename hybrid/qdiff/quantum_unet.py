@@ -21,7 +21,7 @@ import torch
 
 from qldm.client import QuantumLayer
 from qldm.hybrid.config import ConfigError
-from qldm.hybrid.qdiff.common import ComplexLinear, mlp, unit
+from qldm.hybrid.qdiff.common import ComplexLinear, mlp, step_operator_layers, unit
 from qldm.hybrid.qdiff.x0_diffusion import X0Diffusion
 from qldm.hybrid.qngd import layer_metric
 
@@ -132,17 +132,14 @@ class PQCDenoiser(X0Diffusion):
     ) -> None:
         super().__init__(d, timesteps)
         n = round(math.log2(d))
-        spec = {
-            "n_qubits": n,
-            "encoding": "complex_amplitude",
-            "ansatz": ansatz,
-            "layers": layers,
-            "timestep": {"features": 1},
-        }
-        opts = layer_options or {}
-        self.pqc = QuantumLayer(spec, output="fidelity", init_scale=init_scale, **opts)
-        self.readout = QuantumLayer(spec, output="probabilities", **opts)
-        self.readout.weight = self.pqc.weight  # one set of weights, two outputs
+        self.pqc, self.readout = step_operator_layers(
+            n,
+            layers=layers,
+            ansatz=ansatz,
+            features=1,
+            init_scale=init_scale,
+            layer_options=layer_options,
+        )
         self.metric_samples = metric_samples
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None
 
