@@ -34,13 +34,14 @@ METRICS: dict[str, str] = {
 PAPER_KEYS = {"classifier_frechet_distance": "fid", "classifier_kid_mean": "kid",
               "classifier_score_mean": "is"}  # fmt: skip
 DIGITS_4000 = 4000
+PAPER_BATCH = 128
 BEGIN, END = "<!-- seed002:begin -->", "<!-- seed002:end -->"
 
 DEVIATIONS = (
     "Data and budget: the shipped 4,000 MNIST training digits (a subset of them, n_train) and "
     "a few epochs at a small batch, instead of 60,000 digits, 20 epochs, batch 128; the same "
-    "for every variant. The 12-qubit HQConv circuits cost ~10 ms per evaluation with "
-    "Jacobians on one shared CPU core here, which sets the budget.",
+    "for every variant. The 12-qubit HQConv circuits (values and Jacobians) dominate the "
+    "cost on one shared CPU core here, which sets the budget (see the cost table).",
     "Metrics: FID, KID and IS formulas on qldm's digit classifier (features and logits), not "
     "InceptionV3 (no Inception weights can be fetched here); the paper's numbers are shown "
     "beside ours as a different metric, on a different budget.",
@@ -148,9 +149,9 @@ def _timing_rows(summary: dict[str, Any], settings: dict[str, Any]) -> list[list
                 s["label"],
                 s["quantum_calls_per_step"],
                 s["circuits_per_step"],
-                s["circuits_per_image"],
+                s["circuits_per_image"] * PAPER_BATCH,
                 f"{s['epoch_seconds_measured'][0]:.1f}",
-                f"{s['epoch_seconds_4000_extrapolated'][0]:.0f}",
+                "{:.0f} ± {:.0f}".format(*s["epoch_seconds_4000_extrapolated"]),
             ]
         )
     return rows
@@ -159,10 +160,11 @@ def _timing_rows(summary: dict[str, Any], settings: dict[str, Any]) -> list[list
 TIMING_HEADERS = [
     "variant",
     "QuantumLayer calls per forward pass",
-    "circuit evaluations per training step (forward; Jacobians in the same run)",
-    "circuit evaluations per image",
+    "circuit evaluations per training step at our batch (forward; Jacobians in the same run)",
+    "the same at the paper's batch of 128",
     "seconds per epoch (measured, n_train digits)",
-    "seconds per epoch on 4,000 digits (extrapolated from the measured s/image)",
+    "seconds per epoch on 4,000 digits (extrapolated from the measured s/image, mean ± std "
+    "over seeds; the load of the shared machine varied)",
 ]
 
 
@@ -190,7 +192,7 @@ def write_report(
     command: str,
 ) -> dict[str, Any]:
     """Write ``index.html``, ``results.json`` and the loss figure; return the results dict."""
-    summary = summarize(results, settings)
+    summary = summarize(results, settings)  # in the order of ``results`` (VARIANTS)
     report = ExperimentReport(
         out, title="Seed 002: quantum hybrid diffusion U-Nets (De Falco et al. 2024)",
         command=command,
@@ -239,37 +241,85 @@ def write_report(
         "wall_seconds": wall_seconds,
         "results": results,
         "summary": summary,
+        "order": list(results),
     }
     report.write(data)
     return data
 
 
-def render_markdown(data: dict[str, Any]) -> str:
-    """The ``docs/results.md`` part of a ``results.json``."""
-    summary, settings = data["summary"], data["settings"]
+def findings(summary: dict[str, Any]) -> list[str]:
+    """Sentences read off the paired intervals (no number typed by hand)."""
+    out = []
+    for s in summary.values():
+        for key, d in s["vs_classical"].items():
+            if d["low"] > 0 or d["high"] < 0:
+                out.append(
+                    f"{s['label']}: {METRICS[key].split(' (')[0]} differs from the classical "
+                    f"U-Net by {d['mean']:+.4g} (95% interval [{d['low']:+.4g}, "
+                    f"{d['high']:+.4g}], {d['n']} seeds)."
+                )
+    if not out:
+        out.append("No difference from the classical U-Net has an interval that excludes 0.")
+    control = summary.get("transfer_classical", {}).get("vs_classical", {})
+    hybrid = summary.get("transfer", {}).get("vs_classical", {})
+    for key in METRICS:
+        c, h = control.get(key), hybrid.get(key)
+        if c and h and (h["low"] > 0 or h["high"] < 0) and (c["low"] > 0 or c["high"] < 0):
+            out.append(
+                f"Transfer to the 1FQConv vertex and the classical -> classical control differ "
+                f"from the classical U-Net alike on {METRICS[key].split(' (')[0]} "
+                f"({h['mean']:+.4g} and {c['mean']:+.4g}): the gain comes from restarting "
+                "(fresh Adam state, EMA restarted from the transferred weights), not from the "
+                "circuit."
+            )
+    return out
+
+
+def render_markdown(data: dict[str, Any], *, quick: dict[str, Any] | None = None) -> str:
+    """The ``docs/results.md`` part of a ``results.json`` (and the quick run's, if given)."""
+    settings = data["settings"]
+    summary = {name: data["summary"][name] for name in data["order"]}  # json sorts keys
     lines = [
         BEGIN,
         "# Seed 002: quantum hybrid diffusion U-Nets (De Falco et al. 2024)",
+        "",
+        "Generated from `results.json` by `python -m qldm.hybrid.experiments._seed002_report "
+        "REPORT_DIR docs/results.md [QUICK_DIR]`; do not edit by hand.",
         "",
         f"Command: `{data['command']}`; wall time {data['wall_seconds'] / 60:.1f} min "
         "(one torch thread on a shared 2-core machine).",
         "",
         f"Settings, the same for every variant: `{json.dumps(settings)}`.",
         "",
+    ]
+    if quick is not None:
+        lines += [
+            f"The small version, `{quick['command']}`, took {quick['wall_seconds'] / 60:.1f} "
+            f"min (settings `{json.dumps(quick['settings'])}`).",
+            "",
+        ]
+    lines += [
         "## Results (mean ± std over seeds; the paper's columns are a different metric)",
         "",
     ]
     lines += _md_table(HEADERS, _rows(summary))
     lines += ["", "## Difference from the classical U-Net (paired by seed, 95% bootstrap)", ""]
     lines += _md_table(["variant", *METRICS.values()], _diff_rows(summary))
+    lines += ["", "## What the intervals say", ""]
+    lines += [f"- {f}" for f in findings(summary)]
+    lines += [
+        "",
+        "At this budget every variant's samples are still far from digits (see the grids), "
+        "so these are early-training comparisons, not the paper's converged ones.",
+    ]
     lines += ["", "## Cost per architecture", ""]
     lines += _md_table(TIMING_HEADERS, _timing_rows(summary, settings))
     lines += ["", "## Deviations from the paper", ""]
     lines += [f"- {d}" for d in data["deviations"]]
     grids = [
         (summary[name]["label"], epoch, rel)
-        for name, entry in data["results"].items()
-        for epoch, rel in entry["seeds"][0]["grids"].items()
+        for name in data["order"]
+        for epoch, rel in data["results"][name]["seeds"][0]["grids"].items()
         if int(epoch) == settings["epochs"]
     ]
     if grids:
@@ -285,10 +335,13 @@ def _md_table(headers: list[str], rows: list[list[Any]]) -> list[str]:
     return out
 
 
-def update_docs(report_dir: Path, docs: Path) -> None:
+def update_docs(report_dir: Path, docs: Path, quick_dir: Path | None = None) -> None:
     """Replace (or append) the seed-002 part of ``docs`` and copy the grids next to it."""
     data = json.loads((report_dir / "results.json").read_text(encoding="utf-8"))
-    part = render_markdown(data)
+    quick = None
+    if quick_dir is not None:
+        quick = json.loads((quick_dir / "results.json").read_text(encoding="utf-8"))
+    part = render_markdown(data, quick=quick)
     text = docs.read_text(encoding="utf-8") if docs.is_file() else ""
     if BEGIN in text and END in text:
         head, _, rest = text.partition(BEGIN)
@@ -305,4 +358,4 @@ def update_docs(report_dir: Path, docs: Path) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover - a documentation helper
-    update_docs(Path(sys.argv[1]), Path(sys.argv[2]))
+    update_docs(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]) if sys.argv[3:] else None)

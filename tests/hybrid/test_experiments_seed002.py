@@ -38,11 +38,12 @@ def test_tiny_run_writes_the_whole_report(tmp_path: Path) -> None:
     (data_dir / "feature_net").symlink_to(default_cache_dir(), target_is_directory=True)
     default_cache_dir().mkdir(parents=True, exist_ok=True)
     data = seed002.run_with(out, TINY, data_dir=data_dir, progress=lines.append)
+    assert list(data["results"]) == [v.name for v in seed002.VARIANTS]
     assert (out / "index.html").is_file() and (out / "loss.png").is_file()
     saved = json.loads((out / "results.json").read_text())
     assert saved["experiment"] == "seed002" and saved["settings"]["seeds"] == 2
     names = [v.name for v in seed002.VARIANTS]
-    assert set(saved["summary"]) == set(names) and list(data["results"]) == names
+    assert set(saved["summary"]) == set(names) and saved["order"] == names
     for name in names:
         s = saved["summary"][name]
         for key in METRICS:
