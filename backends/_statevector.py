@@ -10,18 +10,25 @@ complex128 (or complex64 for float32 inputs) without autograd. The structure it 
   simulated on its own ``2**m`` amplitudes (``fqconv`` on 12 qubits is four 3-qubit systems).
 - **Blocks.** Consecutive ansatz gates whose qubits together number at most
   :data:`MAX_BLOCK_QUBITS` are fused into one ``2**k x 2**k`` unitary ``M`` (an ``hqconv``
-  channel is one 16x16 matrix), applied to the whole batch as one GEMM over the block's digits.
+  channel is one 16x16 matrix), applied to the whole batch as one batched GEMM with the block's
+  qubits as the state's leading digits (the plan fixes the digit order before each block; a
+  layout copy moves them there, cheaper than a GEMM over middle or trailing digits).
   Built from the weights once per call: the ansatz does not depend on the sample.
 - **Encoding.** The encoded state is a Kronecker product of per-qubit states; no gates.
 - **Adjoint Jacobians, batched over observables.** With ``psi_k`` the state before block ``k``
   and ``lam_o = U^dag P_o U psi_0`` carried backwards block by block
   (``lam <- M_k^dag lam``), the derivative by the weight of gate ``j`` of block ``k`` is
-  ``2 Re tr(K_j R)``, where ``R[o, a, c] = sum_r conj(lam_o[a, r]) psi_k[c, r]`` is the
-  cross density on the block's digits (one batched GEMM per block) and
+  ``2 Re <lam_o|K_j|psi_k>`` at the block's input, with
   ``K_j = P_{j+1}^dag (-i s_j H_j) P_{j+1}`` (``P_{j+1}`` the product of the block's gates up
-  to ``j``, ``H_j`` the generator, ``s_j`` the parameter's scale) is small and
-  batch-independent. By inputs, ``2 Re <lam_o(0)| d psi_0 / d x_i>``, a contraction of
-  ``lam(0)`` with the other qubits' states (product encodings) or closed form (amplitude).
+  to ``j``, ``H_j`` the generator, ``s_j`` the parameter's scale) small and batch-independent:
+  ``K_j psi_k`` for all the block's gates is one GEMM on the state, and the products with every
+  ``lam_o`` one real batched GEMM over ``(re, im)`` pairs.
+- **Light cones.** ``lam_o`` starts at the last block that touches ``P_o``'s support, as
+  ``P_o`` on the forward state there (the blocks after it cancel), so the last layer's blocks
+  carry only the observables they can move (``hqconv``, 3 layers: 3, 6 and 9 of its 12 on
+  the last three blocks).
+- By inputs, ``2 Re <lam_o(0)| d psi_0 / d x_i>``, a contraction of ``lam(0)`` with the other
+  factors' states (product encodings) or closed form (amplitude).
 
 Conventions are those of :mod:`qldm.circuits.program` (Qiskit's, qubit ``q`` is bit ``q`` of a
 basis index); gate matrices come from :mod:`qldm.backends._torch_ops`.
@@ -29,21 +36,19 @@ basis index); gate matrices come from :mod:`qldm.backends._torch_ops`.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from qldm.backends import _torch_ops as ops
-from qldm.circuits import PQCSpec, compile_spec
-from qldm.circuits.program import Gate
+from qldm.backends._statevector_plan import MAX_BLOCK_QUBITS, _Component, _Plan, _plan
+from qldm.backends._statevector_plan import _Block as _Block  # re-exported: backends.trajectory
+from qldm.backends._statevector_plan import _blocks as _blocks
+from qldm.circuits import PQCSpec
 from qldm.errors import InvalidSpecError
 
 __all__ = ["MAX_BLOCK_QUBITS", "SUPPORTED_ENCODINGS", "StatevectorResult", "evaluate", "supports"]
-
-MAX_BLOCK_QUBITS = 4
-"""Most qubits one fused block acts on (a 16x16 unitary)."""
 
 SUPPORTED_ENCODINGS = frozenset(
     {"angle_ry", "angle_rx", "dense_angle", "phase", "basis", "amplitude"}
@@ -68,169 +73,6 @@ def supports(spec: PQCSpec) -> bool:
     return not spec.noisy and spec.encoding in SUPPORTED_ENCODINGS
 
 
-# ---------------------------------------------------------------------------- the plan
-
-
-@dataclass(frozen=True)
-class _Block:
-    """Gates fused into one unitary on ``qubits`` (component-local, descending: the first is
-    the block's most significant digit)."""
-
-    qubits: tuple[int, ...]
-    gates: tuple[Gate, ...]  # qubits relabelled component-local
-
-
-@dataclass(frozen=True)
-class _Component:
-    qubits: tuple[int, ...]  # global qubits, ascending: local qubit j is qubits[j]
-    blocks: tuple[_Block, ...]
-    outputs: tuple[int, ...]  # indices of its observables
-    gather: np.ndarray  # (O_c, 2**m) int64: (P psi)[j] = phase[j] psi[gather[j]]
-    phase: np.ndarray  # (O_c, 2**m) complex128
-    inputs: tuple[int, ...]  # global input indices whose qubit lies here (product encodings)
-    prefix: int  # leading blocks on disjoint qubits: they act on a product state
-    factors: tuple[tuple[int, ...], ...]  # the product's factors after them (descending qubits)
-
-
-def _product_prefix(
-    blocks: tuple[_Block, ...], m: int, product: bool
-) -> tuple[int, tuple[tuple[int, ...], ...]]:
-    """How many leading blocks act on pairwise disjoint qubits of a product state, and the
-    factors of the state after them (those blocks' qubits, then every other qubit alone)."""
-    if not product:
-        return 0, (tuple(range(m - 1, -1, -1)),)
-    used: set[int] = set()
-    prefix = 0
-    for blk in blocks:
-        if used & set(blk.qubits):
-            break
-        used |= set(blk.qubits)
-        prefix += 1
-    rest = tuple((q,) for q in range(m - 1, -1, -1) if q not in used)
-    return prefix, tuple(blk.qubits for blk in blocks[:prefix]) + rest
-
-
-@dataclass(frozen=True)
-class _Plan:
-    spec: PQCSpec
-    components: tuple[_Component, ...]
-    input_qubit: tuple[int, ...]  # qubit of each input (product encodings; empty otherwise)
-
-
-def _input_qubits(spec: PQCSpec) -> tuple[int, ...]:
-    if spec.encoding == "amplitude":
-        return ()
-    if spec.encoding == "dense_angle":
-        return tuple(i // 2 for i in range(spec.n_inputs))
-    return tuple(range(spec.n_inputs))
-
-
-def _pauli_tables(labels: list[str], m: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gather indices and phases with ``(P psi)[j] = phase[j] psi[j ^ xmask]`` per label
-    (``m`` characters, Qiskit order: the rightmost acts on qubit 0)."""
-    idx = np.arange(2**m, dtype=np.int64)
-    if not labels:
-        return np.zeros((0, 2**m), dtype=np.int64), np.zeros((0, 2**m), dtype=np.complex128)
-    gathers, phases = [], []
-    for label in labels:
-        xmask = zmask = ny = 0
-        for q, ch in enumerate(reversed(label)):
-            if ch in "XY":
-                xmask |= 1 << q
-            if ch in "YZ":
-                zmask |= 1 << q
-            ny += ch == "Y"
-        parity = np.array([bin(v).count("1") & 1 for v in (idx & zmask)], dtype=np.int64)
-        phases.append(((-1j) ** ny) * (1.0 - 2.0 * parity))
-        gathers.append(idx ^ xmask)
-    return np.stack(gathers), np.stack(phases).astype(np.complex128)
-
-
-_BLOCK_OVERHEAD = 8
-"""Cost of one block besides its GEMM, in multiply-adds per amplitude (the layout copy)."""
-
-
-def _blocks(gates: list[Gate]) -> tuple[_Block, ...]:
-    """Split the gates into runs on at most :data:`MAX_BLOCK_QUBITS` qubits, minimising
-    ``sum(2**k + overhead)`` over the runs (dynamic programming over the split points), so
-    that an ``hqconv`` layer becomes its channels (16x16) and one 8x8 inter-channel block."""
-    best = [0] + [1 << 62] * len(gates)
-    start = [0] * (len(gates) + 1)
-    for i in range(1, len(gates) + 1):
-        qubits: set[int] = set()
-        for j in range(i - 1, -1, -1):
-            qubits |= set(gates[j].qubits)
-            if len(qubits) > MAX_BLOCK_QUBITS:
-                break
-            cost = best[j] + 2 ** len(qubits) + _BLOCK_OVERHEAD
-            if cost < best[i]:
-                best[i], start[i] = cost, j
-    out: list[_Block] = []
-    i = len(gates)
-    while i > 0:
-        run = gates[start[i] : i]
-        qubits = {q for g in run for q in g.qubits}
-        out.append(_Block(tuple(sorted(qubits, reverse=True)), tuple(run)))
-        i = start[i]
-    return tuple(reversed(out))
-
-
-@functools.lru_cache(maxsize=64)
-def _plan(spec: PQCSpec) -> _Plan:
-    program = compile_spec(spec)
-    n = spec.n_qubits
-    parent = list(range(n))
-
-    def find(q: int) -> int:
-        while parent[q] != q:
-            parent[q] = parent[parent[q]]
-            q = parent[q]
-        return q
-
-    def join(qubits: list[int]) -> None:
-        for a in qubits[1:]:
-            parent[find(a)] = find(qubits[0])
-
-    gates = [op for op in program.ansatz if isinstance(op, Gate)]
-    labels = spec.pauli_labels()
-    if spec.encoding == "amplitude":
-        join(list(range(n)))
-    for g in gates:
-        join(list(g.qubits))
-    for label in labels:
-        join([q for q, ch in enumerate(reversed(label)) if ch != "I"])
-    groups: dict[int, list[int]] = {}
-    for q in range(n):
-        groups.setdefault(find(q), []).append(q)
-    members = sorted(groups.values())
-    input_qubit = _input_qubits(spec)
-    by_output: dict[int, list[int]] = {}
-    for o, label in enumerate(labels):
-        support = [q for q, ch in enumerate(reversed(label)) if ch != "I"]
-        home = find(support[0]) if support else find(0)
-        by_output.setdefault(home, []).append(o)
-    components = []
-    for qs in members:
-        local = {q: j for j, q in enumerate(qs)}
-        comp_gates = [
-            Gate(g.name, tuple(local[q] for q in g.qubits), g.param)
-            for g in gates
-            if g.qubits[0] in local
-        ]
-        outputs = tuple(by_output.get(find(qs[0]), []))
-        sub_labels = ["".join(labels[o][n - 1 - q] for q in reversed(qs)) for o in outputs]
-        gather, phase = _pauli_tables(sub_labels, len(qs))
-        inputs = tuple(i for i, q in enumerate(input_qubit) if q in local)
-        if spec.encoding == "amplitude":
-            inputs = tuple(range(spec.n_inputs))
-        blocks = _blocks(comp_gates)
-        prefix, factors = _product_prefix(blocks, len(qs), spec.encoding != "amplitude")
-        components.append(
-            _Component(tuple(qs), blocks, outputs, gather, phase, inputs, prefix, factors)
-        )
-    return _Plan(spec, tuple(components), input_qubit)
-
-
 # ---------------------------------------------------------------------------- block maps
 
 
@@ -251,29 +93,31 @@ def _relayout(x: torch.Tensor, src: tuple[int, ...], dst: tuple[int, ...]) -> to
     return x.reshape(*lead, *([2] * m)).permute(perm).reshape(*lead, 2**m)
 
 
-def _permute_axes(x: torch.Tensor, src: tuple[int, ...], dst: tuple[int, ...]) -> torch.Tensor:
-    """``x`` ``(Bc, *axes)`` with its axes labelled ``src``, reordered to ``dst`` (contiguous;
-    no copy when equal). Runs of axes that stay neighbours are merged first, so the copy
-    walks a few large axes instead of many of size 2."""
+def _move(
+    x: torch.Tensor, src: tuple[int, ...], dst: tuple[int, ...], out: torch.Tensor
+) -> torch.Tensor:
+    """``x`` ``(N, 2**m)`` with digits in order ``src`` copied into ``out`` (same shape) in
+    order ``dst``; ``x`` itself when the orders agree. Runs of digits that stay neighbours are
+    merged first, so the copy walks a few large axes instead of many of size 2."""
     if src == dst:
         return x
     runs: list[list[int]] = []
-    for a in src:
-        if runs and dst.index(a) == dst.index(runs[-1][-1]) + 1:
-            runs[-1].append(a)
+    for q in src:
+        if runs and dst.index(q) == dst.index(runs[-1][-1]) + 1:
+            runs[-1].append(q)
         else:
-            runs.append([a])
-    sizes = dict(zip(src, x.shape[1:], strict=True))
-    merged = x.reshape(x.shape[0], *[int(np.prod([sizes[a] for a in run])) for run in runs])
-    firsts = [run[0] for run in runs]
-    perm = sorted(range(len(runs)), key=lambda j: dst.index(firsts[j]))
-    out = merged.permute(0, *[1 + j for j in perm]).contiguous()
-    return out.reshape(x.shape[0], *[sizes[a] for a in dst])
+            runs.append([q])
+    merged = x.reshape(x.shape[0], *[2 ** len(run) for run in runs])
+    perm = sorted(range(len(runs)), key=lambda j: dst.index(runs[j][0]))
+    out.view(merged.shape[0], *[merged.shape[1 + j] for j in perm]).copy_(
+        merged.permute(0, *[1 + j for j in perm])
+    )
+    return out
 
 
-def _block_last(order: tuple[int, ...], qubits: tuple[int, ...]) -> tuple[int, ...]:
-    """The digit order with ``qubits`` (in block order) last and the others as they were."""
-    return tuple(q for q in order if q not in qubits) + qubits
+def _lead(x: torch.Tensor, k: int) -> torch.Tensor:
+    """``x`` ``(N, 2**m)`` seen as ``(N, 2**k, 2**(m - k))``: its leading ``k`` digits apart."""
+    return x.view(x.shape[0], 2**k, x.shape[1] >> k)
 
 
 def _block_maps(
@@ -370,7 +214,7 @@ def _evaluate(plan: _Plan, x: torch.Tensor, w: torch.Tensor, jacobian: bool) -> 
         chunk = max(1, _CHUNK_AMPLITUDES // (len(comp.outputs) * 2**m))
         for s in range(0, b, chunk):
             sl = slice(s, min(b, s + chunk))
-            _run_chunk(plan, comp, maps, x[sl], sl, phi, dphi, out)
+            _run_chunk(_Chunk(plan, comp, maps, x[sl], sl, out), phi, dphi)
     return StatevectorResult(values, d_inputs, d_weights)
 
 
@@ -381,6 +225,22 @@ class _Out:
     d_weights: torch.Tensor | None
 
 
+_Maps = list[tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]]
+"""Per block, its unitary and ``(weight, K_j)`` per parametric gate (:func:`_block_maps`)."""
+
+
+@dataclass
+class _Chunk:
+    """One chunk of samples (rows ``sl`` of ``out``, inputs ``x``) through one component."""
+
+    plan: _Plan
+    comp: _Component
+    maps: _Maps
+    x: torch.Tensor
+    sl: slice
+    out: _Out
+
+
 def _kron(vectors: list[torch.Tensor]) -> torch.Tensor:
     """``(Bc, d_1), (Bc, d_2), ...`` -> ``(Bc, d_1 d_2 ...)``, the first most significant."""
     out = vectors[0]
@@ -389,17 +249,9 @@ def _kron(vectors: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def _run_chunk(
-    plan: _Plan,
-    comp: _Component,
-    maps: list[tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]],
-    x: torch.Tensor,
-    sl: slice,
-    phi: torch.Tensor | None,
-    dphi: torch.Tensor | None,
-    out: _Out,
-) -> None:
-    """One chunk of samples through one component: fill its rows of ``out``."""
+def _run_chunk(ch: _Chunk, phi: torch.Tensor | None, dphi: torch.Tensor | None) -> None:
+    """One chunk of samples through one component: fill its rows of ``ch.out``."""
+    comp, maps, x, sl, out = ch.comp, ch.maps, ch.x, ch.sl, ch.out
     m = len(comp.qubits)
     natural = tuple(range(m - 1, -1, -1))
     device = x.device
@@ -419,61 +271,122 @@ def _run_chunk(
                 v = v @ maps[f][0].T
             vecs.append(v)
         psi = _kron(vecs)
-    order = tuple(q for qubits in comp.factors for q in qubits)
-    start_order = order
-    # forward through the other blocks; states[i] is the input of block i, block digits last
+    start_order = tuple(q for f in comp.factors for q in f)
+    # forward; states[i] is the input of block i (the final state last), in comp.orders
+    nb, pre = len(comp.blocks), comp.prefix
     states: dict[int, torch.Tensor] = {}
-    orders: dict[int, tuple[int, ...]] = {}
-    for i in range(comp.prefix, len(comp.blocks)):
-        blk = comp.blocks[i]
-        target = _block_last(order, blk.qubits)
-        psi = _relayout(psi, order, target)
+    order = start_order
+    for i in range(pre, nb):
+        target = comp.orders[i - pre]
+        psi = _move(psi, order, target, torch.empty_like(psi))
         order = target
-        k = len(blk.qubits)
-        states[i] = psi.reshape(psi.shape[0], 2 ** (m - k), 2**k)
-        orders[i] = order
-        psi = (states[i] @ maps[i][0].T).reshape(psi.shape)
-    psi = _relayout(psi, order, natural)
-    gather = torch.as_tensor(comp.gather, device=device)
-    phase = torch.as_tensor(comp.phase, device=device).to(psi.dtype)
-    lam = psi[:, gather] * phase  # (Bc, O_c, 2**m): P_o psi
-    vals = torch.einsum("bj,boj->bo", psi.conj(), lam).real
+        states[i] = psi
+        k = len(comp.blocks[i].qubits)
+        psi = torch.matmul(maps[i][0], _lead(psi, k)).view(psi.shape)
+    states[nb] = psi
+    final = _relayout(psi, order, natural)
+    if comp.diagonal:  # Z strings: sum_j |psi_j|^2 (+-1)_j
+        signs = torch.as_tensor(comp.phase.real, device=device).to(x.dtype)
+        vals = (final.real**2 + final.imag**2) @ signs.T
+    else:
+        gather = torch.as_tensor(comp.gather, device=device)
+        phase = torch.as_tensor(comp.phase, device=device).to(psi.dtype)
+        vals = torch.einsum("bj,boj->bo", final.conj(), final[:, gather] * phase).real
     out.values[sl, outs] = vals
     if not jacobian:
         return
-    d_weights, d_inputs = out.d_weights, out.d_inputs
-    assert d_weights is not None and d_inputs is not None
-    bc, n_out = lam.shape[0], lam.shape[1]
-    # lam's digits: the block's "rest" digits, then the observable axis (label -1), then the
-    # block's digits, so that M^dag is one GEMM and the cross density one batched GEMM
-    sizes = dict.fromkeys(range(m), 2)
-    sizes[-1] = n_out
-    lam = lam.reshape(bc, *([n_out] + [2] * m))
-    order = (-1, *natural)
-    for i in range(len(comp.blocks) - 1, comp.prefix - 1, -1):
-        blk = comp.blocks[i]
-        k = len(blk.qubits)
-        target = (*orders[i][: m - k], -1, *blk.qubits)
-        lam = _permute_axes(lam, order, target)
+    lam = _adjoint(ch, states)  # (O_c, Bc, 2**m) in start_order
+    _input_derivatives(ch, local_phi, dphi, vecs, vals, lam)
+
+
+def _adjoint(ch: _Chunk, states: dict[int, torch.Tensor]) -> torch.Tensor:
+    """The adjoint pass over the blocks after the product prefix: fill the chunk's rows of
+    ``out.d_weights`` for them and return ``lam (O_c, Bc, 2**m)`` at the prefix's output, in
+    the factors' digit order.
+
+    ``lam_o`` joins at the end of its light cone (``comp.joins``), as ``P_o`` on the forward
+    state there; outputs are sorted latest first, so the live ones are a leading slice of two
+    ping-pong buffers. At block ``i``, with ``lam`` and ``psi`` at its input (its digits
+    leading), ``d/dw_j = 2 Re <lam|K_j|psi>``: ``K_j psi`` for all its gates is one GEMM on
+    the state, and the products with every live ``lam`` one real batched GEMM over
+    ``(re, im)`` pairs (no conjugate copy)."""
+    comp, maps, out, sl = ch.comp, ch.maps, ch.out, ch.sl
+    outs = torch.tensor(comp.outputs, dtype=torch.long, device=ch.x.device)
+    assert out.d_weights is not None
+    d_weights = out.d_weights[sl]
+    nb, pre = len(comp.blocks), comp.prefix
+    n_out = len(comp.outputs)
+    psi = states[nb]
+    bc, dim = psi.shape
+    buf = torch.empty(2, n_out, bc, dim, dtype=psi.dtype, device=psi.device)
+    cur, live = 0, 0
+    order = comp.orders[-1]
+    gather = torch.as_tensor(comp.join_gather, device=psi.device)
+    phase = torch.as_tensor(comp.join_phase, device=psi.device).to(psi.dtype)
+    for i in range(nb - 1, pre - 2, -1):
+        joining = live
+        while joining < n_out and comp.joins[joining] == i:
+            joining += 1
+        if joining > live:  # P_o on the state after block i, in its digit order
+            state = states[i + 1]
+            order = comp.orders[i + 1 - pre]
+            new = slice(live, joining)
+            if comp.diagonal:
+                torch.mul(state[None], phase[new, None, :], out=buf[cur, new])
+            else:
+                moved = state[:, gather[new]].transpose(0, 1)
+                torch.mul(moved, phase[new, None, :], out=buf[cur, new])
+            live = joining
+        if i < pre:
+            break
+        if live == 0:
+            continue
+        k = len(comp.blocks[i].qubits)
+        target = comp.orders[i - pre]
+        flat = buf[cur, :live].view(live * bc, dim)
+        if _move(flat, order, target, buf[1 - cur, :live].view(live * bc, dim)) is not flat:
+            cur = 1 - cur
         order = target
         mat, ks = maps[i]
-        flat = lam.reshape(-1, 2**k) @ mat.conj()  # rows: M^dag applied to each lam
-        lam = flat.reshape(lam.shape)
-        if ks:
-            # crossc[b, c, (o, a)] = sum_r conj(psi[b, r, c]) lam[b, r, o, a]
-            crossc = states[i].conj().transpose(-1, -2) @ flat.reshape(bc, 2 ** (m - k), -1)
-            crossc = crossc.reshape(bc, 2**k, n_out, 2**k)
-            kmat = torch.stack([kj for _, kj in ks])  # (G, A, C)
-            d = 2 * torch.einsum("bcoa,gac->bog", crossc.conj(), kmat).real
-            idx = torch.tensor([p for p, _ in ks], dtype=torch.long, device=device)
-            d_weights[sl, outs[:, None], idx[None, :]] = d
-    lam = _permute_axes(lam, order, (-1, *start_order)).reshape(bc, n_out, 2**m)
-    order = start_order
-    lam = _relayout(lam, order, start_order)
+        lam = buf[cur, :live].view(live * bc, dim)
+        torch.matmul(mat.conj().T, _lead(lam, k), out=_lead(buf[1 - cur, :live].view(-1, dim), k))
+        cur = 1 - cur
+        if not ks:
+            continue
+        kmat = torch.cat([kj for _, kj in ks])  # (G 2**k, 2**k)
+        kpsi = torch.matmul(kmat, _lead(states[i], k)).view(bc, len(ks), dim)
+        lam_r = torch.view_as_real(buf[cur, :live]).view(live, bc, 2 * dim).transpose(0, 1)
+        kpsi_r = torch.view_as_real(kpsi).view(bc, len(ks), 2 * dim).transpose(1, 2)
+        d = 2 * torch.matmul(lam_r, kpsi_r)  # (Bc, live, G)
+        idx = torch.tensor([p for p, _ in ks], dtype=torch.long, device=psi.device)
+        rows = torch.arange(bc, device=psi.device)[:, None, None]
+        d_weights.index_put_(
+            (rows, outs[None, :live, None], idx[None, None, :]), d, accumulate=True
+        )
+    start_order = tuple(q for f in comp.factors for q in f)
+    lam = buf[cur].view(n_out * bc, dim)
+    return _move(lam, order, start_order, buf[1 - cur].view(-1, dim)).view(n_out, bc, dim)
+
+
+def _input_derivatives(
+    ch: _Chunk,
+    local_phi: torch.Tensor | None,
+    dphi: torch.Tensor | None,
+    vecs: list[torch.Tensor],
+    vals: torch.Tensor,
+    lam: torch.Tensor,
+) -> None:
+    """Derivatives by the inputs and by the product prefix's weights from ``lam``
+    ``(O_c, Bc, 2**m)`` at the prefix's output (the factors' digit order)."""
+    plan, comp, maps, x, sl, out = ch.plan, ch.comp, ch.maps, ch.x, ch.sl, ch.out
+    d_weights, d_inputs = out.d_weights, out.d_inputs
+    assert d_weights is not None and d_inputs is not None
+    device = x.device
+    outs = torch.tensor(comp.outputs, dtype=torch.long, device=device)
     if local_phi is None:
         # psi0 = x / |x|: d psi0_j / d x_i = (delta_ij - psi0_i psi0_j) / |x|
         norm = torch.linalg.vector_norm(x, dim=-1)
-        grad = 2 * (lam.real - vals[..., None] * vecs[0].real[:, None, :])
+        grad = 2 * (lam.real.transpose(0, 1) - vals[..., None] * vecs[0].real[:, None, :])
         d_inputs[sl, outs] = grad / norm[:, None, None]
         return
     assert dphi is not None
@@ -505,19 +418,24 @@ def _run_chunk(
 def _leave_one_out(lam: torch.Tensor, vecs: list[torch.Tensor]) -> list[torch.Tensor]:
     """``<lam|`` contracted with every factor but one: ``[(Bc, O, d_f)]``.
 
+    Each is two batched matrix-vector products on views of ``lam`` (the factors before and
+    after, as one Kronecker vector each), so ``lam`` is read, never permuted or conjugated.
+
     Args:
-        lam: ``(Bc, O, prod d_f)``, digits in factor order (the first most significant).
+        lam: ``(O, Bc, prod d_f)``, digits in factor order (the first most significant).
         vecs: the factors' states ``(Bc, d_f)``.
     """
-    bc, o, _ = lam.shape
+    o, bc, total = lam.shape
     dims = [v.shape[1] for v in vecs]
-    t = lam.conj().reshape(bc, o, *dims)
-    if len(vecs) == 1:
-        return [t]
-    letters = "cdefghijklmnpqrstuvwxyz"[: len(vecs)]
     outs = []
-    for f in range(len(vecs)):
-        others = [g for g in range(len(vecs)) if g != f]
-        equation = f"bo{letters}," + ",".join(f"b{letters[g]}" for g in others)
-        outs.append(torch.einsum(f"{equation}->bo{letters[f]}", t, *[vecs[g] for g in others]))
+    for f, d in enumerate(dims):
+        lead = int(np.prod(dims[:f]))
+        trail = total // (lead * d)
+        t = lam.reshape(o, bc, lead, d * trail)
+        if lead > 1:  # sum_l conj(v_l) lam[l, ...]: conj(<lam|v>) = <v*|lam>
+            t = torch.matmul(_kron([v.conj() for v in vecs[:f]])[None, :, None, :], t)
+        t = t.reshape(o, bc, d, trail)
+        if trail > 1:
+            t = torch.matmul(t, _kron([v.conj() for v in vecs[f + 1 :]])[None, :, :, None])
+        outs.append(t.reshape(o, bc, d).conj().transpose(0, 1))
     return outs
