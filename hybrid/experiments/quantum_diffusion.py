@@ -228,7 +228,7 @@ def _section(
             curves,
             xlabel="training step",
             ylabel="training loss (mean of each 1/20 of the run)",
-            title=TITLES[group],
+            title=f"{group}: training loss",
         )
         report.figure(fig, f"{group}: training loss, mean ± std over seeds")
     for k in keys:
