@@ -21,8 +21,8 @@ complex128 (or complex64 for float32 inputs) without autograd. The structure it 
   ``2 Re <lam_o|K_j|psi_k>`` at the block's input, with
   ``K_j = P_{j+1}^dag (-i s_j H_j) P_{j+1}`` (``P_{j+1}`` the product of the block's gates up
   to ``j``, ``H_j`` the generator, ``s_j`` the parameter's scale) small and batch-independent:
-  ``K_j psi_k`` for all the block's gates is one GEMM on the state, and the products with every
-  ``lam_o`` one real batched GEMM over ``(re, im)`` pairs.
+  ``2 Re sum_{a,c} K_j[a, c] conj(C[o, a, c])`` with the block's cross density
+  ``C[o, a, c] = sum_r lam_o[a, r] conj(psi_k[c, r])`` (one batched GEMM per observable).
 - **Light cones.** ``lam_o`` starts at the last block that touches ``P_o``'s support, as
   ``P_o`` on the forward state there (the blocks after it cancel), so the last layer's blocks
   carry only the observables they can move (``hqconv``, 3 layers: 3, 6 and 9 of its 12 on
@@ -211,10 +211,14 @@ def _evaluate(plan: _Plan, x: torch.Tensor, w: torch.Tensor, jacobian: bool) -> 
         maps = [
             _block_maps(blk, w, ops.complex_dtype(x.dtype), derivs=jacobian) for blk in comp.blocks
         ]
-        chunk = max(1, _CHUNK_AMPLITUDES // (len(comp.outputs) * 2**m))
+        chunk = min(b, max(1, _CHUNK_AMPLITUDES // (len(comp.outputs) * 2**m)))
+        # the adjoint pass's two lam buffers, allocated once for all chunks (first touches of
+        # fresh pages cost as much as the GEMMs that fill them)
+        size = len(comp.outputs) * chunk * 2**m if jacobian else 0
+        work = torch.empty(2, size, dtype=ops.complex_dtype(x.dtype), device=x.device)
         for s in range(0, b, chunk):
             sl = slice(s, min(b, s + chunk))
-            _run_chunk(_Chunk(plan, comp, maps, x[sl], sl, out), phi, dphi)
+            _run_chunk(_Chunk(plan, comp, maps, x[sl], sl, out, work), phi, dphi)
     return StatevectorResult(values, d_inputs, d_weights)
 
 
@@ -239,6 +243,7 @@ class _Chunk:
     x: torch.Tensor
     sl: slice
     out: _Out
+    work: torch.Tensor  # (2, >= O_c Bc 2**m): the adjoint pass's lam buffers
 
 
 def _kron(vectors: list[torch.Tensor]) -> torch.Tensor:
@@ -307,9 +312,9 @@ def _adjoint(ch: _Chunk, states: dict[int, torch.Tensor]) -> torch.Tensor:
     ``lam_o`` joins at the end of its light cone (``comp.joins``), as ``P_o`` on the forward
     state there; outputs are sorted latest first, so the live ones are a leading slice of two
     ping-pong buffers. At block ``i``, with ``lam`` and ``psi`` at its input (its digits
-    leading), ``d/dw_j = 2 Re <lam|K_j|psi>``: ``K_j psi`` for all its gates is one GEMM on
-    the state, and the products with every live ``lam`` one real batched GEMM over
-    ``(re, im)`` pairs (no conjugate copy)."""
+    leading), ``d/dw_j = 2 Re <lam|K_j|psi> = 2 Re sum_ac K_j[a, c] conj(C[o, b, a, c])`` with
+    ``C[o, b, a, c] = sum_r lam[o, b, a, r] conj(psi[b, c, r])`` (one batched GEMM per live
+    observable, as costly as the block's own GEMM), then one small real GEMM for all gates."""
     comp, maps, out, sl = ch.comp, ch.maps, ch.out, ch.sl
     outs = torch.tensor(comp.outputs, dtype=torch.long, device=ch.x.device)
     assert out.d_weights is not None
@@ -318,11 +323,12 @@ def _adjoint(ch: _Chunk, states: dict[int, torch.Tensor]) -> torch.Tensor:
     n_out = len(comp.outputs)
     psi = states[nb]
     bc, dim = psi.shape
-    buf = torch.empty(2, n_out, bc, dim, dtype=psi.dtype, device=psi.device)
+    buf = ch.work[:, : n_out * bc * dim].view(2, n_out, bc, dim)
     cur, live = 0, 0
     order = comp.orders[-1]
     gather = torch.as_tensor(comp.join_gather, device=psi.device)
     phase = torch.as_tensor(comp.join_phase, device=psi.device).to(psi.dtype)
+    signs = phase.real.contiguous()
     for i in range(nb - 1, pre - 2, -1):
         joining = live
         while joining < n_out and comp.joins[joining] == i:
@@ -331,8 +337,12 @@ def _adjoint(ch: _Chunk, states: dict[int, torch.Tensor]) -> torch.Tensor:
             state = states[i + 1]
             order = comp.orders[i + 1 - pre]
             new = slice(live, joining)
-            if comp.diagonal:
-                torch.mul(state[None], phase[new, None, :], out=buf[cur, new])
+            if comp.diagonal:  # real signs times (re, im) pairs: a vectorised real product
+                torch.mul(
+                    torch.view_as_real(state)[None],
+                    signs[new, None, :, None],
+                    out=torch.view_as_real(buf[cur, new]),
+                )
             else:
                 moved = state[:, gather[new]].transpose(0, 1)
                 torch.mul(moved, phase[new, None, :], out=buf[cur, new])
@@ -353,11 +363,17 @@ def _adjoint(ch: _Chunk, states: dict[int, torch.Tensor]) -> torch.Tensor:
         cur = 1 - cur
         if not ks:
             continue
-        kmat = torch.cat([kj for _, kj in ks])  # (G 2**k, 2**k)
-        kpsi = torch.matmul(kmat, _lead(states[i], k)).view(bc, len(ks), dim)
-        lam_r = torch.view_as_real(buf[cur, :live]).view(live, bc, 2 * dim).transpose(0, 1)
-        kpsi_r = torch.view_as_real(kpsi).view(bc, len(ks), 2 * dim).transpose(1, 2)
-        d = 2 * torch.matmul(lam_r, kpsi_r)  # (Bc, live, G)
+        # cross[o, b, a, c] = sum_r lam[o, b, a, r] conj(psi[b, c, r]) (one batched GEMM per
+        # observable: psi is shared), then 2 Re tr(K_j cross^*) for every gate at once
+        kd = 2**k
+        psi_h = states[i].view(bc, kd, dim // kd).conj().transpose(1, 2).resolve_conj()
+        lam_blocks = buf[cur, :live].view(live, bc, kd, dim // kd)
+        cross = torch.empty(live, bc, kd, kd, dtype=psi.dtype, device=psi.device)
+        for o in range(live):
+            torch.matmul(lam_blocks[o], psi_h, out=cross[o])
+        kmat = torch.view_as_real(torch.stack([kj for _, kj in ks])).reshape(len(ks), -1)
+        d = 2 * (torch.view_as_real(cross).view(live * bc, -1) @ kmat.T)
+        d = d.view(live, bc, len(ks)).transpose(0, 1)  # (Bc, live, G)
         idx = torch.tensor([p for p, _ in ks], dtype=torch.long, device=psi.device)
         rows = torch.arange(bc, device=psi.device)[:, None, None]
         d_weights.index_put_(
