@@ -22,6 +22,9 @@ FIGURES = (
     "sample_fd_latent.png",
     "absorption_r2.png",
     "pgd_dfd_generation.png",
+    "pgd_ours_dfd_generation.png",
+    "eot_dfd_generation.png",
+    "eot_dssim_generation.png",
     "fgsm_dssim_generation.png",
     "param_dfd.png",
     "data_size.png",
@@ -164,17 +167,22 @@ def render_markdown(
         "",
     ]
     eps = max(sz["eps"])
+    k = sz.get("eot_draws", 1)
     lines += ["## Robustness (generation placement)", ""]
     rows = []
+    columns = [
+        (f"{prefix}{kind}_{q}_{eps:g}", f"{label} {eps:g} Δ{'FD' if q == 'dfd' else 'SSIM'} {mode}")
+        for kind, q, label in (
+            ("fgsm", "dfd", "FGSM"),
+            ("pgd", "dfd", "PGD paper"),
+            ("pgd_ours", "dfd", "PGD ours"),
+            ("fgsm", "dssim", "FGSM"),
+        )
+        for prefix, mode in (("", "one draw"), ("eot_", f"EOT {k}"))
+    ]
     for v in variants:
         cells = [f"`{v}`"]
-        for metric in (
-            f"fgsm_dfd_{eps:g}",
-            f"pgd_dfd_{eps:g}",
-            f"fgsm_dssim_{eps:g}",
-            f"pgd_dssim_{eps:g}",
-            f"param_dfd_{eps:g}",
-        ):
+        for metric, _ in [*columns, (f"param_dfd_{eps:g}", "")]:
             cells.append(fmt_values(per_seed(runs, metric, placement="generation", **main).get(v)))
         cells.append(PAPER["mnist_pgd_worst_dfid"].get(v, "—"))
         cells.append(PAPER["mnist_param_worst_dfid"].get(v, "—"))
@@ -182,10 +190,7 @@ def render_markdown(
     lines += _table(
         [
             "variant",
-            f"FGSM {eps:g} ΔFD",
-            f"PGD {eps:g} ΔFD",
-            f"FGSM {eps:g} ΔSSIM",
-            f"PGD {eps:g} ΔSSIM",
+            *[label for _, label in columns],
             f"weights +{eps:g} ΔFD",
             "paper PGD worst ΔFID (T9)",
             "paper param worst ΔFID (T10)",
@@ -193,13 +198,31 @@ def render_markdown(
         rows,
     )
     reach = sz["pgd_step"] * sz["pgd_iters"]
+    ours = sz.get("pgd_ours_step", 0.25)
     lines += [
         "",
-        f"PGD with step {sz['pgd_step']} and {sz['pgd_iters']} iterations moves at most "
-        f"{reach:g}: its eps 0.05 and 0.1 are the same attack (as in the paper's Tables 2 and 7, "
-        "whose PGD columns at 0.05 and 0.10 are identical).",
+        f"PGD paper: step {sz['pgd_step']} × {sz['pgd_iters']} iterations moves at most "
+        f"{reach:g}, so its eps 0.05 and 0.1 are the same attack (as in the paper's Tables 2 "
+        f"and 7, whose PGD columns at 0.05 and 0.10 are identical). PGD ours: step "
+        f"eps/{1 / ours:g} × {sz['pgd_iters']}, so eps matters. 'one draw': each step attacks "
+        f"one drawn noise trajectory per image ({sz['n_attack']} images); 'EOT {k}': "
+        f"Expectation over Transformation, gradients and metrics averaged over {k} noise draws "
+        f"(first {sz.get('n_eot', sz['n_attack'])} images, eps "
+        f"{', '.join(f'{e:g}' for e in sz.get('eot_eps', []))} only). Which conclusion each "
+        "supports, "
+        "from the intervals (variant minus control; 'better' = more robust):",
         "",
-        f"![]({figures}/pgd_dfd_generation.png) ![]({figures}/fgsm_dssim_generation.png) "
+    ]
+    lines += [
+        f"- {f}"
+        for f in results["summary"]["findings"]
+        if " vs EOT — " in f and "(generation)" in f
+    ]
+    lines += [
+        "",
+        f"![]({figures}/eot_dfd_generation.png) ![]({figures}/eot_dssim_generation.png) "
+        f"![]({figures}/pgd_dfd_generation.png) ![]({figures}/pgd_ours_dfd_generation.png) "
+        f"![]({figures}/fgsm_dssim_generation.png) "
         f"![]({figures}/param_dfd.png)",
         "",
         "## Training-set size and depth (generation placement)",

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from qldm.hybrid.experiments._seed000_runs import ATTACKS
 from qldm.hybrid.experiments._seed000_stats import (
     PAPER,
+    attack_label,
     diffs,
     fmt_diff,
     fmt_values,
@@ -29,13 +31,20 @@ def _series(
     xs: list[Any],
     xfield: str,
     variants: list[str],
+    *,
+    metrics: list[str] | None = None,
     **match: Any,
 ) -> dict[str, list[list[float]]]:
+    """``variant -> [values over seeds at each x]``: ``metric`` with ``xfield == x``, or, with
+    ``metrics``, the metric ``metrics[i]`` at ``xs[i]`` (e.g. one per eps)."""
     out: dict[str, list[list[float]]] = {}
     for v in variants:
         cols = []
-        for x in xs:
-            vals = per_seed(runs, metric, **match, **{xfield: x}).get(v, {})
+        for i, x in enumerate(xs):
+            if metrics is not None:
+                vals = per_seed(runs, metrics[i], **match).get(v, {})
+            else:
+                vals = per_seed(runs, metric, **match, **{xfield: x}).get(v, {})
             cols.append([vals[s] for s in sorted(vals)])
         if all(cols):
             out[v] = cols
@@ -81,6 +90,100 @@ def _metric_table(
         "excludes 0.",
     )
     return stored
+
+
+def _robustness(
+    report: ExperimentReport,
+    runs: list[dict[str, Any]],
+    variants: list[str],
+    s: dict[str, Any],
+    out: Path,
+    tables: dict[str, Any],
+) -> None:
+    """The input-robustness section: one-draw and EOT figures side by side, per attack."""
+    sz = s["sizes"]
+    eps = list(sz["eps"])
+    main = {"n_train": s["main_train"], "layers": s["main_depth"]}
+    reach = sz["pgd_step"] * sz["pgd_iters"]
+    k = sz.get("eot_draws", 1)
+    report.section(
+        "Input robustness: FGSM and PGD on the encoder input",
+        "L-inf attacks on the test images that maximise the reconstruction loss, no random "
+        f"start. {attack_label('pgd', sz)} is Table 5's setting; it moves at most {reach:g} "
+        "from the image, so its eps = 0.05 and 0.1 are the same attack (the paper's Tables 2 "
+        f"and 7 show identical PGD columns too). {attack_label('pgd_ours', sz)} is ours, so "
+        "that eps matters. Change of reconstruction SSIM and FD against the clean "
+        "reconstruction.",
+        f"Two attackers. 'one draw': every step follows the gradient through one drawn noise "
+        f"trajectory per image, and the metrics use one draw ({sz['n_attack']} images); a "
+        "randomised model can look robust under it only because its gradient is noisy "
+        "(gradient obfuscation by randomness, Athalye et al. 2018). 'EOT': Expectation over "
+        f"Transformation, each step follows the loss averaged over {k} draws per image and the "
+        f"clean and attacked metrics are averaged over {k} draws (the first "
+        f"{sz.get('n_eot', sz['n_attack'])} images, eps "
+        f"{', '.join(f'{e:g}' for e in sz.get('eot_eps', []))} only: the time budget). "
+        "The same code runs every variant; for a "
+        "deterministic model both attackers are the same. The findings at the end say, from "
+        "the intervals, which conclusion each attacker supports.",
+    )
+    eot_eps = [e for e in sz.get("eot_eps", []) if e in eps]
+    for placement in s["placements"]:
+        match = {"placement": placement, **main}
+        for kind in ATTACKS:
+            name = attack_label(kind, sz)
+            report.text(f"Placement: {placement}. {name}.")
+            metrics = []
+            for e in eps:
+                for q in ("dfd", "dssim"):
+                    label = f"{e:g} Δ{'FD' if q == 'dfd' else 'SSIM'}"
+                    metrics.append((f"{kind}_{q}_{e:g}", f"{label} one draw"))
+                    if e in eot_eps:
+                        metrics.append((f"eot_{kind}_{q}_{e:g}", f"{label} EOT {k}"))
+            tables[f"robust_{placement}_{kind}"] = _metric_table(
+                report, runs, variants, metrics, match
+            )
+            for q, ylabel in (("dfd", "change of recon FD"), ("dssim", "change of recon SSIM")):
+                report.figure(
+                    line_plot(
+                        out / f"{kind}_{q}_{placement}.png",
+                        eps,
+                        _series(
+                            runs,
+                            "",
+                            eps,
+                            "",
+                            variants,
+                            metrics=[f"{kind}_{q}_{e_:g}" for e_ in eps],
+                            **match,
+                        ),
+                        xlabel="eps (L-inf)",
+                        ylabel=ylabel,
+                        title=f"{name}, one draw ({placement})",
+                    ),
+                    f"{name}, one draw: {ylabel}, mean ± std over seeds ({placement}).",
+                )
+        for e in eot_eps:
+            for q, ylabel in (("dfd", "change of recon FD"), ("dssim", "change of recon SSIM")):
+                series = {}
+                for kind in ATTACKS:
+                    for prefix, mode in (("", "one draw"), ("eot_", f"EOT {k}")):
+                        vals = per_seed(runs, f"{prefix}{kind}_{q}_{e:g}", **match)
+                        if all(vals.get(v) for v in variants):
+                            short = {"fgsm": "FGSM", "pgd": "PGD paper", "pgd_ours": "PGD ours"}
+                            series[f"{short[kind]}, {mode}"] = [
+                                [vals[v][x] for x in sorted(vals[v])] for v in variants
+                            ]
+                report.figure(
+                    bar_plot(
+                        out / f"eot_{q}_{placement}.png",
+                        variants,
+                        series,
+                        ylabel=ylabel,
+                        title=f"eps {e:g}: one draw against EOT {k} ({placement})",
+                    ),
+                    f"eps {e:g}, every attack with one draw and with EOT over {k} draws: "
+                    f"{ylabel}, mean ± std over seeds, dots per seed ({placement}).",
+                )
 
 
 def rewrite_report(out: Path) -> Path:
@@ -246,53 +349,7 @@ def write_report(out: Path, results: dict[str, Any], *, command: str) -> Path:
 
     # ---------------------------------------------------------------- input robustness
     eps = list(sz["eps"])
-    reach = sz["pgd_step"] * sz["pgd_iters"]
-    report.section(
-        "Input robustness: FGSM and PGD on the encoder input",
-        f"L-inf attacks on the test images that maximise the reconstruction loss; PGD: step "
-        f"{sz['pgd_step']}, {sz['pgd_iters']} iterations, no random start (Table 5). PGD can "
-        f"move at most {reach:g} from the image, so its eps = 0.05 and 0.1 are the same attack "
-        "(the paper's Tables 2 and 7 show identical PGD columns at 0.05 and 0.10 too). Change "
-        f"of reconstruction SSIM and FD against the clean reconstruction, {sz['n_attack']} "
-        "images. With sampled noise the clean and attacked reconstructions draw different "
-        "trajectories, so part of each change is that draw, and the attack follows the "
-        "gradient of one drawn trajectory per step (no expectation over the noise, EOT): a "
-        "randomised model can look robust only because its gradient is noisy (Athalye et al. "
-        "2018), so an advantage of the noisy variants here is an upper bound on real "
-        "robustness.",
-    )
-    for placement in s["placements"]:
-        report.text(f"Placement: {placement}.")
-        metrics = [
-            (f"{k}_{q}_{e:g}", f"{k.upper()} {e:g} Δ{'FD' if q == 'dfd' else 'SSIM'}")
-            for k in ("fgsm", "pgd")
-            for q in ("dfd", "dssim")
-            for e in eps
-        ]
-        tables[f"robust_{placement}"] = _metric_table(
-            report, runs, variants, metrics, {"placement": placement, **main}
-        )
-        for kind in ("fgsm", "pgd"):
-            for q, ylabel in (("dfd", "change of recon FD"), ("dssim", "change of recon SSIM")):
-                series = {}
-                for v in variants:
-                    cols = []
-                    for e_ in eps:
-                        vals = per_seed(runs, f"{kind}_{q}_{e_:g}", placement=placement, **main)
-                        cols.append([vals[v][k] for k in sorted(vals.get(v, {}))])
-                    if all(cols):
-                        series[v] = cols
-                report.figure(
-                    line_plot(
-                        Path(out) / f"{kind}_{q}_{placement}.png",
-                        eps,
-                        series,
-                        xlabel="eps (L-inf)",
-                        ylabel=ylabel,
-                        title=f"{kind.upper()} ({placement})",
-                    ),
-                    f"{kind.upper()}: {ylabel}, mean ± std over seeds ({placement}).",
-                )
+    _robustness(report, runs, variants, s, Path(out), tables)
 
     # ---------------------------------------------------------------- parameter robustness
     if "generation" in s["placements"]:

@@ -135,6 +135,7 @@ class Headline:
         metric: the run metric.
         match: the cell fields the runs must have.
         lower_is_better: direction of "better".
+        one_draw: for an EOT row, the key of the same attack's one-draw row (else None).
     """
 
     key: str
@@ -142,6 +143,55 @@ class Headline:
     metric: str
     match: dict[str, Any]
     lower_is_better: bool
+    one_draw: str | None = None
+
+
+ATTACK_LABELS = {
+    "fgsm": "FGSM",
+    "pgd": "PGD (paper: step {step:g} x {iters})",
+    "pgd_ours": "PGD (ours: step eps/{inv:g} x {iters})",
+}
+"""How the attacks of ``_seed000_runs.ATTACKS`` are named in tables."""
+
+
+def attack_label(kind: str, sizes: dict[str, Any]) -> str:
+    """The attack's name with its step, e.g. ``PGD (paper: step 0.005 x 8)``."""
+    return ATTACK_LABELS[kind].format(
+        step=sizes["pgd_step"],
+        iters=sizes["pgd_iters"],
+        inv=1.0 / sizes.get("pgd_ours_step", 0.25),
+    )
+
+
+def _attack_headlines(settings: dict[str, Any], placement: str, eps: float) -> list[Headline]:
+    """One-draw and EOT rows of the attacks at ``eps``: ΔFD for both PGDs, ΔSSIM for FGSM."""
+    sz = settings["sizes"]
+    g = {
+        "placement": placement,
+        "n_train": settings["main_train"],
+        "layers": settings["main_depth"],
+    }
+    out = []
+    for kind, q, lower in (
+        ("pgd", "dfd", True),
+        ("pgd_ours", "dfd", True),
+        ("fgsm", "dssim", False),
+    ):
+        what = "change of recon FD" if q == "dfd" else "change of recon SSIM"
+        key = f"{placement}_{kind}_{q}"
+        name = f"{attack_label(kind, sz)} {eps:g}: {what} ({placement})"
+        out.append(Headline(key, f"{name}, one draw", f"{kind}_{q}_{eps:g}", g, lower))
+        out.append(
+            Headline(
+                f"{placement}_eot_{kind}_{q}",
+                f"{name}, EOT {sz.get('eot_draws', 1)} draws",
+                f"eot_{kind}_{q}_{eps:g}",
+                g,
+                lower,
+                one_draw=key,
+            )
+        )
+    return out
 
 
 def headlines(settings: dict[str, Any]) -> list[Headline]:
@@ -158,21 +208,8 @@ def headlines(settings: dict[str, Any]) -> list[Headline]:
             Headline(
                 f"{placement}_recon_ssim", f"recon SSIM ({placement})", "recon_ssim", g, False
             ),
-            Headline(
-                f"{placement}_pgd_dfd",
-                f"PGD {eps:g}: change of recon FD ({placement})",
-                f"pgd_dfd_{eps:g}",
-                g,
-                True,
-            ),
-            Headline(
-                f"{placement}_fgsm_dssim",
-                f"FGSM {eps:g}: change of recon SSIM ({placement})",
-                f"fgsm_dssim_{eps:g}",
-                g,
-                False,
-            ),
         ]
+        out += _attack_headlines(settings, placement, eps)
     if "generation" in settings["placements"]:
         out.append(
             Headline(
@@ -228,6 +265,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                 "metric": h.metric,
                 "match": h.match,
                 "lower_is_better": h.lower_is_better,
+                "one_draw": h.one_draw,
                 "values": {
                     v: dict(zip(("mean", "std"), mean_std([x[s] for s in sorted(x)]), strict=True))
                     | {"n": len(x)}
@@ -237,7 +275,21 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                 "diffs": diffs(vals),
             }
         )
-    notes = findings(rows)
+    notes = findings(rows) + eot_findings(rows)
+    sz = results["settings"]["sizes"]
+    if any(r["one_draw"] for r in rows):
+        notes.append(
+            f"EOT: each attack step follows the gradient averaged over {sz['eot_draws']} noise "
+            f"draws per image and the attacked metrics are averaged over {sz['eot_draws']} "
+            f"draws, on the first {sz['n_eot']} of the {sz['n_attack']} attacked test images. "
+            "A deterministic model (noiseless, classical, and gaussian, whose noise is "
+            "training-only) gets the same attack either way, so its one-draw and EOT figures "
+            + (
+                "differ only by that image subset."
+                if sz["n_eot"] != sz["n_attack"]
+                else "agree up to floating point."
+            )
+        )
     for placement in results["settings"]["placements"]:
         mine = [
             r
@@ -258,6 +310,58 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                 )
             )
     return {"headline": rows, "findings": notes}
+
+
+def _direction(d: dict[str, Any] | None, lower_is_better: bool) -> str | None:
+    """``better`` / ``worse`` when the interval excludes 0, ``unclear`` when not, or None."""
+    if d is None:
+        return None
+    if not d["excludes_zero"]:
+        return "unclear"
+    return "better" if (d["mean"] < 0) == lower_is_better else "worse"
+
+
+EOT_OUTCOMES = (
+    (("better", "better"), "advantage survives EOT"),
+    (("better", "unclear"), "advantage with one draw only, EOT interval includes 0"),
+    (("better", "worse"), "advantage with one draw only, reversed under EOT"),
+    (("unclear", "better"), "advantage under EOT only"),
+    (("worse", "worse"), "worse under both"),
+    (("unclear", "worse"), "worse under EOT only"),
+    (("worse", "unclear"), "worse with one draw only"),
+    (("worse", "better"), "worse with one draw, better under EOT"),
+)
+"""(one-draw direction, EOT direction) -> what the pair of intervals supports."""
+
+
+def eot_findings(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Which robustness conclusions the one-draw attack supports and whether EOT keeps them:
+    for every EOT headline row, each variant against each control, from the two intervals."""
+    by_key = {r["key"]: r for r in rows}
+    out = []
+    for row in rows:
+        single = by_key.get(row.get("one_draw") or "")
+        if single is None:
+            continue
+        parts = []
+        for control in CONTROLS:
+            groups: dict[str, list[str]] = {}
+            for variant, ds in row["diffs"].items():
+                d_eot = ds.get(f"vs_{control}")
+                d_one = single["diffs"].get(variant, {}).get(f"vs_{control}")
+                pair = (
+                    _direction(d_one, row["lower_is_better"]),
+                    _direction(d_eot, row["lower_is_better"]),
+                )
+                outcome = dict(EOT_OUTCOMES).get(pair)  # type: ignore[arg-type]
+                if outcome is not None and d_one is not None and d_eot is not None:
+                    groups.setdefault(outcome, []).append(
+                        f"{variant} (one draw {d_one['mean']:+.3g}, EOT {d_eot['mean']:+.3g})"
+                    )
+            text = "; ".join(f"{o}: {', '.join(vs)}" for o, vs in groups.items())
+            parts.append(f"against {control}: " + (text or "no interval excludes 0 in either"))
+        out.append(f"{single['label']} vs EOT — " + "; ".join(parts) + ".")
+    return out
 
 
 def findings(rows: Sequence[dict[str, Any]]) -> list[str]:

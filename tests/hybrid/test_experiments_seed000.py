@@ -8,17 +8,27 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from qldm.hybrid.experiments import seed000
 from qldm.hybrid.experiments._seed000_markdown import render_markdown
-from qldm.hybrid.experiments._seed000_runs import Sizes, affine_r2
+from qldm.hybrid.experiments._seed000_runs import Sizes, affine_r2, attack
 from qldm.hybrid.experiments._seed000_theory import TheorySizes
 from qldm.hybrid.experiments.common import bar_plot
 
 TINY = seed000.Settings(
     label="tiny",
     sizes=Sizes(
-        steps=3, batch_size=32, n_eval=40, n_attack=16, timesteps=10, ddim_steps=3, pgd_iters=2
+        steps=3,
+        batch_size=32,
+        n_eval=40,
+        n_attack=16,
+        timesteps=10,
+        ddim_steps=3,
+        pgd_iters=2,
+        eot_draws=2,
+        n_eot=8,
+        eot_eps=(0.1,),
     ),
     theory=TheorySizes(
         strengths=(0.1,),
@@ -76,6 +86,18 @@ def test_tiny_run_writes_the_whole_report(tmp_path: Path) -> None:
     # noisy runs carry the absorption R² and the robustness deltas
     noisy = next(r for r in data["runs"] if r["variant"] == "bit_flip" and r["section"] == "main")
     assert {"r2_expectation", "r2_trajectory", "pgd_dfd_0.1", "fgsm_dssim_0.01"} <= set(noisy)
+    for prefix in ("", "eot_"):
+        assert {
+            f"{prefix}{k}_{q}_0.1" for k in ("fgsm", "pgd", "pgd_ours") for q in ("dfd", "dssim")
+        } <= set(noisy)
+    # one-draw and EOT rows side by side in the headline, and a computed verdict per pair
+    keys = [r["key"] for r in data["summary"]["headline"]]
+    assert keys.index("generation_eot_pgd_dfd") == keys.index("generation_pgd_dfd") + 1
+    eot = [f for f in data["summary"]["findings"] if " vs EOT — " in f]
+    assert len(eot) == 2 * 3 and all(
+        "against noiseless" in f and "against classical" in f for f in eot
+    )
+    assert "EOT 2" in page and "PGD (ours: step eps/4 x 2)" in page
     assert noisy["r2_expectation"] > noisy["r2_trajectory"]
     gen = next(r for r in data["runs"] if r["placement"] == "generation" and r["section"] == "main")
     assert "param_dfd_0.05" in gen
@@ -84,6 +106,9 @@ def test_tiny_run_writes_the_whole_report(tmp_path: Path) -> None:
         "sample_fd_latent.png",
         "absorption_r2.png",
         "pgd_dfd_generation.png",
+        "eot_dfd_generation.png",
+        "eot_dssim_latent.png",
+        "pgd_ours_dfd_latent.png",
         "param_dfd.png",
         "data_size.png",
         "depth.png",
@@ -99,6 +124,48 @@ def test_tiny_run_writes_the_whole_report(tmp_path: Path) -> None:
     assert (
         "minus noiseless" in md and "not FID" in md and "img/seed000/sample_fd_generation.png" in md
     )
+    assert "PGD ours 0.1 ΔFD EOT 2" in md and "FGSM 0.1 ΔSSIM one draw" in md
+
+
+def _tiny_model(variant: str) -> tuple[object, torch.Tensor]:
+    from qldm.hybrid.experiments._seed000_runs import Cell, train_cell
+    from qldm.hybrid.experiments.seed000 import _load
+
+    sizes = dataclasses.replace(TINY.sizes, steps=2)
+    model, _ = train_cell(Cell("generation", variant, 0, 64, 2), sizes, _load(64, "train", 16))
+    return model, _load(6, "test", 16)
+
+
+def test_eot_attack_equals_the_plain_attack_on_a_deterministic_model() -> None:
+    model, x = _tiny_model("noiseless")
+    plain = attack(model, x, eps=0.1, step=0.025, iters=3)  # type: ignore[arg-type]
+    eot = attack(model, x, eps=0.1, step=0.025, iters=3, draws=4)  # type: ignore[arg-type]
+    assert torch.allclose(plain, eot, atol=1e-6)
+    assert (plain - x).abs().max() <= 0.1 + 1e-6 and (plain - x).abs().max() > 0.05
+    with pytest.raises(ValueError, match="draws"):
+        attack(model, x, eps=0.1, step=None, iters=1, draws=0)  # type: ignore[arg-type]
+
+
+def test_eot_draws_are_independent_trajectories() -> None:
+    # EOT repeats the batch: a sampled-noise model must draw anew for every copy, and the
+    # EOT gradient must be the mean of the per-copy gradients (the loss is a batch mean)
+    from qldm.hybrid.experiments._seed000_runs import _recon_logits
+    from qldm.hybrid.qldm import ConvVAE
+
+    model, x = _tiny_model("bit_flip")
+    with torch.no_grad():
+        rec = model.reconstruct(x.repeat(4, 1, 1, 1)).split(x.shape[0])  # type: ignore[attr-defined]
+    assert any(not torch.allclose(rec[0], r) for r in rec[1:])
+    adv = x.clone().requires_grad_(True)
+    logits = _recon_logits(model, adv.repeat(4, 1, 1, 1))  # type: ignore[arg-type]
+    loss = ConvVAE.recon_loss(logits, x.repeat(4, 1, 1, 1))
+    (g_all,) = torch.autograd.grad(loss, adv, retain_graph=True)
+    # the EOT loss is the mean of the per-draw losses, so its gradient is their gradients' mean
+    same = [
+        torch.autograd.grad(ConvVAE.recon_loss(chunk, x), adv, retain_graph=True)[0]
+        for chunk in logits.split(x.shape[0])
+    ]
+    assert torch.allclose(g_all, torch.stack(same).mean(0), atol=1e-6)
 
 
 def test_affine_r2_against_numpy() -> None:
@@ -130,3 +197,18 @@ def test_settings_list_each_model_once() -> None:
     # 5 seeds x (6 variants x 2 placements + 3 sweep variants x (3 more sizes + 3 more depths))
     assert len(cells) == 5 * (6 * 2 + 3 * (3 + 3))
     assert dataclasses.replace(seed000.QUICK, seeds=1).cells()[0][0] == "main"
+
+
+@pytest.mark.parametrize("n", [300, 60])
+def test_frechet_to_matches_the_metrics_frechet_distance(n: int, tmp_path: Path) -> None:
+    # against scipy.linalg.sqrtm's formula (qldm.hybrid.metrics), also with N < 128 features
+    from qldm.hybrid.experiments._seed000_runs import FrechetTo
+    from qldm.hybrid.experiments.seed000 import _load
+    from qldm.hybrid.metrics import frechet_distance, get_feature_net
+
+    net = get_feature_net(cache_dir=tmp_path / "feature_net", epochs=1)
+    images = _load(2 * n, "test", 16)
+    real, fake = images[:n], (images[n:] + 0.2 * torch.rand(n, 1, 16, 16)).clamp(0, 1)
+    fd = FrechetTo(real, net)
+    assert fd(fake) == pytest.approx(frechet_distance(real, fake, net=net), rel=1e-4, abs=1e-6)
+    assert fd(real) == pytest.approx(0.0, abs=1e-4)
