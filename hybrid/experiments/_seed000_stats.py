@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from qldm.hybrid.config import VARIANT_CHANNEL
 from qldm.hybrid.experiments.common import Diff, fmt_mean_std, mean_std, paired_bootstrap_ci
 
 CONTROLS = ("noiseless", "classical")
@@ -339,6 +340,7 @@ def eot_findings(rows: Sequence[dict[str, Any]]) -> list[str]:
     for every EOT headline row, each variant against each control, from the two intervals."""
     by_key = {r["key"]: r for r in rows}
     out = []
+    tally: dict[str, list[str]] = {"one": [], "both": [], "eot": []}
     for row in rows:
         single = by_key.get(row.get("one_draw") or "")
         if single is None:
@@ -354,6 +356,14 @@ def eot_findings(rows: Sequence[dict[str, Any]]) -> list[str]:
                     _direction(d_eot, row["lower_is_better"]),
                 )
                 outcome = dict(EOT_OUTCOMES).get(pair)  # type: ignore[arg-type]
+                if VARIANT_CHANNEL.get(variant, "none") != "none":
+                    what = f"{variant} vs {control} on {single['key']}"
+                    if pair[0] == "better":
+                        tally["one"].append(what)
+                    if pair == ("better", "better"):
+                        tally["both"].append(what)
+                    if pair[0] != "better" and pair[1] == "better":
+                        tally["eot"].append(what)
                 if outcome is not None and d_one is not None and d_eot is not None:
                     groups.setdefault(outcome, []).append(
                         f"{variant} (one draw {d_one['mean']:+.3g}, EOT {d_eot['mean']:+.3g})"
@@ -361,6 +371,18 @@ def eot_findings(rows: Sequence[dict[str, Any]]) -> list[str]:
             text = "; ".join(f"{o}: {', '.join(vs)}" for o, vs in groups.items())
             parts.append(f"against {control}: " + (text or "no interval excludes 0 in either"))
         out.append(f"{single['label']} vs EOT — " + "; ".join(parts) + ".")
+    if out:
+        out.insert(
+            0,
+            "Robustness advantages of the quantum-noise variants over a control (interval "
+            f"excluding 0 in the robust direction): the one-draw attacks show {len(tally['one'])}"
+            + (f" ({'; '.join(tally['one'])})" if tally["one"] else "")
+            + f", of which {len(tally['both'])} survive EOT"
+            + (f" ({'; '.join(tally['both'])})" if tally["both"] else "")
+            + f"; EOT alone shows {len(tally['eot'])}"
+            + (f" ({'; '.join(tally['eot'])})" if tally["eot"] else "")
+            + ".",
+        )
     return out
 
 

@@ -98,6 +98,10 @@ def test_tiny_run_writes_the_whole_report(tmp_path: Path) -> None:
         "against noiseless" in f and "against classical" in f for f in eot
     )
     assert "EOT 2" in page and "PGD (ours: step eps/4 x 2)" in page
+    assert any(
+        f.startswith("Robustness advantages of the quantum-noise")
+        for f in data["summary"]["findings"]
+    )
     assert noisy["r2_expectation"] > noisy["r2_trajectory"]
     gen = next(r for r in data["runs"] if r["placement"] == "generation" and r["section"] == "main")
     assert "param_dfd_0.05" in gen
@@ -212,3 +216,35 @@ def test_frechet_to_matches_the_metrics_frechet_distance(n: int, tmp_path: Path)
     fd = FrechetTo(real, net)
     assert fd(fake) == pytest.approx(frechet_distance(real, fake, net=net), rel=1e-4, abs=1e-6)
     assert fd(real) == pytest.approx(0.0, abs=1e-4)
+
+
+def test_eot_findings_say_which_attacker_supports_an_advantage() -> None:
+    from qldm.hybrid.experiments._seed000_stats import eot_findings
+
+    def d(mean: float, excludes: bool) -> dict[str, object]:
+        return {"mean": mean, "low": mean - 1, "high": mean + 1, "excludes_zero": excludes, "n": 5}
+
+    def row(key: str, one_draw: str | None, bit: dict, amp: dict) -> dict[str, object]:
+        return {
+            "key": key,
+            "label": f"PGD ΔFD ({key})",
+            "match": {"placement": "generation"},
+            "lower_is_better": True,
+            "one_draw": one_draw,
+            "diffs": {
+                "bit_flip": {"vs_noiseless": bit, "vs_classical": None},
+                "amp_damp": {"vs_noiseless": amp, "vs_classical": None},
+            },
+        }
+
+    rows = [
+        row("g_pgd", None, d(-3.0, True), d(-2.0, True)),
+        row("g_eot_pgd", "g_pgd", d(-0.5, False), d(-2.5, True)),
+    ]
+    out = eot_findings(rows)
+    assert out[0].startswith("Robustness advantages") and "show 2" in out[0]
+    assert "1 survive EOT (amp_damp vs noiseless on g_pgd)" in out[0]
+    text = out[1]
+    assert "advantage with one draw only, EOT interval includes 0: bit_flip" in text
+    assert "advantage survives EOT: amp_damp" in text
+    assert "against classical: no interval excludes 0 in either" in text
