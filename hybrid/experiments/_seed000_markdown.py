@@ -216,7 +216,7 @@ def render_markdown(
     lines += [
         f"- {f}"
         for f in results["summary"]["findings"]
-        if " vs EOT — " in f and "(generation)" in f
+        if (" vs EOT — " in f and "(generation)" in f) or f.startswith("Robustness advantages")
     ]
     lines += [
         "",
