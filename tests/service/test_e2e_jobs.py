@@ -4,6 +4,7 @@ state, both transports, long-polls, runs, backends, health and metrics."""
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -283,7 +284,6 @@ class _LossyProxy:
     request arrives, the response is lost), then forwards faithfully."""
 
     def __init__(self, upstream_port: int) -> None:
-        import socket
         import threading
 
         self.upstream_port = upstream_port
@@ -296,7 +296,6 @@ class _LossyProxy:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-        import socket
 
         while True:
             try:
@@ -323,6 +322,11 @@ class _LossyProxy:
         except OSError:
             pass
         for sock in (source, sink):
+            # shutdown first: a bare close() leaves the connection open while the other pipe's
+            # thread is still in recv() on it, so the client would wait for an answer instead of
+            # seeing the connection drop
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 sock.close()
 
