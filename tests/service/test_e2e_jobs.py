@@ -296,7 +296,6 @@ class _LossyProxy:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-
         while True:
             try:
                 client, _ = self.listener.accept()
