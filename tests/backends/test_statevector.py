@@ -198,6 +198,29 @@ def test_batches_are_split_into_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
         np.testing.assert_allclose(got, want, atol=1e-14)
 
 
+def test_kept_workspace_is_per_thread_and_never_leaks_into_results() -> None:
+    # the adjoint scratch a thread keeps between calls: a larger call in between, and two
+    # threads at once, leave every result equal to the one of a first call
+    from concurrent.futures import ThreadPoolExecutor
+
+    small = PQCSpec.parse({"n_qubits": 8, "encoding": "angle_rx", "ansatz": "hqconv", "layers": 2})
+    large = PQCSpec.parse({"n_qubits": 12, "encoding": "angle_rx", "ansatz": "hqconv"})
+    xs, ws = sample(small, 3, 9)
+    xl, wl = sample(large, 6, 10)
+    first_small = run(small, xs, ws)
+    kept = [a.copy() for a in first_small]
+    first_large = run(large, xl, wl)
+    np.testing.assert_allclose(first_small[0], qiskit_values(small, xs, ws), atol=TOL)
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [pool.submit(run, *args) for args in [(large, xl, wl), (small, xs, ws)] * 3]
+        results = [job.result() for job in jobs]
+    for got, want in zip(results, [first_large, first_small] * 3, strict=True):
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(first_small, kept, strict=True):  # later calls did not write into it
+        np.testing.assert_array_equal(a, b)
+
+
 def test_values_only() -> None:
     spec = PQCSpec.parse({"n_qubits": 8, "encoding": "angle_rx", "ansatz": "hqconv", "layers": 2})
     x, w = sample(spec, 3, 8)
