@@ -10,8 +10,11 @@ each, every round times each engine once in turn, so that a load that comes and 
 shared machine falls on all of them alike; the table gives each engine's median and the median
 over rounds of its per-round ratio to the statevector engine (the targets use that ratio):
 
-- ``qldm statevector``: :func:`qldm.backends._statevector.evaluate` (fused blocks, adjoint
-  Jacobians batched over observables, independent qubit components simulated apart).
+- ``qldm statevector``: :func:`qldm.backends._statevector.evaluate` (fused blocks on the
+  state's leading digits, adjoint Jacobians batched over observables from the end of each
+  observable's light cone, independent qubit components simulated apart), float64.
+- ``qldm statevector float32``: the same in complex64, for information (no target: its
+  difference from float64 is near the agreement threshold).
 - ``qldm exact backend``: ``ExactBackend().run(Workload.build(..., task="jacobian"))`` as it
   stands, at B = :data:`EXACT_BATCH`, timed on its one (agreement) call (see there).
 - ``PennyLane default.qubit``: ``diff_method="backprop"``, torch interface, parameter
@@ -102,17 +105,21 @@ def _max_diff(got: Arrays, want: Arrays) -> float:
 # ---------------------------------------------------------------------- engines
 
 
-def _statevector_call(spec: PQCSpec, x: np.ndarray, w: np.ndarray) -> Callable[[], Arrays]:
+def _statevector_call(
+    spec: PQCSpec, x: np.ndarray, w: np.ndarray, *, single: bool = False
+) -> Callable[[], Arrays]:
+    """The statevector evaluator on float64 inputs (complex128), or float32 with ``single``."""
     import torch
 
     from qldm.backends._statevector import evaluate
 
-    xt, wt = torch.as_tensor(x), torch.as_tensor(w)
+    dtype = torch.float32 if single else torch.float64
+    xt, wt = torch.as_tensor(x, dtype=dtype), torch.as_tensor(w, dtype=dtype)
 
     def call() -> Arrays:
         r = evaluate(spec, xt, wt, jacobian=True)
         assert r.d_inputs is not None and r.d_weights is not None
-        return r.values.numpy(), r.d_inputs.numpy(), r.d_weights.numpy()
+        return r.values.double().numpy(), r.d_inputs.double().numpy(), r.d_weights.double().numpy()
 
     return call
 
@@ -206,8 +213,15 @@ def _section(ansatz: str, batch: int, repeats: int) -> list[Row]:
     )
     sv_call = _statevector_call(spec, x, w)
     ref = sv_call()
+    sv32_call = _statevector_call(spec, x, w, single=True)
     timed: list[tuple[str, Callable[[], Arrays], str, float]] = [
-        ("qldm statevector", sv_call, "adjoint, light cones, fused blocks", 0.0)
+        ("qldm statevector", sv_call, "adjoint, light cones, fused blocks", 0.0),
+        (
+            "qldm statevector float32",
+            sv32_call,
+            "complex64; no target",
+            _max_diff(sv32_call(), ref),
+        ),
     ]
     b_exact = min(EXACT_BATCH, batch)
     start = time.perf_counter()
@@ -263,7 +277,7 @@ def _section(ansatz: str, batch: int, repeats: int) -> list[Row]:
         )
         for j, (name, _, note, diff) in enumerate(timed)
     ]
-    rows.insert(1, exact)
+    rows.insert(2, exact)
     _print_rows(rows)
     return rows
 

@@ -25,14 +25,17 @@ def test_a_small_section_agrees_and_times_every_engine_in_each_round(
     names = [r.name for r in rows]
     assert names == [
         "qldm statevector",
+        "qldm statevector float32",
         "qldm exact backend",
         "PennyLane default.qubit",
         "PennyLane lightning.qubit",
     ]
-    # every engine computes the same values and Jacobians (lightning's adjoint to ~1e-8)
-    assert all(r.diff <= engines_wide.AGREEMENT for r in rows)
+    # every float64 engine computes the same values and Jacobians (lightning's adjoint to
+    # ~1e-8); complex64 to single precision
+    assert all(r.diff <= engines_wide.AGREEMENT for r in rows if "float32" not in r.name)
+    assert 0 < rows[1].diff < 1e-4
     assert rows[0].ratio == 1.0
-    assert all(r.ratio is not None and r.ratio > 0 for r in rows[2:])
-    assert rows[1].ratio is None  # the exact row is one call, not in the rounds
+    assert all(r.ratio is not None and r.ratio > 0 for r in rows[3:] + rows[1:2])
+    assert rows[2].ratio is None  # the exact row is one call, not in the rounds
     printed = capsys.readouterr().out
     assert "round 2/2" in printed and "max rel diff" in printed
