@@ -164,6 +164,32 @@ def test_pauli_strings_join_components() -> None:
     np.testing.assert_allclose(dw, fw, atol=TOL)
 
 
+def test_light_cones_of_pauli_strings() -> None:
+    # hqconv on 8 qubits: X/Y/Z strings whose light cones end on different blocks of the last
+    # layer, so their adjoint passes start at different blocks, from P on the forward state in
+    # that block's digit order
+    labels = ("IIIIIIXI", "YIIIIIII", "IIIXIIIZ", "IIIIZIII", "IIIIIIIZ", "IYIIIIII")
+    spec = PQCSpec.parse(
+        {
+            "n_qubits": 8,
+            "encoding": "angle_ry",
+            "ansatz": "hqconv",
+            "layers": 2,
+            "observables": labels,
+        }
+    )
+    (comp,) = _plan(spec).components
+    assert len(set(comp.joins)) > 2 and not comp.diagonal
+    x, w = sample(spec, 2, 4)
+    values, dx, dw = run(spec, x, w)
+    np.testing.assert_allclose(values, qiskit_values(spec, x, w), atol=TOL)
+    fx, fw = finite_differences(
+        spec, x, w, inputs=list(range(spec.n_inputs)), weights=list(range(spec.n_weights))
+    )
+    np.testing.assert_allclose(dx, fx, atol=TOL)
+    np.testing.assert_allclose(dw, fw, atol=TOL)
+
+
 @pytest.mark.parametrize("ansatz", ["hqconv", "fqconv"])
 def test_twelve_qubits(ansatz: str) -> None:
     spec = PQCSpec.parse({"n_qubits": 12, "encoding": "angle_rx", "ansatz": ansatz, "layers": 3})
