@@ -12,7 +12,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BEGIN", "DOC_FIGURES", "END", "ci_text", "render_markdown", "update_results_doc"]
+__all__ = [
+    "BEGIN",
+    "DOC_FIGURES",
+    "END",
+    "ci_text",
+    "other_runs_line",
+    "render_markdown",
+    "update_results_doc",
+]
 
 
 def ci_text(d: dict[str, Any]) -> str:
@@ -57,14 +65,17 @@ def render_markdown(results: dict[str, Any]) -> str:
             "",
             f"On `{dev['backend']}` through a loopback server (per job):",
             "",
-            "| phase | task | circuits | shots | submissions | seconds |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| phase | task | circuits | shots | submissions | seconds | readout | gradient "
+            "| device floor (max/layer) | floor subtracted |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in dev["rows"]:
-            sec = r["seconds"]
+            sec, floor = r["seconds"], r.get("floor_max")
             lines.append(
                 f"| {r['phase']} | {r['task']} | {r['circuits']} | {r['shots']} | "
-                f"{r['submissions']} | {'—' if sec is None else f'{sec:.1f}'} |"
+                f"{r['submissions']} | {'—' if sec is None else f'{sec:.1f}'} | "
+                f"{r.get('readout_mitigation') or '—'} | {r.get('gradient') or '—'} | "
+                f"{'—' if floor is None else f'{floor:.3f}'} | {r.get('floor_subtracted')} |"
             )
     lines += [
         "",
@@ -74,8 +85,19 @@ def render_markdown(results: dict[str, Any]) -> str:
         "| --- | --- | --- | --- |",
     ]
     for c in results["claims"]:
-        lines.append(f"| {c['seed']} | {c['claim']} | {c['ours_value']} | {c['comparable']} |")
+        ours = c["ours_value"] + (" s" if "train_seconds" in c["ours"] else "")
+        lines.append(f"| {c['seed']} | {c['claim']} | {ours} | {c['comparable']} |")
     return "\n".join(lines) + "\n"
+
+
+def other_runs_line(others: list[dict[str, Any]]) -> str:
+    """A line naming further runs of the experiment (e.g. ``--quick``): command and wall time."""
+    parts = [
+        f"`{r.get('command', '')}`: {r['version']} version, {r['seeds']} seeds, "
+        f"{r['wall_seconds'] / 60:.1f} min"
+        for r in others
+    ]
+    return "Other runs of this experiment: " + "; ".join(parts) + ".\n"
 
 
 BEGIN = "<!-- quantum-diffusion:begin (rendered from results.json) -->"
@@ -96,7 +118,11 @@ DOC_FIGURES = (
 
 
 def update_results_doc(
-    doc: Path, results: dict[str, Any], *, report_dir: Path | None = None
+    doc: Path,
+    results: dict[str, Any],
+    *,
+    report_dir: Path | None = None,
+    others: list[dict[str, Any]] | None = None,
 ) -> None:
     """Put :func:`render_markdown` between the markers in ``doc`` (appended if absent).
 
@@ -105,11 +131,14 @@ def update_results_doc(
         results: a ``results.json`` dict.
         report_dir: the report folder; its figures in :data:`DOC_FIGURES` are copied to
             ``doc``'s ``img/`` folder and shown under the tables.
+        others: ``results.json`` dicts of further runs (their command and wall time are listed).
     """
     import shutil
 
     text = doc.read_text(encoding="utf-8") if doc.exists() else ""
     body = render_markdown(results)
+    if others:
+        body += "\n" + other_runs_line(others)
     if report_dir is not None:
         shown = []
         for name in DOC_FIGURES:

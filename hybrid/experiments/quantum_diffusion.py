@@ -413,13 +413,17 @@ DEVICE_CONFIG: dict[str, Any] = {
 }
 """The fake-device run (``configs/qdiff_depolarizing_fake.yaml`` holds the same)."""
 
-if __name__ == "__main__":  # python -m qldm.hybrid.experiments.quantum_diffusion REPORT DOC
+if __name__ == "__main__":  # python -m ...quantum_diffusion REPORT DOC [OTHER_REPORT ...]
     import json
     import sys
 
-    folder = Path(sys.argv[1])
+    def _load(folder: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((Path(folder) / "results.json").read_text("utf-8"))
+        return data
+
     update_results_doc(
         Path(sys.argv[2]),
-        json.loads((folder / "results.json").read_text(encoding="utf-8")),
-        report_dir=folder,
+        _load(sys.argv[1]),
+        report_dir=Path(sys.argv[1]),
+        others=[_load(f) for f in sys.argv[3:]],
     )
