@@ -42,7 +42,12 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
 
 
 def render_markdown(
-    results: dict[str, Any], *, figures: str, quick: dict[str, Any] | None = None
+    results: dict[str, Any],
+    *,
+    figures: str,
+    quick: dict[str, Any] | None = None,
+    report_dir: str = "REPORT_DIR",
+    quick_dir: str = "QUICK_DIR",
 ) -> str:
     """The QLDM part of ``docs/results.md`` from a seed000 ``results.json`` dict.
 
@@ -51,6 +56,8 @@ def render_markdown(
         figures: the folder (relative to ``docs/``) holding the report's PNGs.
         quick: the ``results.json`` of a ``--quick`` run, whose command and wall time are
             listed too.
+        report_dir: the full run's folder, for the commands listed.
+        quick_dir: the ``--quick`` run's folder, for the commands listed.
 
     Returns:
         Markdown text.
@@ -270,14 +277,19 @@ def render_markdown(
         "baseline is a classical LDM); the `classical` control is ours. The sweeps train "
         + ", ".join(f"`{v}`" for v in s.get("sweep_variants", variants))
         + " only, to fit the time budget.",
+        f"- EOT ({sz.get('eot_draws', 1)} draws) runs at eps "
+        f"{', '.join(f'{e:g}' for e in sz.get('eot_eps', []))} only, on the first "
+        f"{sz.get('n_eot', sz['n_attack'])} of the {sz['n_attack']} attacked test images (time "
+        "budget); the paper's PGD (step 0.005) is kept, and the PGD with step eps/"
+        f"{1 / sz.get('pgd_ours_step', 0.25):g} is ours.",
         "",
         "## Commands that produced this",
         "",
         "```bash",
-        "qldm experiments seed000 --out /work/reports/seed000-quick --quick",
-        "qldm experiments seed000 --out /work/reports/seed000-full   # 5 seeds, the default",
-        "python -m qldm.hybrid.experiments._seed000_markdown /work/reports/seed000-full "
-        "docs/results.md /work/reports/seed000-quick",
+        f"qldm experiments seed000 --out {quick_dir} --quick",
+        f"qldm experiments seed000 --out {report_dir}   # 5 seeds, the default",
+        f"python -m qldm.hybrid.experiments._seed000_markdown {report_dir} docs/results.md "
+        f"{quick_dir}",
         "```",
         "",
         "Wall time by section: "
@@ -302,7 +314,13 @@ def update_results_md(report_dir: Path, md_path: Path, *, quick_dir: Path | None
     for name in FIGURES:
         if (report_dir / name).is_file():
             shutil.copyfile(report_dir / name, img / name)
-    rendered = render_markdown(results, figures="img/seed000", quick=quick)
+    rendered = render_markdown(
+        results,
+        figures="img/seed000",
+        quick=quick,
+        report_dir=str(report_dir),
+        quick_dir=str(quick_dir) if quick_dir is not None else "QUICK_DIR",
+    )
     part = f"{BEGIN}\n{rendered}{END}\n"
     text = md_path.read_text(encoding="utf-8") if md_path.is_file() else ""
     if BEGIN in text and END in text:

@@ -465,6 +465,11 @@ def write_report(out: Path, results: dict[str, Any], *, command: str) -> Path:
         "the paper's Gaussian baseline is a classical LDM. The classical control (no PQC, the "
         "same parameter count) is ours; the paper has none. The data-size and depth sweeps "
         f"train {', '.join(sweep)} only, to fit the time budget.",
+        f"EOT ({sz.get('eot_draws', 1)} draws) runs at eps "
+        f"{', '.join(f'{e:g}' for e in sz.get('eot_eps', []))} only, on the first "
+        f"{sz.get('n_eot', sz['n_attack'])} of the {sz['n_attack']} attacked test images, to "
+        "fit the time budget. The paper's PGD (step 0.005) is kept; the PGD with step eps/"
+        f"{1 / sz.get('pgd_ours_step', 0.25):g} is ours.",
     )
     results["tables"] = tables
     return report.write(results)
