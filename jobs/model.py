@@ -233,6 +233,20 @@ class JobOptions(BaseModel):
             )
         return value
 
+    @model_serializer(mode="wrap")
+    def _drop_unset_runtime_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # options added after the first release serialize (and fingerprint) only when set, so
+        # a request that does not use them keeps the fingerprint it always had
+        data: dict[str, Any] = handler(self)
+        for name in _LATER_OPTIONS:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
+
+
+_LATER_OPTIONS = ("execution_mode", "max_execution_time", "split_jobs", "result_timeout_s")
+"""Job options left out of the stored text (and the fingerprint) while ``None``."""
+
 
 def _circuit_kind(value: Any) -> str:
     if isinstance(value, dict):
