@@ -63,8 +63,9 @@ def test_capabilities_by_name_are_the_classes_own(tmp_path: Path) -> None:
         assert capabilities(name) is DEVICE
     assert type(get_backend("aer:manila", data_dir=tmp_path)).capabilities is DEVICE
     assert type(get_backend("fake:manila", data_dir=tmp_path)).capabilities is DEVICE
-    assert SIMULATOR.tasks == {Task.EXPECTATION, Task.JACOBIAN, Task.COUNTS}
-    assert DEVICE.tasks == {Task.EXPECTATION, Task.JACOBIAN}
+    assert SIMULATOR.tasks == {Task.EXPECTATION, Task.JACOBIAN, Task.COUNTS, Task.METRIC_TENSOR}
+    # devices measure the block-diagonal metric only (a full one is refused naming ``metric``)
+    assert DEVICE.tasks == {Task.EXPECTATION, Task.JACOBIAN, Task.METRIC_TENSOR}
     assert DEVICE.circuits == {CircuitKind.SPEC}
     with pytest.raises(UnknownBackendError) as err:
         capabilities("annealer")
