@@ -103,6 +103,7 @@ def serve(
       QLDM_IBM_TOKEN             IBM Quantum token for ibm: backends (a secret)
       QLDM_IBM_CHANNEL           IBM Quantum channel (ibm_quantum_platform)
       QLDM_IBM_INSTANCE          IBM Quantum instance
+      QLDM_CALIBRATION_MAX_AGE_MIN  refetch device calibrations older than this (30 min)
       QLDM_LOG_LEVEL             log level (info)
     """
     from qldm.service.server import serve as _serve
