@@ -228,8 +228,12 @@ def _qpy_circuits(
 
 
 def _with_probabilities(circuit: QuantumCircuit) -> QuantumCircuit:
+    # the instruction itself: ``QuantumCircuit.save_probabilities`` exists only once
+    # qiskit_aer was imported, which a fresh server process may not have done yet
+    from qiskit_aer.library import SaveProbabilities
+
     out = circuit.copy()
-    out.save_probabilities()  # added to QuantumCircuit by qiskit_aer
+    out.append(SaveProbabilities(out.num_qubits), out.qubits)
     return out
 
 
