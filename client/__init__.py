@@ -1,7 +1,8 @@
 """The torch client: :class:`QuantumLayer`, and (lazily) the HTTP client and Qiskit adapters.
 
-``ServiceClient`` and ``RemoteEstimatorV2`` are imported on first use, so ``from client import
-QuantumLayer`` never needs the HTTP stack, and a missing optional module breaks only its name.
+``ServiceClient``, ``RemoteEstimatorV2`` and ``RemoteSamplerV2`` are imported on first use, so
+``from client import QuantumLayer`` never needs the HTTP stack, and a missing optional module
+breaks only its name.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from typing import Any
 
 from qldm.client.quantum_layer import QuantumLayer
 
-__all__ = ["QuantumLayer", "RemoteEstimatorV2", "ServiceClient"]
+__all__ = ["QuantumLayer", "RemoteEstimatorV2", "RemoteSamplerV2", "ServiceClient"]
 
 _LAZY = {
     "ServiceClient": "qldm.client.service_client",
     "RemoteEstimatorV2": "qldm.client.remote_estimator",
+    "RemoteSamplerV2": "qldm.client.remote_sampler",
 }
 """Lazily exported names and the modules that define them."""
 
