@@ -24,19 +24,16 @@ returned job's ``result()`` waits for them.
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-from qiskit import QuantumCircuit, qpy
 from qiskit.primitives import BaseEstimatorV2, PrimitiveJob
 from qiskit.primitives.containers import DataBin, EstimatorPubLike, PrimitiveResult, PubResult
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
 
+from qldm.client._qpy_jobs import connect, qpy_bytes, submit_rows
 from qldm.client.service_client import ServiceClient
 
 __all__ = ["RemoteEstimatorV2"]
@@ -69,13 +66,9 @@ class RemoteEstimatorV2(BaseEstimatorV2):
         client: ServiceClient | None = None,
         timeout: float | None = None,
     ) -> None:
-        if client is None:
-            if url is None:
-                raise ValueError("give the server's url or a ServiceClient")
-            client = ServiceClient(url, api_key=api_key)
         if default_precision < 0:
             raise ValueError("default_precision must be >= 0")
-        self._client = client
+        self._client = connect(url, api_key, client)
         self._backend = backend
         self._default_precision = default_precision
         self._seed = seed
@@ -108,11 +101,11 @@ class RemoteEstimatorV2(BaseEstimatorV2):
         for i, pub in enumerate(coerced):
             if pub.parameter_values.size == 0:
                 continue  # no parameter sets: empty evs, nothing to run
-            key = (_qpy(pub.circuit, dumps), float(pub.precision))
+            key = (qpy_bytes(pub.circuit, dumps), float(pub.precision))
             groups.setdefault(key, []).append(i)
         submitted = [
-            self._submit([coerced[i] for i in members], qpy_bytes)
-            for (qpy_bytes, _), members in groups.items()
+            self._submit([coerced[i] for i in members], circuit_qpy)
+            for (circuit_qpy, _), members in groups.items()
         ]
         job: PrimitiveJob[PrimitiveResult[PubResult]] = PrimitiveJob(
             self._collect, coerced, list(groups.values()), submitted
@@ -122,35 +115,28 @@ class RemoteEstimatorV2(BaseEstimatorV2):
 
     # ------------------------------------------------------------------ one job per group
 
-    def _submit(self, pubs: list[EstimatorPub], qpy_bytes: bytes) -> _Submitted:
+    def _submit(self, pubs: list[EstimatorPub], circuit_qpy: bytes) -> _Submitted:
         """One job for ``pubs`` (one circuit, one precision): their parameter sets one after
         the other as ``inputs`` rows, the union of their Paulis as observables."""
         circuit = pubs[0].circuit
-        params = list(circuit.parameters)
-        rows = [_parameter_rows(pub, params) for pub in pubs]
         paulis = sorted({p for pub in pubs for obs in pub.observables.ravel() for p in obs})
         if not paulis:  # all-zero observables: still one circuit to evaluate
             paulis = ["I" * circuit.num_qubits]
         precision = pubs[0].precision
         shots = None if precision == 0 else math.ceil(1.0 / precision**2)
-        request: dict[str, Any] = {
-            "circuit": {
-                "qpy": base64.b64encode(qpy_bytes).decode("ascii"),
-                "observables": paulis,
-                "input_params": [p.name for p in params],
-                "weight_params": [],
-            },
-            "task": "expectation",
-            "backend": self._backend,
-            "inputs": np.concatenate(rows).astype(np.float64),
-            "weights": np.zeros(0),
-            "shots": shots,
-            "seed": self._seed,
-            "run_id": self._run_id,
-        }
-        job = self._client.submit(request)
-        offsets = np.cumsum([0, *(len(r) for r in rows)])
-        return _Submitted(paulis, shots, str(job["id"]), [int(o) for o in offsets])
+        sent = submit_rows(
+            self._client,
+            circuit,
+            circuit_qpy,
+            [pub.parameter_values for pub in pubs],
+            task="expectation",
+            observables=paulis,
+            backend=self._backend,
+            shots=shots,
+            seed=self._seed,
+            run_id=self._run_id,
+        )
+        return _Submitted(paulis, shots, sent.job_id, sent.offsets)
 
     def _collect(
         self,
@@ -190,22 +176,6 @@ class _Submitted:
     shots: int | None
     job_id: str
     offsets: list[int]
-
-
-def _qpy(circuit: QuantumCircuit, cache: dict[int, bytes]) -> bytes:
-    """The circuit's QPY bytes, dumped once per circuit object of a ``run``."""
-    key = id(circuit)
-    if key not in cache:
-        buffer = io.BytesIO()
-        qpy.dump(circuit, buffer)
-        cache[key] = buffer.getvalue()
-    return cache[key]
-
-
-def _parameter_rows(pub: EstimatorPub, params: list[Any]) -> np.ndarray:
-    """The PUB's parameter sets as ``(N, len(params))`` rows, in ``params`` order."""
-    n_sets = int(np.prod(pub.parameter_values.shape, dtype=int))
-    return np.asarray(pub.parameter_values.as_array(params)).reshape(n_sets, len(params))
 
 
 def _pub_result(

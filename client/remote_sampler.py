@@ -23,11 +23,8 @@ returned job's ``result()`` waits for them.
 
 from __future__ import annotations
 
-import base64
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from qiskit import QuantumCircuit
@@ -41,7 +38,7 @@ from qiskit.primitives.containers import (
 )
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 
-from qldm.client.remote_estimator import _qpy
+from qldm.client._qpy_jobs import Submitted, connect, qpy_bytes, submit_rows
 from qldm.client.service_client import ServiceClient
 
 __all__ = ["RemoteSamplerV2"]
@@ -76,13 +73,9 @@ class RemoteSamplerV2(BaseSamplerV2):
         client: ServiceClient | None = None,
         timeout: float | None = None,
     ) -> None:
-        if client is None:
-            if url is None:
-                raise ValueError("give the server's url or a ServiceClient")
-            client = ServiceClient(url, api_key=api_key)
         if default_shots < 1:
             raise ValueError(f"default_shots must be >= 1, got {default_shots}")
-        self._client = client
+        self._client = connect(url, api_key, client)
         self._backend = backend
         self._default_shots = int(default_shots)
         self._seed = seed
@@ -128,10 +121,22 @@ class RemoteSamplerV2(BaseSamplerV2):
         for i, pub in enumerate(coerced):
             if pub.parameter_values.size == 0 or not pub.circuit.cregs:
                 continue  # nothing to measure: empty result, no job
-            groups.setdefault((_qpy(pub.circuit, dumps), int(pub.shots)), []).append(i)
+            groups.setdefault((qpy_bytes(pub.circuit, dumps), int(pub.shots)), []).append(i)
         submitted = [
-            self._submit([coerced[i] for i in members], qpy_bytes)
-            for (qpy_bytes, _), members in groups.items()
+            submit_rows(
+                self._client,
+                coerced[members[0]].circuit,
+                circuit_qpy,
+                [coerced[i].parameter_values for i in members],
+                task="counts",
+                # the counts task reads no observable, but a QPY circuit names at least one
+                observables=["Z" * coerced[members[0]].circuit.num_qubits],
+                backend=self._backend,
+                shots=n_shots,
+                seed=self._seed,
+                run_id=self._run_id,
+            )
+            for (circuit_qpy, n_shots), members in groups.items()
         ]
         job: PrimitiveJob[PrimitiveResult[SamplerPubResult]] = PrimitiveJob(
             self._collect, coerced, list(groups.values()), submitted
@@ -139,44 +144,11 @@ class RemoteSamplerV2(BaseSamplerV2):
         job._submit()
         return job
 
-    # ------------------------------------------------------------------ one job per group
-
-    def _submit(self, pubs: list[SamplerPub], qpy_bytes: bytes) -> _Submitted:
-        """One ``counts`` job for ``pubs`` (one circuit, one shots): their parameter sets one
-        after the other as ``inputs`` rows."""
-        circuit = pubs[0].circuit
-        params = list(circuit.parameters)
-        rows = [
-            np.asarray(pub.parameter_values.as_array(params)).reshape(
-                pub.parameter_values.size, len(params)
-            )
-            for pub in pubs
-        ]
-        request: dict[str, Any] = {
-            "circuit": {
-                "qpy": base64.b64encode(qpy_bytes).decode("ascii"),
-                # the counts task reads no observable, but a QPY circuit names at least one
-                "observables": ["Z" * circuit.num_qubits],
-                "input_params": [p.name for p in params],
-                "weight_params": [],
-            },
-            "task": "counts",
-            "backend": self._backend,
-            "inputs": np.concatenate(rows).astype(np.float64),
-            "weights": np.zeros(0),
-            "shots": int(pubs[0].shots),
-            "seed": self._seed,
-            "run_id": self._run_id,
-        }
-        job = self._client.submit(request)
-        offsets = np.cumsum([0, *(len(r) for r in rows)])
-        return _Submitted(str(job["id"]), [int(o) for o in offsets])
-
     def _collect(
         self,
         pubs: list[SamplerPub],
         groups: list[list[int]],
-        submitted: list[_Submitted],
+        submitted: list[Submitted],
     ) -> PrimitiveResult[SamplerPubResult]:
         results: list[SamplerPubResult | None] = [None] * len(pubs)
         rng = np.random.default_rng(self._seed)
@@ -191,15 +163,6 @@ class RemoteSamplerV2(BaseSamplerV2):
             if results[i] is None:  # no parameter sets or no classical register
                 results[i] = _pub_result(pub, [], None, rng)
         return PrimitiveResult([r for r in results if r is not None], metadata={"version": 2})
-
-
-@dataclass(frozen=True)
-class _Submitted:
-    """A submitted job: its id, and where each of its PUBs' rows start and end
-    (``offsets[k]:offsets[k + 1]`` for its ``k``-th PUB)."""
-
-    job_id: str
-    offsets: list[int]
 
 
 def _clbit_sources(circuit: QuantumCircuit) -> dict[tuple[str, int], int]:
