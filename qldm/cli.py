@@ -363,21 +363,35 @@ def bench_hardware() -> None:
 
 @app.command()
 def estimate(
-    configs: Annotated[list[Path], typer.Argument(help="QLDM training configs (YAML).")],
+    configs: Annotated[
+        list[Path],
+        typer.Argument(help="Training configs (YAML): QLDM, qdiff (seed models) or kind: unet."),
+    ],
     backend: Annotated[
         str, typer.Option(help="A runtime device: fake:<device> (offline) or ibm:<device>.")
     ] = "fake:brisbane",
-    shots: Annotated[int, typer.Option(help="Shots per parameter set.")] = 4000,
+    shots: Annotated[
+        int, typer.Option(help="Shots per parameter set (where the config sets none).")
+    ] = 4000,
     instances: Annotated[int, typer.Option(help="Random Pauli-insertion instances.")] = 32,
 ) -> None:
     """What one training step of each config would cost on a runtime device, without
-    submitting anything: circuits, executions, jobs under IBM's per-job limit, QPU seconds."""
+    submitting anything: circuits, executions, jobs under IBM's per-job limit, QPU seconds.
+
+    QLDM configs: the PQC on one batch (``jacobian``). qdiff and ``kind: unet`` configs: every
+    ``QuantumLayer`` call of one training loss (one job each; plus the QNGD metric), recorded
+    by running the model on the exact simulator (:mod:`qldm.hybrid.step_calls`)."""
     import numpy as np
 
     from qldm.backends.base import Workload
     from qldm.backends.runtime import RuntimeBackend
     from qldm.circuits import PQCSpec
+    from qldm.errors import QldmError
     from qldm.hybrid.config import load_config
+    from qldm.hybrid.qdiff.config import is_qdiff_config
+    from qldm.hybrid.step_calls import step_calls
+    from qldm.hybrid.unet.config import UNetConfig, load_any_config
+    from qldm.jobs.model import JobOptions
 
     settings = _settings()
     device = RuntimeBackend(
@@ -387,29 +401,53 @@ def estimate(
         **settings.runtime_config().options_for(backend),
     )
     typer.echo(
-        f"{'config':<22} {'channel':<18} {'B':>4} {'circuits':>10} {'executions':>13} "
-        f"{'jobs':>5} {'QPU s':>9} {'QPU h':>6}"
+        f"{'config':<26} {'channel':<18} {'B':>4} {'calls':>5} {'circuits':>10} "
+        f"{'executions':>13} {'jobs':>5} {'QPU s':>9} {'QPU h':>6}"
     )
     for path in configs:
-        config = load_config(path)
-        if config.variant == "classical":
-            typer.echo(f"{config.name:<22} classical: no quantum circuit")
+        if is_qdiff_config(path) or isinstance(load_any_config(path), UNetConfig):
+            step = step_calls(path)
+            name, batch = step.name, step.batch_size
+            works: list[Workload] = [
+                Workload.build(
+                    c.spec,
+                    c.inputs,
+                    c.weights,
+                    noise_levels=c.noise_levels,
+                    task=c.task,
+                    output=c.output,
+                    targets=c.targets,
+                    metric="block_diagonal" if c.block_diagonal else "full",
+                    shots=c.shots or shots,
+                )
+                for c in step.calls
+            ]
+            kinds = sorted({c.spec.channel.kind for c in step.calls})
+            options = JobOptions(gradient_budget=step.gradient_budget)
+        else:
+            config = load_config(path)
+            name, batch, works, kinds = config.name, config.train.batch_size, [], []
+            options = JobOptions()
+            if config.variant != "classical":
+                spec = PQCSpec.parse(config.pqc_spec())
+                rng = np.random.default_rng(0)
+                inputs = rng.uniform(-1, 1, (batch, spec.n_inputs))
+                weights = rng.uniform(-1, 1, spec.n_weights)
+                works = [Workload.build(spec, inputs, weights, task="jacobian", shots=shots)]
+                kinds = [spec.channel.kind]
+        if not works:
+            typer.echo(f"{name:<26} classical: no quantum circuit")
             continue
-        spec = PQCSpec.parse(config.pqc_spec())
-        batch = config.train.batch_size
-        rng = np.random.default_rng(0)
-        work = Workload.build(
-            spec,
-            rng.uniform(-1, 1, (batch, spec.n_inputs)),
-            rng.uniform(-1, 1, spec.n_weights),
-            task="jacobian",
-            shots=shots,
-        )
-        cost = device.estimate(work)
+        try:
+            costs = [device.estimate(w, options) for w in works]
+        except QldmError as exc:  # e.g. the amplitude encoding: no hardware circuit at all
+            typer.echo(f"{name:<26} not runnable on {backend}: {exc}")
+            continue
+        qpu = sum(c.qpu_seconds for c in costs)
         typer.echo(
-            f"{config.name:<22} {spec.channel.kind:<18} {batch:>4} {cost.circuits:>10,} "
-            f"{cost.executions:>13,} {cost.submissions:>5} {cost.qpu_seconds:>9.0f} "
-            f"{cost.qpu_seconds / 3600:>6.2f}"
+            f"{name:<26} {'+'.join(kinds):<18} {batch:>4} {len(costs):>5} "
+            f"{sum(c.circuits for c in costs):>10,} {sum(c.executions for c in costs):>13,} "
+            f"{sum(c.submissions for c in costs):>5} {qpu:>9.0f} {qpu / 3600:>6.2f}"
         )
 
 
