@@ -188,3 +188,83 @@ def test_exported_next_to_the_estimator() -> None:
 
     assert qldm.RemoteSamplerV2 is qldm.client.RemoteSamplerV2 is RemoteSamplerV2
     assert "RemoteSamplerV2" in qldm.__all__ and "RemoteSamplerV2" in qldm.client.__all__
+
+
+def _deterministic_circuits() -> list[QuantumCircuit]:
+    """Circuits with one outcome: a clbit written twice, a qubit read twice, permuted clbits
+    behind a barrier, a register of 9 bits (2 bytes)."""
+    twice = QuantumCircuit(2, 1)
+    twice.x(0)
+    twice.measure(0, 0)
+    twice.measure(1, 0)  # the last write wins: 0
+    reread = QuantumCircuit(2, 2)
+    reread.x(1)
+    reread.measure(1, 0)
+    reread.measure(1, 1)
+    permuted = QuantumCircuit(3, 3)
+    permuted.x([0, 2])
+    permuted.barrier()
+    permuted.measure([0, 1, 2], [2, 0, 1])
+    wide = QuantumCircuit(QuantumRegister(2), ClassicalRegister(2, "a"))
+    wide.add_register(ClassicalRegister(9, "wide"))
+    wide.x(0)
+    wide.measure(0, wide.cregs[1][8])
+    wide.measure(0, 0)
+    return [twice, reread, permuted, wide]
+
+
+def test_registers_are_filled_like_statevector_samplers(server: EmbeddedServer) -> None:
+    circuits = _deterministic_circuits()
+    remote = RemoteSamplerV2(server.url, seed=1).run(circuits, shots=20).result()
+    local = StatevectorSampler(seed=1).run(circuits, shots=20).result()
+    for got, want in zip(remote, local, strict=True):
+        for name in want.data:
+            assert got.data[name].get_counts() == want.data[name].get_counts()
+            assert len(want.data[name].get_counts()) == 1
+
+
+def test_sampler_qnn_runs_unchanged_one_job_per_pass(server: EmbeddedServer) -> None:
+    """qiskit-machine-learning's ``SamplerQNN`` with its parameter-shift gradient: the
+    forward pass and the backward pass cost one job each, and both agree with the exact
+    probabilities (Statevector) and their central differences within shot noise."""
+    from qiskit_machine_learning.gradients import ParamShiftSamplerGradient
+    from qiskit_machine_learning.neural_networks import SamplerQNN
+
+    from qldm.bench.estimator_qnn import small_circuit
+
+    qc, x, w = small_circuit()
+    measured = qc.copy()
+    measured.measure_all()
+    rng = np.random.default_rng(3)
+    inputs, weights = rng.uniform(-np.pi, np.pi, (4, 2)), rng.uniform(-np.pi, np.pi, 4)
+    shots = 20_000
+    sampler = RemoteSamplerV2(server.url, seed=1, default_shots=shots)
+    qnn = SamplerQNN(
+        circuit=measured,
+        input_params=list(x),
+        weight_params=list(w),
+        sampler=sampler,
+        gradient=ParamShiftSamplerGradient(sampler),
+    )
+    before = _jobs(server)
+    forward = qnn.forward(inputs, weights)
+    assert _jobs(server) == before + 1
+    _, grad = qnn.backward(inputs, weights)
+    assert _jobs(server) == before + 2
+
+    def exact(xs: np.ndarray, ws: np.ndarray) -> np.ndarray:
+        values = dict(zip([*x, *w], [*xs, *ws], strict=True))
+        bound = qc.assign_parameters(values)
+        return Statevector(bound).probabilities()
+
+    eps = 1e-5
+    for b in range(len(inputs)):
+        p = exact(inputs[b], weights)
+        sigma = np.sqrt(np.maximum(p * (1 - p), 1e-4) / shots)
+        np.testing.assert_array_less(np.abs(forward[b] - p), 5 * sigma + 1e-9)
+        for k in range(len(weights)):
+            step = np.eye(len(weights))[k] * eps
+            dp = (exact(inputs[b], weights + step) - exact(inputs[b], weights - step)) / (2 * eps)
+            # each weight is in one rotation: (p(+pi/2) - p(-pi/2)) / 2 of two independent
+            # estimates, sigma <= sqrt(0.5 / N) / 2; 5 sigma
+            assert np.abs(grad[b, :, k] - dp).max() < 5 * np.sqrt(0.5 / shots) / 2
