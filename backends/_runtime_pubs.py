@@ -89,6 +89,7 @@ def level_slots(
     allow_floor: bool,
     rng: np.random.Generator,
     subtract_floor: bool = True,
+    floor: np.ndarray | None = None,
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """The noise-slot values of every level and the ``noise`` entry of the metadata.
 
@@ -102,6 +103,9 @@ def level_slots(
         rng: draws the instances.
         subtract_floor: inject only what the device's floor leaves (``False`` with ZNE or PEC,
             which remove the device's noise: the full strength is injected).
+        floor: ``(n,)`` the device floor per data qubit (a measured one,
+            :func:`qldm.mitigation.measured_floor.measured_floor`); ``None``: the calibration
+            estimate (:func:`qldm.mitigation.noise.device_floor`).
 
     Returns:
         ``K`` arrays ``(R, L*n*m)`` (``(1, 0)`` without noise) and ``{"kind", "device_floor",
@@ -114,7 +118,8 @@ def level_slots(
     noise_meta: dict[str, Any] = {"kind": kind}
     per_level: list[np.ndarray] = []  # (R, L*n*m) slot values per level
     if kind != "none":
-        floor = device_floor(kind, isa, backend, layers=spec.layers)
+        if floor is None:
+            floor = device_floor(kind, isa, backend, layers=spec.layers)
         noise_meta["device_floor"] = floor.tolist()
         noise_meta["floor_subtracted"] = subtract_floor
         noise_meta["injected"] = []

@@ -79,13 +79,15 @@ from qldm.backends.base import (
     Workload,
 )
 from qldm.backends.outputs import check_state_support, needs_state_engine
-from qldm.circuits.transpile import transpile_spec
+from qldm.circuits import PQCSpec
+from qldm.circuits.transpile import IsaCircuit, transpile_spec
 from qldm.errors import BackendError, InvalidSpecError, UnknownBackendError
 from qldm.mitigation.m3 import (
     DEFAULT_MAX_AGE_S,
     CalibrationCache,
     ReadoutCalibration,
 )
+from qldm.mitigation.measured_floor import FLOOR_METHODS, measured_floor
 from qldm.paths import default_data_dir
 
 __all__ = [
@@ -130,6 +132,10 @@ class RuntimeBackend:
         instances: random Pauli-insertion instances per noise level (shots split across them).
         default_shots: shots per parameter set when the workload asks for exact values.
         allow_noise_floor: accept the device floor where a requested strength is below it.
+        floor: ``calibration`` (the floor estimated from the device's calibration,
+            :func:`qldm.mitigation.noise.device_floor`) or ``measured`` (learned by a short
+            experiment on the job's qubits, :func:`qldm.mitigation.measured_floor.measured_floor`;
+            ``fake:`` and ``aer:`` devices, exactly on the device's noise model).
         gradient_budget: shot-frugal Jacobians: shift only this many of the ``C`` inputs and
             weights per sample, drawn at random in antithetic pairs and weighted ``C / m``
             (unbiased, :mod:`qldm.backends._subset`); ``None`` shifts all of them.
@@ -166,6 +172,7 @@ class RuntimeBackend:
         instances: int = 32,
         default_shots: int = DEFAULT_SHOTS,
         allow_noise_floor: bool = False,
+        floor: str = "calibration",
         gradient_budget: int | None = None,
         spsa_directions: int | None = None,
         token: str | None = None,
@@ -200,6 +207,13 @@ class RuntimeBackend:
         self.instances = instances
         self.default_shots = int(default_shots)
         self.allow_noise_floor = bool(allow_noise_floor)
+        if floor not in FLOOR_METHODS:
+            raise InvalidSpecError(f"must be one of {', '.join(FLOOR_METHODS)}", field="floor")
+        if floor == "measured" and kind == "ibm":
+            raise InvalidSpecError(
+                "a measured floor is available on fake: and aer: devices only", field="floor"
+            )
+        self.floor = floor
         if gradient_budget is not None and (
             isinstance(gradient_budget, bool)
             or not isinstance(gradient_budget, int)
@@ -394,6 +408,7 @@ class RuntimeBackend:
             allow_floor=allow_floor,
             rng=np.random.default_rng(work.seed),
             subtract_floor=not (self.kind == "ibm" and self.resilience.removes_device_noise),
+            floor=self._measured_floor(spec, isa),
         )
         n_instances = per_level[0].shape[0]
         labels = spec.pauli_labels()
@@ -414,9 +429,31 @@ class RuntimeBackend:
             pubs=[build_pub(isa, sets, slots, labels, use_m3) for slots in per_level],
             noise=noise_meta,
             digest=fingerprint(
-                work, self.name, shots, n_instances, use_m3, budget=budget, spsa=directions
+                work, self._result_name, shots, n_instances, use_m3, budget=budget, spsa=directions
             ),
         )
+
+    @property
+    def _result_name(self) -> str:
+        """The name a result's fingerprint records (a measured floor injects differently)."""
+        return self.name if self.floor == "calibration" else f"{self.name}|floor=measured"
+
+    def _measured_floor(self, spec: PQCSpec, isa: IsaCircuit) -> np.ndarray | None:
+        """The measured floor (``floor="measured"``), exact on the device's noise model;
+        ``None``: the calibration estimate."""
+        if self.floor != "measured" or spec.channel.kind == "none":
+            return None
+        import warnings
+
+        from qiskit_aer import AerSimulator
+        from qiskit_aer.primitives import EstimatorV2 as AerEstimator
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sim = AerSimulator.from_backend(self.backend)
+        sim.set_options(method="density_matrix")
+        estimator = AerEstimator.from_backend(sim)
+        return measured_floor(spec, isa, self.backend, estimator=estimator)
 
     def digest(self, work: Workload, options: ExecutionOptions | None = None) -> str:
         """The fingerprint :meth:`prepare` gives ``work``, without transpiling or the floor
@@ -428,7 +465,7 @@ class RuntimeBackend:
         n_instances = 1 if kind in ("none", "amplitude_damping") else self.instances
         use_m3 = self._uses_m3(work.spec.pauli_labels())
         return fingerprint(
-            work, self.name, shots, n_instances, use_m3, budget=budget, spsa=directions
+            work, self._result_name, shots, n_instances, use_m3, budget=budget, spsa=directions
         )
 
     def _uses_m3(self, labels: list[str]) -> bool:

@@ -105,7 +105,14 @@ def _simulator(device: Any) -> Any:
     return _SIMULATORS[name]
 
 
-def delivered(device: str, kind: str, strength: float, *, data_dir: Any = None) -> dict[str, float]:
+def delivered(
+    device: str,
+    kind: str,
+    strength: float,
+    *,
+    data_dir: Any = None,
+    floor_method: str = "calibration",
+) -> dict[str, float]:
     """The per-layer channel a ``fake:<device>`` job delivers when it asks for ``strength``.
 
     Args:
@@ -113,14 +120,18 @@ def delivered(device: str, kind: str, strength: float, *, data_dir: Any = None) 
         kind: the channel kind.
         strength: the requested per-layer strength.
         data_dir: the backend's data folder (a temporary one when ``None``).
+        floor_method: the backend's ``floor`` option: ``calibration`` or ``measured``.
 
     Returns:
-        ``{"requested", "delivered", "floor"}``: the floor is the backend's estimate.
+        ``{"requested", "delivered", "floor"}``: the floor is the backend's (estimated or
+        measured).
     """
     from qldm.backends.runtime import RuntimeBackend
 
     folder = data_dir or tempfile.mkdtemp(prefix="qldm-floor-")
-    backend = RuntimeBackend(f"fake:{device}", data_dir=folder, allow_noise_floor=True)
+    backend = RuntimeBackend(
+        f"fake:{device}", data_dir=folder, allow_noise_floor=True, floor=floor_method
+    )
 
     def ev(layers: int, encoding: str, x: float, label: str) -> float:
         return _expectations(backend, kind, strength, layers, encoding, x, label)

@@ -1,0 +1,60 @@
+"""The measured floor (``floor="measured"``): the device's own per-layer channel learned from
+one- and two-layer runs of the job's layer, checked against the channel a fake device really
+delivers (:func:`qldm.bench.noise_floor.delivered`: exact Aer density matrices of the fake
+device's noise model, the Y axis measured too)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qldm.backends.base import Workload
+from qldm.backends.runtime import RuntimeBackend
+from qldm.bench.noise_floor import delivered
+from qldm.circuits import PQCSpec
+from qldm.errors import InvalidSpecError
+
+
+@pytest.mark.parametrize("kind", ["depolarizing", "bit_flip", "phase_flip"])
+def test_measured_floor_is_the_delivered_floor(tmp_path: Path, kind: str) -> None:
+    # asking for 0 with allow_noise_floor injects nothing: what is delivered is the floor
+    truth = delivered("manila", kind, 0.0, data_dir=tmp_path / "a")["delivered"]
+    calibrated = delivered("manila", kind, 0.0, data_dir=tmp_path / "b")["floor"]
+    measured = delivered("manila", kind, 0.0, data_dir=tmp_path / "c", floor_method="measured")
+    assert 0.0 < truth < 0.01
+    assert measured["floor"] == pytest.approx(truth, abs=0.005)
+    # no worse than the calibration estimate (bit_flip: the estimate is off by ~4e-4)
+    assert abs(measured["floor"] - truth) <= abs(calibrated - truth) + 1e-9
+
+
+@pytest.mark.parametrize(("kind", "strength"), [("depolarizing", 0.03), ("bit_flip", 0.01)])
+def test_injecting_above_the_measured_floor_delivers_the_request(
+    tmp_path: Path, kind: str, strength: float
+) -> None:
+    row = delivered("manila", kind, strength, data_dir=tmp_path, floor_method="measured")
+    assert 0.0 < row["floor"] < strength
+    assert row["delivered"] == pytest.approx(strength, abs=0.005)
+
+
+def test_prepare_records_the_measured_floor_and_keeps_results_apart(tmp_path: Path) -> None:
+    spec = PQCSpec.parse(
+        {"n_qubits": 2, "layers": 1, "channel": {"kind": "bit_flip", "strength": 0.04}}
+    )
+    work = Workload.build(spec, [[0.1, 0.2]], np.zeros(spec.n_weights), shots=100, seed=1)
+    calib = RuntimeBackend("fake:manila", data_dir=tmp_path)
+    measured = RuntimeBackend("fake:manila", data_dir=tmp_path, floor="measured")
+    a, b = calib.prepare(work), measured.prepare(work)
+    fa, fb = np.array(a.noise["device_floor"]), np.array(b.noise["device_floor"])
+    assert fa.shape == fb.shape == (2,)
+    assert np.all((fb > 0) & (fb < 0.04))
+    assert not np.allclose(fa, fb)  # measured, not the calibration estimate
+    assert a.digest != b.digest == measured.digest(work)
+
+
+@pytest.mark.parametrize("value", ["guess", "", None])
+def test_floor_option_is_validated(tmp_path: Path, value: object) -> None:
+    with pytest.raises(InvalidSpecError) as err:
+        RuntimeBackend("fake:manila", data_dir=tmp_path, floor=value)  # type: ignore[arg-type]
+    assert err.value.field == "floor"
