@@ -207,13 +207,7 @@ class RuntimeBackend:
         self.instances = instances
         self.default_shots = int(default_shots)
         self.allow_noise_floor = bool(allow_noise_floor)
-        if floor not in FLOOR_METHODS:
-            raise InvalidSpecError(f"must be one of {', '.join(FLOOR_METHODS)}", field="floor")
-        if floor == "measured" and kind == "ibm":
-            raise InvalidSpecError(
-                "a measured floor is available on fake: and aer: devices only", field="floor"
-            )
-        self.floor = floor
+        self.floor = self._floor_method(floor, field="floor")
         if gradient_budget is not None and (
             isinstance(gradient_budget, bool)
             or not isinstance(gradient_budget, int)
@@ -408,7 +402,7 @@ class RuntimeBackend:
             allow_floor=allow_floor,
             rng=np.random.default_rng(work.seed),
             subtract_floor=not (self.kind == "ibm" and self.resilience.removes_device_noise),
-            floor=self._measured_floor(spec, isa),
+            floor=self._measured_floor(spec, isa, self._floor_option(options)),
         )
         n_instances = per_level[0].shape[0]
         labels = spec.pauli_labels()
@@ -429,19 +423,40 @@ class RuntimeBackend:
             pubs=[build_pub(isa, sets, slots, labels, use_m3) for slots in per_level],
             noise=noise_meta,
             digest=fingerprint(
-                work, self._result_name, shots, n_instances, use_m3, budget=budget, spsa=directions
+                work,
+                self._result_name(options),
+                shots,
+                n_instances,
+                use_m3,
+                budget=budget,
+                spsa=directions,
             ),
         )
 
-    @property
-    def _result_name(self) -> str:
-        """The name a result's fingerprint records (a measured floor injects differently)."""
-        return self.name if self.floor == "calibration" else f"{self.name}|floor=measured"
+    def _floor_method(self, value: Any, *, field: str) -> str:
+        """``value`` checked as a ``floor`` option (``InvalidSpecError`` naming ``field``)."""
+        if value not in FLOOR_METHODS:
+            raise InvalidSpecError(f"must be one of {', '.join(FLOOR_METHODS)}", field=field)
+        if value == "measured" and self.kind == "ibm":
+            raise InvalidSpecError(
+                "a measured floor is available on fake: and aer: devices only", field=field
+            )
+        return str(value)
 
-    def _measured_floor(self, spec: PQCSpec, isa: IsaCircuit) -> np.ndarray | None:
-        """The measured floor (``floor="measured"``), exact on the device's noise model;
+    def _floor_option(self, options: ExecutionOptions | None) -> str:
+        """The job's ``floor`` option, else the backend's."""
+        value = getattr(options, "floor", None)
+        return self.floor if value is None else self._floor_method(value, field="options.floor")
+
+    def _result_name(self, options: ExecutionOptions | None) -> str:
+        """The name a result's fingerprint records (a measured floor injects differently)."""
+        measured = self._floor_option(options) == "measured"
+        return f"{self.name}|floor=measured" if measured else self.name
+
+    def _measured_floor(self, spec: PQCSpec, isa: IsaCircuit, method: str) -> np.ndarray | None:
+        """The measured floor (``method == "measured"``), exact on the device's noise model;
         ``None``: the calibration estimate."""
-        if self.floor != "measured" or spec.channel.kind == "none":
+        if method != "measured" or spec.channel.kind == "none":
             return None
         import warnings
 
@@ -465,7 +480,13 @@ class RuntimeBackend:
         n_instances = 1 if kind in ("none", "amplitude_damping") else self.instances
         use_m3 = self._uses_m3(work.spec.pauli_labels())
         return fingerprint(
-            work, self._result_name, shots, n_instances, use_m3, budget=budget, spsa=directions
+            work,
+            self._result_name(options),
+            shots,
+            n_instances,
+            use_m3,
+            budget=budget,
+            spsa=directions,
         )
 
     def _uses_m3(self, labels: list[str]) -> bool:

@@ -209,6 +209,10 @@ class JobOptions(BaseModel):
             limit into several jobs in one Batch (``None``/``True``), or refuse it (``False``).
         result_timeout_s: on IBM Runtime backends, how long a worker waits for the runtime's
             result (``None``: no limit); the runtime job keeps running and can be re-attached.
+        floor: on hardware backends, the device noise floor subtracted from the requested
+            channel: ``calibration`` (estimated from the calibration) or ``measured`` (a short
+            experiment on the job's qubits; ``fake:``/``aer:`` devices); ``None``: the
+            backend's choice (docs/hardware.md).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -223,6 +227,7 @@ class JobOptions(BaseModel):
     max_execution_time: int | None = Field(default=None, ge=1, le=10_800)
     split_jobs: bool | None = None
     result_timeout_s: float | None = Field(default=None, gt=0.0, le=1e7, allow_inf_nan=False)
+    floor: Literal["calibration", "measured"] | None = None
 
     @field_validator("spsa_directions")
     @classmethod
@@ -244,7 +249,13 @@ class JobOptions(BaseModel):
         return data
 
 
-_LATER_OPTIONS = ("execution_mode", "max_execution_time", "split_jobs", "result_timeout_s")
+_LATER_OPTIONS = (
+    "execution_mode",
+    "max_execution_time",
+    "split_jobs",
+    "result_timeout_s",
+    "floor",
+)
 """Job options left out of the stored text (and the fingerprint) while ``None``."""
 
 

@@ -15,6 +15,7 @@ from qldm.backends.runtime import RuntimeBackend
 from qldm.bench.noise_floor import delivered
 from qldm.circuits import PQCSpec
 from qldm.errors import InvalidSpecError
+from qldm.jobs.model import JobOptions, JobRequest
 
 
 @pytest.mark.parametrize("kind", ["depolarizing", "bit_flip", "phase_flip"])
@@ -58,3 +59,42 @@ def test_floor_option_is_validated(tmp_path: Path, value: object) -> None:
     with pytest.raises(InvalidSpecError) as err:
         RuntimeBackend("fake:manila", data_dir=tmp_path, floor=value)  # type: ignore[arg-type]
     assert err.value.field == "floor"
+
+
+BASE = {
+    "circuit": {"n_qubits": 2, "ansatz": "basic_entangler"},
+    "inputs": [[0.1, 0.2]],
+    "weights": [0.3, 0.4],
+}
+
+
+def test_job_option_floor_is_validated_and_stays_out_of_old_fingerprints() -> None:
+    plain = JobRequest.parse(BASE)
+    assert "floor" not in plain.options.model_dump()  # unset: the fingerprint it always had
+    assert JobRequest.parse({**BASE, "options": {"floor": None}}).fingerprint() == (
+        plain.fingerprint()
+    )
+    measured = JobRequest.parse({**BASE, "options": {"floor": "measured"}})
+    assert measured.options.floor == "measured"
+    assert measured.fingerprint() != plain.fingerprint()
+    with pytest.raises(InvalidSpecError) as err:
+        JobRequest.parse({**BASE, "options": {"floor": "guess"}})
+    assert "floor" in (err.value.field or "")
+
+
+def test_the_job_option_overrides_the_backend(tmp_path: Path) -> None:
+    spec = PQCSpec.parse(
+        {"n_qubits": 2, "layers": 1, "channel": {"kind": "bit_flip", "strength": 0.04}}
+    )
+    work = Workload.build(spec, [[0.1, 0.2]], np.zeros(spec.n_weights), shots=100, seed=1)
+    calib = RuntimeBackend("fake:manila", data_dir=tmp_path)
+    measured = RuntimeBackend("fake:manila", data_dir=tmp_path, floor="measured")
+    as_measured = JobOptions(floor="measured")
+    as_calibration = JobOptions(floor="calibration")
+    a = calib.prepare(work, as_measured)
+    b = measured.prepare(work)
+    c = measured.prepare(work, as_calibration)
+    assert a.noise["device_floor"] == b.noise["device_floor"]
+    assert a.digest == b.digest == calib.digest(work, as_measured)
+    assert c.noise["device_floor"] == calib.prepare(work).noise["device_floor"]
+    assert c.digest == calib.digest(work) != a.digest
