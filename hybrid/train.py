@@ -274,6 +274,14 @@ class Trainer:
         if self.url and self.run_id and not self.run_closed:
             close_server_run(self.url, api_key=self.api_key, run_id=self.run_id)
             self.run_closed = True
+            # later evaluations (sampling, metrics) go as jobs of their own: a closed run takes
+            # no new jobs
+            self._point_layers_at(None)
+
+    def _point_layers_at(self, run_id: str | None) -> None:
+        for module in self.model.modules():
+            if isinstance(module, QuantumLayer):
+                module.run_id = run_id
 
     def _reopen_run(self) -> None:
         """A new server run for a :meth:`run` after the last one closed its run."""
@@ -287,9 +295,7 @@ class Trainer:
             execution_mode=self.execution_mode,
         )
         self.run_closed = False
-        for module in self.model.modules():
-            if isinstance(module, QuantumLayer):
-                module.run_id = self.run_id
+        self._point_layers_at(self.run_id)
 
     def _train(self, max_seconds: float | None) -> TrainResult:
         resumed = self.resume()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from qldm.client import QuantumLayer, ServiceClient
 from qldm.hybrid.train import Trainer
@@ -59,7 +60,15 @@ def test_the_run_is_closed_at_the_end_and_on_interruption(tmp_path: Path) -> Non
         assert second is not None and second != first and result.steps == 2
         run = client.get_run(second)
         assert run["status"] == "closed" and run["execution_mode"] == "batch"
-        layers = [m for m in trainer.model.modules() if isinstance(m, QuantumLayer)]
-        assert layers and all(m.run_id == second for m in layers)
         assert client.list_jobs(run_id=second)["count"] == 1  # step 2 ran in the new run
         assert client.list_jobs(run_id=first)["count"] == 1
+        # after training the layers leave the closed run: evaluating the trained model (what
+        # `qldm demo` does next) runs as jobs of their own instead of a 409 run_closed
+        layers = [m for m in trainer.model.modules() if isinstance(m, QuantumLayer)]
+        assert layers and all(m.run_id is None for m in layers)
+        before = client.list_jobs()["count"]
+        with torch.no_grad():
+            out = layers[0](torch.zeros(3, layers[0].spec.n_inputs))
+        assert out.shape[-2] == 3
+        assert client.list_jobs()["count"] == before + 1
+        assert client.list_jobs(run_id=second)["count"] == 1
