@@ -39,11 +39,15 @@ def test_injecting_above_the_measured_floor_delivers_the_request(
     assert row["delivered"] == pytest.approx(strength, abs=0.005)
 
 
-def test_prepare_records_the_measured_floor_and_keeps_results_apart(tmp_path: Path) -> None:
+def _two_qubit_bit_flip() -> Workload:
     spec = PQCSpec.parse(
         {"n_qubits": 2, "layers": 1, "channel": {"kind": "bit_flip", "strength": 0.04}}
     )
-    work = Workload.build(spec, [[0.1, 0.2]], np.zeros(spec.n_weights), shots=100, seed=1)
+    return Workload.build(spec, [[0.1, 0.2]], np.zeros(spec.n_weights), shots=100, seed=1)
+
+
+def test_prepare_records_the_measured_floor_and_keeps_results_apart(tmp_path: Path) -> None:
+    work = _two_qubit_bit_flip()
     calib = RuntimeBackend("fake:manila", data_dir=tmp_path)
     measured = RuntimeBackend("fake:manila", data_dir=tmp_path, floor="measured")
     a, b = calib.prepare(work), measured.prepare(work)
@@ -83,10 +87,7 @@ def test_job_option_floor_is_validated_and_stays_out_of_old_fingerprints() -> No
 
 
 def test_the_job_option_overrides_the_backend(tmp_path: Path) -> None:
-    spec = PQCSpec.parse(
-        {"n_qubits": 2, "layers": 1, "channel": {"kind": "bit_flip", "strength": 0.04}}
-    )
-    work = Workload.build(spec, [[0.1, 0.2]], np.zeros(spec.n_weights), shots=100, seed=1)
+    work = _two_qubit_bit_flip()
     calib = RuntimeBackend("fake:manila", data_dir=tmp_path)
     measured = RuntimeBackend("fake:manila", data_dir=tmp_path, floor="measured")
     as_measured = JobOptions(floor="measured")
