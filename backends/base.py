@@ -354,7 +354,19 @@ class Workload:
             metric=metric,
             noise_levels=levels,
         )
-        return cls(circuit, x, w, levels, chosen, shots, seed, sampling, output=state[0], targets=state[1], metric=state[2])
+        return cls(
+            circuit,
+            x,
+            w,
+            levels,
+            chosen,
+            shots,
+            seed,
+            sampling,
+            output=state[0],
+            targets=state[1],
+            metric=state[2],
+        )
 
     @property
     def kind(self) -> CircuitKind:

@@ -186,9 +186,7 @@ AER_STATES = StateCapabilities(frozenset(Output), frozenset({Metric.BLOCK_DIAGON
 """Aer (:mod:`qldm.backends._aer_states`): outcome probabilities, the compute-uncompute
 fidelity (noisy specs too: density matrix), the block-diagonal metric from measured circuits,
 timestep and complex amplitude specs, all with parameter-shift Jacobians."""
-DEVICE_STATES = StateCapabilities(
-    frozenset(Output), frozenset({Metric.BLOCK_DIAGONAL}), True, True
-)
+DEVICE_STATES = StateCapabilities(frozenset(Output), frozenset({Metric.BLOCK_DIAGONAL}), True, True)
 """``aer:``/``fake:``/``ibm:`` (:mod:`qldm.backends._runtime_states`): the same from counts
 (``SamplerV2``, M3 quasi-probabilities where the backend mitigates readout); ``expectation``
 of ``timestep``/``complex_amplitude`` specs for ``I``/``Z`` observables."""

@@ -13,8 +13,8 @@ Chunks: a large job is split by samples (``options.chunk_size``, or :func:`defau
 into chunks that run one after the other here, or side by side as Ray tasks; every noise level
 travels in every chunk. A large job of exact values (no shots) runs here in chunks of about
 :data:`CHUNK_SECONDS` each instead (:func:`timed_chunks`), so that a cancel is seen within
-about a second however long the job is. Jobs on IBM Runtime backends (``fake:``/``ibm:``) are never split: one
-job is one runtime submission. Between chunks the job checks ``should_cancel()`` and raises
+about a second however long the job is. Jobs on IBM Runtime backends (``fake:``/``ibm:``) are
+never split: one job is one runtime submission. Between chunks the job checks ``should_cancel()`` and raises
 :class:`qldm.errors.JobCancelled`.
 """
 
