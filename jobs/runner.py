@@ -14,8 +14,8 @@ into chunks that run one after the other here, or side by side as Ray tasks; eve
 travels in every chunk. A large job of exact values (no shots) runs here in chunks of about
 :data:`CHUNK_SECONDS` each instead (:func:`timed_chunks`), so that a cancel is seen within
 about a second however long the job is. Jobs on IBM Runtime backends (``fake:``/``ibm:``) are
-never split: one job is one runtime submission. Between chunks the job checks ``should_cancel()`` and raises
-:class:`qldm.errors.JobCancelled`.
+never split: one job is one runtime submission. Between chunks the job checks
+``should_cancel()`` and raises :class:`qldm.errors.JobCancelled`.
 """
 
 from __future__ import annotations
