@@ -17,8 +17,9 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -42,6 +43,10 @@ parameter count takes its place, see :class:`qldm.hybrid.qldm.bottleneck.Classic
 Placement = Literal["latent", "generation"]
 NoiseSampling = Literal["expectation", "trajectory"]
 ScoreGrad = Literal["detached", "standardized"]
+
+
+ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
+"""A seed model's config class (:func:`validate_config`)."""
 
 
 class ConfigError(QldmError, ValueError):
@@ -257,14 +262,7 @@ class QLDMConfig(_Closed):
 
         Example: ``cfg.with_overrides(**{"train.steps": 10, "variant": "noiseless"})``.
         """
-        data = self.model_dump()
-        for key, value in fields.items():
-            head, _, tail = key.partition(".")
-            if tail:
-                data.setdefault(head, {})[tail] = value
-            else:
-                data[head] = value
-        return parse_config(data)
+        return parse_config(dotted_overrides(self.model_dump(), fields))
 
 
 def config_error(exc: ValidationError) -> ConfigError:
@@ -285,12 +283,33 @@ def parse_config(data: Any) -> QLDMConfig:
     Raises:
         ConfigError: naming the first offending field.
     """
+    return validate_config(QLDMConfig, data)
+
+
+def validate_config(model: type[ConfigModel], data: Any) -> ConfigModel:
+    """Validate a dict into ``model`` (any of the seed models' config classes).
+
+    Raises:
+        ConfigError: ``data`` is not a mapping, or naming the first offending field.
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a mapping, got {type(data).__name__}")
     try:
-        return QLDMConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise config_error(exc) from None
+
+
+def dotted_overrides(data: dict[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` (a config's ``model_dump()``) with top-level fields or ``section.key`` values
+    replaced, in place; the configs' ``with_overrides`` validate the result."""
+    for key, value in fields.items():
+        head, _, tail = key.partition(".")
+        if tail:
+            data.setdefault(head, {})[tail] = value
+        else:
+            data[head] = value
+    return data
 
 
 def read_config_file(path: str | Path) -> Any:

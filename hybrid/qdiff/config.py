@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from qldm.hybrid.config import ConfigError, config_error, read_config_file
+from qldm.hybrid.config import ConfigError, dotted_overrides, read_config_file, validate_config
 
 __all__ = ["KINDS", "QDiffConfig", "is_qdiff_config", "load_qdiff_config", "parse_qdiff_config"]
 
@@ -187,14 +187,7 @@ class QDiffConfig(_Closed):
 
     def with_overrides(self, **fields: Any) -> QDiffConfig:
         """A validated copy with ``section.key`` (or top-level) values replaced."""
-        data = self.model_dump()
-        for key, value in fields.items():
-            head, _, tail = key.partition(".")
-            if tail:
-                data.setdefault(head, {})[tail] = value
-            else:
-                data[head] = value
-        return parse_qdiff_config(data)
+        return parse_qdiff_config(dotted_overrides(self.model_dump(), fields))
 
 
 def parse_qdiff_config(data: Any) -> QDiffConfig:
@@ -203,12 +196,7 @@ def parse_qdiff_config(data: Any) -> QDiffConfig:
     Raises:
         ConfigError: naming the first offending field.
     """
-    if not isinstance(data, dict):
-        raise ConfigError(f"a config must be a mapping, got {type(data).__name__}")
-    try:
-        return QDiffConfig.model_validate(data)
-    except ValidationError as exc:
-        raise config_error(exc) from None
+    return validate_config(QDiffConfig, data)
 
 
 def is_qdiff_config(path: str | Path) -> bool:

@@ -17,15 +17,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qldm.hybrid.config import (
     ConfigError,
     DataConfig,
     QLDMConfig,
-    config_error,
     parse_config,
     read_config_file,
+    validate_config,
 )
 
 __all__ = [
@@ -273,12 +273,7 @@ def parse_unet_config(data: Any) -> UNetConfig:
     Raises:
         ConfigError: naming the first offending field.
     """
-    if not isinstance(data, dict):
-        raise ConfigError(f"a config must be a mapping, got {type(data).__name__}")
-    try:
-        return UNetConfig.model_validate(data)
-    except ValidationError as exc:
-        raise config_error(exc) from None
+    return validate_config(UNetConfig, data)
 
 
 def parse_any_config(data: Any) -> UNetConfig | QLDMConfig:
