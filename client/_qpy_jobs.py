@@ -17,20 +17,51 @@ from qiskit.primitives.containers.bindings_array import BindingsArray
 
 from qldm.client.service_client import ServiceClient
 
-__all__ = ["Submitted", "connect", "qpy_bytes", "submit_rows"]
+__all__ = ["ServerPrimitive", "Submitted", "qpy_bytes", "submit_rows"]
 
 
-def connect(url: str | None, api_key: str | None, client: ServiceClient | None) -> ServiceClient:
-    """``client``, or a new :class:`ServiceClient` for ``url`` and ``api_key``.
+class ServerPrimitive:
+    """What :class:`~qldm.client.RemoteEstimatorV2` and :class:`~qldm.client.RemoteSamplerV2`
+    share: the server's client, the backend, the seed, the run and the per-job wait.
+
+    Args:
+        url: the server's base URL, or ``None`` when ``client`` is given.
+        api_key: the tenant's API key.
+        backend: the server-side backend.
+        seed: seed for shot sampling.
+        run_id: the run the jobs belong to.
+        client: an existing :class:`ServiceClient` to use instead of ``url``/``api_key``.
+        timeout: seconds to wait for each job (``None``: no limit).
 
     Raises:
         ValueError: neither ``url`` nor ``client`` is given.
     """
-    if client is not None:
-        return client
-    if url is None:
-        raise ValueError("give the server's url or a ServiceClient")
-    return ServiceClient(url, api_key=api_key)
+
+    def __init__(
+        self,
+        url: str | None,
+        *,
+        api_key: str | None,
+        backend: str,
+        seed: int | None,
+        run_id: str | None,
+        client: ServiceClient | None,
+        timeout: float | None,
+    ) -> None:
+        if client is None:
+            if url is None:
+                raise ValueError("give the server's url or a ServiceClient")
+            client = ServiceClient(url, api_key=api_key)
+        self._client = client
+        self._backend = backend
+        self._seed = seed
+        self._run_id = run_id
+        self._timeout = timeout
+
+    @property
+    def client(self) -> ServiceClient:
+        """The HTTP client."""
+        return self._client
 
 
 def qpy_bytes(circuit: QuantumCircuit, cache: dict[int, bytes]) -> bytes:

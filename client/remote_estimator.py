@@ -33,13 +33,13 @@ from qiskit.primitives import BaseEstimatorV2, PrimitiveJob
 from qiskit.primitives.containers import DataBin, EstimatorPubLike, PrimitiveResult, PubResult
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
 
-from qldm.client._qpy_jobs import connect, qpy_bytes, submit_rows
+from qldm.client._qpy_jobs import ServerPrimitive, qpy_bytes, submit_rows
 from qldm.client.service_client import ServiceClient
 
 __all__ = ["RemoteEstimatorV2"]
 
 
-class RemoteEstimatorV2(BaseEstimatorV2):
+class RemoteEstimatorV2(ServerPrimitive, BaseEstimatorV2):
     """Estimator primitive (V2) whose circuits run as jobs on a qldm server.
 
     Args:
@@ -68,17 +68,16 @@ class RemoteEstimatorV2(BaseEstimatorV2):
     ) -> None:
         if default_precision < 0:
             raise ValueError("default_precision must be >= 0")
-        self._client = connect(url, api_key, client)
-        self._backend = backend
+        super().__init__(
+            url,
+            api_key=api_key,
+            backend=backend,
+            seed=seed,
+            run_id=run_id,
+            client=client,
+            timeout=timeout,
+        )
         self._default_precision = default_precision
-        self._seed = seed
-        self._run_id = run_id
-        self._timeout = timeout
-
-    @property
-    def client(self) -> ServiceClient:
-        """The HTTP client."""
-        return self._client
 
     def run(
         self, pubs: Iterable[EstimatorPubLike], *, precision: float | None = None

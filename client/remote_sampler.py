@@ -38,13 +38,13 @@ from qiskit.primitives.containers import (
 )
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 
-from qldm.client._qpy_jobs import Submitted, connect, qpy_bytes, submit_rows
+from qldm.client._qpy_jobs import ServerPrimitive, Submitted, qpy_bytes, submit_rows
 from qldm.client.service_client import ServiceClient
 
 __all__ = ["RemoteSamplerV2"]
 
 
-class RemoteSamplerV2(BaseSamplerV2):
+class RemoteSamplerV2(ServerPrimitive, BaseSamplerV2):
     """Sampler primitive (V2) whose circuits run as ``counts`` jobs on a qldm server.
 
     Args:
@@ -75,17 +75,16 @@ class RemoteSamplerV2(BaseSamplerV2):
     ) -> None:
         if default_shots < 1:
             raise ValueError(f"default_shots must be >= 1, got {default_shots}")
-        self._client = connect(url, api_key, client)
-        self._backend = backend
+        super().__init__(
+            url,
+            api_key=api_key,
+            backend=backend,
+            seed=seed,
+            run_id=run_id,
+            client=client,
+            timeout=timeout,
+        )
         self._default_shots = int(default_shots)
-        self._seed = seed
-        self._run_id = run_id
-        self._timeout = timeout
-
-    @property
-    def client(self) -> ServiceClient:
-        """The HTTP client."""
-        return self._client
 
     def run(
         self, pubs: Iterable[SamplerPubLike], *, shots: int | None = None
