@@ -60,6 +60,9 @@ class Cost:
         qpu_seconds: ``executions x (rep_delay + circuit_seconds)``.
         limit: the per-job execution limit that applies (``None``: none, estimator).
         submissions: runtime jobs the workload needs under that limit.
+        floor_learning: what the measured floor's experiment adds before the first step
+            (``circuits``, ``shots``, ``executions``, ``qpu_seconds``; ``None``: nothing to
+            learn, :mod:`qldm.backends._runtime_floor`).
     """
 
     primitive: str
@@ -72,6 +75,7 @@ class Cost:
     qpu_seconds: float
     limit: int | None
     submissions: int
+    floor_learning: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict."""

@@ -29,7 +29,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from qldm.backends._runtime_cost import JoinedPubResult, Piece, estimate, split_pubs
@@ -44,6 +44,7 @@ __all__ = [
     "joined",
     "prepared_cost",
     "primitive",
+    "run_estimator",
     "status_name",
     "submit",
     "submit_options",
@@ -255,30 +256,71 @@ class _SessionGone(Exception):
 
 
 def _in_mode(
-    mode: ExecutionMode, backend: Any, go: Callable[[Any], Waited], *, several: bool
+    mode: ExecutionMode,
+    backend: Any,
+    go: Callable[[Any], Waited],
+    *,
+    several: bool,
+    keep_open: bool = False,
 ) -> Waited:
     """Run ``go`` in the job's execution mode: its Session (renewed once if the runtime
-    ended it), a ``Batch`` (batch mode, or several submissions), or job mode."""
-    from qiskit_ibm_runtime import Batch
-
-    session = mode.session()
-    if session is not None:
-        try:
+    ended it), its ``Batch`` (batch mode, or several submissions), or job mode. The job's own
+    Session or Batch is closed afterwards unless ``keep_open`` (more of the job's work follows
+    in it: :func:`in_mode`)."""
+    try:
+        session = mode.session()
+        if session is not None:
             try:
                 return go(session)
             except _SessionGone:
-                return go(mode.renew())
-        except _SessionGone as exc:
-            raise BackendError(f"the renewed runtime session ended too: {exc}") from exc
-        finally:
-            mode.close()
-    if mode.execution_mode == "direct":  # no runtime (aer:<device>): the primitive directly
+                try:
+                    return go(mode.renew())
+                except _SessionGone as exc:
+                    raise BackendError(f"the renewed runtime session ended too: {exc}") from exc
+        if mode.execution_mode == "direct":  # no runtime (aer:<device>): the primitive directly
+            return go(backend)
+        if mode.execution_mode == "batch" or several:
+            mode.execution_mode = "batch"  # several jobs of one workload always share a Batch
+            return go(mode.batch())
         return go(backend)
-    if mode.execution_mode == "batch" or several:
-        mode.execution_mode = "batch"  # several jobs of one workload always share a Batch
-        with Batch(backend=backend) as batch:
-            return go(batch)
-    return go(backend)
+    finally:
+        if not keep_open:
+            mode.close()
+
+
+def run_estimator(
+    mode: ExecutionMode,
+    backend: Any,
+    pubs: list[Any],
+    options: SubmitOptions,
+    *,
+    precision: float | None,
+    make_primitive: Callable[[Any, bool, SubmitOptions], Any] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    on_status: Callable[[str], None] | None = None,
+) -> Waited:
+    """One ``EstimatorV2`` job of ``pubs`` (no resilience options: raw device values) in the
+    job's execution mode, waited for as :func:`wait` does, the job's Session or Batch left
+    open for the step's own jobs (:func:`submit` closes it). ``make_primitive`` builds the
+    estimator (default :func:`primitive`).
+
+    Raises:
+        JobCancelled: ``should_cancel()`` said so while waiting (the runtime job is cancelled).
+        BackendError: the submission or the job failed, or the wait passed ``timeout_s``.
+    """
+    raw = replace(options, resilience=None)
+
+    def go(runtime_mode: Any) -> Waited:
+        try:
+            prim = (make_primitive or primitive)(runtime_mode, False, raw)
+            job = prim.run(pubs, precision=precision)
+        except Exception as exc:
+            if session_gone(exc):
+                raise _SessionGone(str(exc)) from exc
+            raise BackendError(f"submission to {backend.name} failed: {exc}") from exc
+        return wait([job], raw, should_cancel=should_cancel, on_status=on_status)
+
+    return _in_mode(mode, backend, go, several=False, keep_open=True)
 
 
 def wait(
@@ -357,7 +399,8 @@ def _usage(jobs: list[Any]) -> float | None:
 
 def submit_options(prepared: Any, context: Any, backend: Any) -> SubmitOptions:
     """A job's submission options: its own (``context.options``) override the backend's
-    (a :class:`qldm.backends.runtime.RuntimeBackend`).
+    (a :class:`qldm.backends.runtime.RuntimeBackend`). ``prepared`` ``None``: work that is not
+    the prepared workload (the measured floor's experiment): no QPU-time check, no seed.
 
     Raises:
         InvalidSpecError: the workload is estimated over ``max_execution_time``
@@ -368,7 +411,7 @@ def submit_options(prepared: Any, context: Any, backend: Any) -> SubmitOptions:
     max_time = getattr(opts, "max_execution_time", None) or backend.max_execution_time
     split = getattr(opts, "split_jobs", None)
     timeout = getattr(opts, "result_timeout_s", None) or backend.result_timeout_s
-    if max_time is not None:
+    if max_time is not None and prepared is not None:
         cost = estimate(prepared, backend.backend, limit=backend.execution_limit)
         if cost.qpu_seconds > max_time:
             raise InvalidSpecError(
@@ -384,7 +427,7 @@ def submit_options(prepared: Any, context: Any, backend: Any) -> SubmitOptions:
         timeout_s=timeout,
         tags=(f"qldm-run:{context.run_id}",) if context.run_id else (),
         kind=backend.kind,
-        seed=prepared.work.seed,
+        seed=prepared.work.seed if prepared is not None else None,
         resilience=backend.resilience,
     )
 

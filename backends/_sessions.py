@@ -163,6 +163,7 @@ class ExecutionMode:
         self.fallback_reason: str | None = None
         self.renewed_from: str | None = None
         self._own = False
+        self._batch: Any = None
         mode = requested or (run.mode if run is not None else None)
         if session is not None:
             mode = "session"
@@ -234,11 +235,29 @@ class ExecutionMode:
         self._session, self.session_id, self.renewed_from = fresh, held, old
         return fresh
 
+    def batch(self) -> Any:
+        """The job's ``Batch``, opened on first use and kept until :meth:`close`, so that
+        every runtime job of the workload (the measured floor's experiment, then the step's
+        own jobs) shares it."""
+        from qiskit_ibm_runtime import Batch
+
+        if self._batch is None:
+            try:
+                self._batch = Batch(backend=self._backend)
+            except Exception as exc:
+                raise BackendError(
+                    f"could not open a runtime batch on {self._backend.name}: {exc}"
+                ) from exc
+        return self._batch
+
     def close(self) -> None:
-        """Close a Session this job opened for itself (never the run's)."""
+        """Close a Session this job opened for itself (never the run's) and its ``Batch``."""
         if self._own and self._session is not None:
             _close_quietly(self._session)
             self._session = None
+        if self._batch is not None:
+            _close_quietly(self._batch)
+            self._batch = None
 
 
 _lock = threading.Lock()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,6 +42,13 @@ from qldm.backends._runtime_devices import (
     ibm_device,
     ibm_service,
     refresh_backend,
+)
+from qldm.backends._runtime_floor import (
+    DEFAULT_FLOOR_SHOTS,
+    FloorStore,
+    known_floor,
+    learn_floor,
+    learning_cost,
 )
 from qldm.backends._runtime_m3 import M3Step, plan_calibration
 from qldm.backends._runtime_options import ResilienceOptions, resilience_options
@@ -87,7 +95,7 @@ from qldm.mitigation.m3 import (
     CalibrationCache,
     ReadoutCalibration,
 )
-from qldm.mitigation.measured_floor import FLOOR_METHODS, measured_floor
+from qldm.mitigation.measured_floor import FLOOR_METHODS
 from qldm.paths import default_data_dir
 
 __all__ = [
@@ -134,8 +142,11 @@ class RuntimeBackend:
         allow_noise_floor: accept the device floor where a requested strength is below it.
         floor: ``calibration`` (the floor estimated from the device's calibration,
             :func:`qldm.mitigation.noise.device_floor`) or ``measured`` (learned by a short
-            experiment on the job's qubits, :func:`qldm.mitigation.measured_floor.measured_floor`;
-            ``fake:`` and ``aer:`` devices, exactly on the device's noise model).
+            experiment on the job's qubits, :mod:`qldm.backends._runtime_floor`).
+        floor_shots: shots per circuit of the measured floor's experiment, which then runs on
+            the runtime in the job's Session or Batch (a job's option overrides it); ``None``:
+            :data:`qldm.backends._runtime_floor.DEFAULT_FLOOR_SHOTS` on ``ibm:``, and exactly on
+            the device's noise model (no shots, nothing submitted) on ``fake:``/``aer:``.
         gradient_budget: shot-frugal Jacobians: shift only this many of the ``C`` inputs and
             weights per sample, drawn at random in antithetic pairs and weighted ``C / m``
             (unbiased, :mod:`qldm.backends._subset`); ``None`` shifts all of them.
@@ -173,6 +184,7 @@ class RuntimeBackend:
         default_shots: int = DEFAULT_SHOTS,
         allow_noise_floor: bool = False,
         floor: str = "calibration",
+        floor_shots: int | None = None,
         gradient_budget: int | None = None,
         spsa_directions: int | None = None,
         token: str | None = None,
@@ -208,6 +220,7 @@ class RuntimeBackend:
         self.default_shots = int(default_shots)
         self.allow_noise_floor = bool(allow_noise_floor)
         self.floor = self._floor_method(floor, field="floor")
+        self.floor_shots = _check_floor_shots(floor_shots, field="floor_shots")
         if gradient_budget is not None and (
             isinstance(gradient_budget, bool)
             or not isinstance(gradient_budget, int)
@@ -297,11 +310,18 @@ class RuntimeBackend:
             context.resume_runtime_job_id, self.digest(work, context.options)
         )
         refreshed = False if saved is not None else self.refresh_calibration()
-        prepared = self.prepare(work, context.options, check_floor=saved is None)
         mode = self.mode_for(context)
-        m3 = None if saved is not None else self.calibrate(prepared, context)
-        outside = time.perf_counter() - start
-        submitted = self.submit(prepared, mode, context, m3=m3)
+        try:
+            # a measured floor is learned in the job's Session or Batch, before its PUBs exist
+            learned = None if saved is not None else self._learn_floor(work, mode, context)
+            prepared = self.prepare(
+                work, context.options, check_floor=saved is None, learned_floor=learned
+            )
+            m3 = None if saved is not None else self.calibrate(prepared, context)
+            outside = time.perf_counter() - start
+            submitted = self.submit(prepared, mode, context, m3=m3)
+        finally:
+            mode.close()  # the job's own Session or Batch (submit closes it too)
         t0 = time.perf_counter()
         calibration, m3_meta = (None, None)
         if m3 is not None and submitted.cached is None:
@@ -359,6 +379,7 @@ class RuntimeBackend:
         options: ExecutionOptions | None = None,
         *,
         check_floor: bool = True,
+        learned_floor: tuple[np.ndarray, dict[str, Any]] | None = None,
     ) -> Prepared:
         """Step 1, outside any session (no primitive runs): the ISA circuit, the shift plan
         and its rows (subset or SPSA choice), the noise floor and the injected remainder per
@@ -369,6 +390,10 @@ class RuntimeBackend:
             options: the job's options (they override the backend's), or ``None``.
             check_floor: refuse strengths below the device's floor (``False``: a resumed job
                 whose result is already kept; the floor then only fills the metadata).
+            learned_floor: the measured floor and its record, learned in the job's execution
+                mode (:meth:`run`); ``None``: with ``floor="measured"``, the exact floor on
+                ``fake:``/``aer:``, else one learned before (the calibration estimate until the
+                first job has learned it; the ``noise`` metadata says which).
 
         Raises:
             NoiseFloorError: a requested strength is below the device's floor.
@@ -386,6 +411,7 @@ class RuntimeBackend:
         if directions is not None and jacobian:
             spsa_rule(spec)  # refuse what SPSA cannot take before transpiling
         isa = transpile_spec(spec, self.backend, optimization_level=self.optimization_level)
+        found = learned_floor or self._known_floor(spec, isa, options)
         plan = plan_shifts(spec, work.inputs, work.weights, jacobian=jacobian)
         full_sets = plan.groups[0].parameter_sets  # (S, I + P): one circuit for angle encodings
         selection, spsa = choose_rows(work, plan, self.name, budget=budget, directions=directions)
@@ -402,8 +428,12 @@ class RuntimeBackend:
             allow_floor=allow_floor,
             rng=np.random.default_rng(work.seed),
             subtract_floor=not (self.kind == "ibm" and self.resilience.removes_device_noise),
-            floor=self._measured_floor(spec, isa, self._floor_option(options)),
+            floor=None if found is None else found[0],
         )
+        if spec.channel.kind != "none":
+            noise_meta["floor_method"] = "calibration" if found is None else "measured"
+            if found is not None:
+                noise_meta["floor_learning"] = found[1]
         n_instances = per_level[0].shape[0]
         labels = spec.pauli_labels()
         use_m3 = self._uses_m3(labels)
@@ -437,10 +467,6 @@ class RuntimeBackend:
         """``value`` checked as a ``floor`` option (``InvalidSpecError`` naming ``field``)."""
         if value not in FLOOR_METHODS:
             raise InvalidSpecError(f"must be one of {', '.join(FLOOR_METHODS)}", field=field)
-        if value == "measured" and self.kind == "ibm":
-            raise InvalidSpecError(
-                "a measured floor is available on fake: and aer: devices only", field=field
-            )
         return str(value)
 
     def _floor_option(self, options: ExecutionOptions | None) -> str:
@@ -448,27 +474,52 @@ class RuntimeBackend:
         value = getattr(options, "floor", None)
         return self.floor if value is None else self._floor_method(value, field="options.floor")
 
+    def _floor_shots(self, options: ExecutionOptions | None) -> int | None:
+        """Shots per circuit of the measured floor's experiment (``None``: exact, offline)."""
+        value = getattr(options, "floor_shots", None)
+        shots = self.floor_shots if value is None else value
+        if shots is None and self.kind == "ibm":
+            return DEFAULT_FLOOR_SHOTS
+        return _check_floor_shots(shots, field="options.floor_shots")
+
     def _result_name(self, options: ExecutionOptions | None) -> str:
         """The name a result's fingerprint records (a measured floor injects differently)."""
-        measured = self._floor_option(options) == "measured"
-        return f"{self.name}|floor=measured" if measured else self.name
+        if self._floor_option(options) != "measured":
+            return self.name
+        shots = self._floor_shots(options)
+        return f"{self.name}|floor=measured" + ("" if shots is None else f"@{shots}")
 
-    def _measured_floor(self, spec: PQCSpec, isa: IsaCircuit, method: str) -> np.ndarray | None:
-        """The measured floor (``method == "measured"``), exact on the device's noise model;
-        ``None``: the calibration estimate."""
-        if method != "measured" or spec.channel.kind == "none":
+    def _learn_floor(
+        self, work: Workload, mode: ExecutionMode, context: Context
+    ) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """The measured floor of ``work``'s spec, learned now in the job's execution ``mode``
+        unless known (``None``: the job does not ask for a measured floor)."""
+        spec = work.spec
+        if self._floor_option(context.options) != "measured" or spec.channel.kind == "none":
             return None
-        import warnings
+        isa = transpile_spec(spec, self.backend, optimization_level=self.optimization_level)
+        return learn_floor(
+            self,
+            spec,
+            isa,
+            shots=self._floor_shots(context.options),
+            mode=mode,
+            context=context,
+            seed=work.seed,
+        )
 
-        from qiskit_aer import AerSimulator
-        from qiskit_aer.primitives import EstimatorV2 as AerEstimator
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sim = AerSimulator.from_backend(self.backend)
-        sim.set_options(method="density_matrix")
-        estimator = AerEstimator.from_backend(sim)
-        return measured_floor(spec, isa, self.backend, estimator=estimator)
+    def _known_floor(
+        self, spec: PQCSpec, isa: IsaCircuit, options: ExecutionOptions | None
+    ) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """Outside :meth:`run` (an estimate, a resumed job): the exact measured floor on
+        ``fake:``/``aer:``, a floor learned before in a job, or ``None`` (the calibration
+        estimate)."""
+        if self._floor_option(options) != "measured" or spec.channel.kind == "none":
+            return None
+        shots = self._floor_shots(options)
+        if shots is None:
+            return learn_floor(self, spec, isa, shots=None)
+        return known_floor(spec, isa, self.backend, shots, FloorStore(self.data_dir / "floors"))
 
     def digest(self, work: Workload, options: ExecutionOptions | None = None) -> str:
         """The fingerprint :meth:`prepare` gives ``work``, without transpiling or the floor
@@ -531,7 +582,15 @@ class RuntimeBackend:
         Raises:
             NoiseFloorError, InvalidSpecError: as :meth:`prepare`.
         """
-        return estimate(self.prepare(work, options), self.backend, limit=self.execution_limit)
+        prepared = self.prepare(work, options)
+        cost = estimate(prepared, self.backend, limit=self.execution_limit)
+        shots = self._floor_shots(options)
+        measured = self._floor_option(options) == "measured"
+        if measured and shots is not None and prepared.noise.get("floor_method") == "calibration":
+            # not learned yet: the job learns it first, in its own Session or Batch
+            learning = learning_cost(work.spec, prepared.isa, self.backend, shots)
+            cost = replace(cost, floor_learning=learning)
+        return cost
 
     def refresh_calibration(self, *, force: bool = False) -> bool:
         """Fetch the device's properties and target again when the last fetch is older than
@@ -610,3 +669,12 @@ class RuntimeBackend:
             return self._service.job(job_id)
         except Exception as exc:
             raise BackendError(f"could not re-attach to runtime job {job_id}: {exc}") from exc
+
+
+def _check_floor_shots(value: Any, *, field: str) -> int | None:
+    """``value`` checked as ``floor_shots`` (``InvalidSpecError`` naming ``field``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 1_000_000:
+        raise InvalidSpecError("must be an integer from 100 to 1,000,000, or null", field=field)
+    return value

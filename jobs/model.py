@@ -211,8 +211,10 @@ class JobOptions(BaseModel):
             result (``None``: no limit); the runtime job keeps running and can be re-attached.
         floor: on hardware backends, the device noise floor subtracted from the requested
             channel: ``calibration`` (estimated from the calibration) or ``measured`` (a short
-            experiment on the job's qubits; ``fake:``/``aer:`` devices); ``None``: the
-            backend's choice (docs/hardware.md).
+            experiment on the job's qubits, in the job's Session or Batch, before its step);
+            ``None``: the backend's choice (docs/hardware.md).
+        floor_shots: shots per circuit of that experiment (``None``: the backend's choice,
+            10,000 on ``ibm:``, exact on the noise model of ``fake:``/``aer:`` devices).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -228,6 +230,7 @@ class JobOptions(BaseModel):
     split_jobs: bool | None = None
     result_timeout_s: float | None = Field(default=None, gt=0.0, le=1e7, allow_inf_nan=False)
     floor: Literal["calibration", "measured"] | None = None
+    floor_shots: int | None = Field(default=None, ge=100, le=1_000_000)
 
     @field_validator("spsa_directions")
     @classmethod
@@ -255,6 +258,7 @@ _LATER_OPTIONS = (
     "split_jobs",
     "result_timeout_s",
     "floor",
+    "floor_shots",
 )
 """Job options left out of the stored text (and the fingerprint) while ``None``."""
 

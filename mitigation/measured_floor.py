@@ -21,15 +21,19 @@ the noiseless state keeps the qubit in ``|1>``). A qubit whose noiseless values 
 opposite signs for both preparations at both depths (an entangling zero-weight layer, or CNOT
 parities that do not flip) keeps the calibration estimate.
 
-The circuits run through a given ``EstimatorV2`` (exact on a simulator; in a hardware session,
-the job's own); results are cached per (device, calibration date, ISA key: spec structure,
-layout, optimization level).
+:func:`experiment` builds the circuits (nothing runs) as :class:`FloorExperiment`, with a
+readout reference whose affine readout map is undone on shot-based values;
+:func:`measured_floor` runs them through a given ``EstimatorV2`` (an exact Aer density-matrix
+one on a simulator); :mod:`qldm.backends._runtime_floor` runs them in the job's own runtime
+Session or Batch. Results are cached per (device, calibration date, ISA key: spec structure,
+layout, optimization level) and how they were obtained.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,7 +48,16 @@ from qldm.circuits.transpile import (
 )
 from qldm.mitigation.noise import device_floor
 
-__all__ = ["FLOOR_METHODS", "cache_clear", "measured_floor"]
+__all__ = [
+    "FLOOR_METHODS",
+    "FloorExperiment",
+    "cache_clear",
+    "cached",
+    "experiment",
+    "floor_key",
+    "measured_floor",
+    "remember",
+]
 
 FLOOR_METHODS = ("calibration", "measured")
 """How the backend obtains the device floor (``floor`` option)."""
@@ -86,6 +99,35 @@ def _circuits(spec: PQCSpec, isa: IsaCircuit, backend: Any, layers: int) -> tupl
     values = np.zeros((preps.shape[0], len(hw.parameter_order())))
     values[:, : probe.n_qubits] = preps  # the encoding's angles
     return circuit, hw, values
+
+
+def _readout_pub(n: int, isa: IsaCircuit, backend: Any) -> tuple[Any, Any, np.ndarray]:
+    """The readout reference: each data qubit prepared in ``|0>`` and in ``|1>`` (an ``ry``
+    on its physical qubit, nothing else) against its ``Z``: ``(circuit, observables (1, n),
+    bindings (2, 1, 1))``."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Parameter
+    from qiskit.quantum_info import SparsePauliOp
+    from qiskit.transpiler import generate_preset_pass_manager
+
+    theta = Parameter("theta")
+    logical = QuantumCircuit(n)
+    for q in range(n):
+        logical.ry(theta, q)
+    pm = generate_preset_pass_manager(
+        optimization_level=isa.optimization_level,
+        backend=backend,
+        initial_layout=list(isa.layout[:n]),
+        seed_transpiler=11,
+    )
+    circuit = pm.run(logical)
+    ops = [
+        SparsePauliOp("".join("Z" if i == q else "I" for i in reversed(range(n)))).apply_layout(
+            circuit.layout
+        )
+        for q in range(n)
+    ]
+    return circuit, [ops], np.array([[[0.0]], [[np.pi]]])
 
 
 def _preparations(n: int) -> np.ndarray:
@@ -181,22 +223,90 @@ def _excited(measured: list[np.ndarray], ideal: list[np.ndarray], n: int) -> np.
     return gamma
 
 
-def measured_floor(
-    spec: PQCSpec, isa: IsaCircuit, backend: Any, *, estimator: Any, use_cache: bool = True
-) -> np.ndarray:
-    """``(n,)`` the device's measured per-layer strength of ``spec.channel.kind`` per data qubit.
+@dataclass(frozen=True)
+class FloorExperiment:
+    """The learning experiment of one ISA key: its ``EstimatorV2`` PUBs and how to read them.
 
-    Args:
-        spec: the job's circuit (its channel kind, ansatz, qubits).
-        isa: its ISA circuit on ``backend`` (the layout to pin).
-        backend: the device (its target, name, calibration; the calibration floor of qubits
-            that cannot be measured).
-        estimator: an ``EstimatorV2`` that runs ISA circuits on the device (or its exact noisy
-            simulation).
-        use_cache: reuse a floor measured for the same device, calibration and ISA key.
+    Attributes:
+        key: the cache key (device, calibration date, ISA key).
+        kind: the channel kind.
+        n: data qubits.
+        pubs: five PUBs: for one then two layers the Z preparations against the ``Z`` of
+            each data qubit, then the X preparations against each ``X`` (``(circuit,
+            observables (1, n), bindings (n + 2, 1, P))``); last the readout reference
+            (:func:`_readout_pub`). The observables of a PUB commute qubit-wise, so each
+            binding is one measured circuit.
+        ideal: per depth, the ``(2n + 4, 2n)`` noiseless values.
+        circuits: measured circuits (bindings; one measurement basis each).
+        fallback: ``(n,)`` the calibration estimate, kept for qubits that cannot be measured.
+    """
 
-    Returns:
-        ``(n,)`` strengths, clipped to [0, 1].
+    key: tuple[Any, ...]
+    kind: str
+    n: int
+    pubs: list[tuple[Any, Any, np.ndarray]]
+    ideal: list[np.ndarray]
+    circuits: int
+    fallback: np.ndarray
+
+    def measured(self, evs: list[Any], *, readout: bool = True) -> list[np.ndarray]:
+        """The PUBs' ``evs`` as per-depth ``(2n + 4, 2n)`` arrays laid out as :attr:`ideal`
+        (``nan`` where a preparation was not measured on that axis).
+
+        Args:
+            evs: the five PUBs' ``evs``.
+            readout: undo each qubit's readout error, the affine map ``m = a + b z`` read off
+                the readout reference (``a, b`` from its ``|0>`` and ``|1>`` rows), on its Z and
+                X values (both are read out on that qubit). Shot-based runs need it: the
+                excited population of amplitude damping is not a contrast, so readout error
+                does not cancel in its ratio. ``False`` for an exact simulation, which has no
+                readout error.
+        """
+        n = self.n
+        ref = np.asarray(evs[4], dtype=np.float64).reshape(2, n)
+        a, b = (ref[0] + ref[1]) / 2, (ref[0] - ref[1]) / 2
+        if not readout:
+            a, b = np.zeros(n), np.ones(n)
+        out = []
+        for depth in range(2):
+            full = np.full((2 * n + 4, 2 * n), np.nan)
+            for axis in range(2):
+                block = np.asarray(evs[2 * depth + axis], dtype=np.float64).reshape(n + 2, n)
+                block = (block - a) / np.where(np.abs(b) > 0.5, b, 1.0)
+                full[axis * (n + 2) : (axis + 1) * (n + 2), axis * n : (axis + 1) * n] = block
+            out.append(full)
+        return out
+
+    def floor(self, evs: list[Any], *, readout: bool = True) -> np.ndarray:
+        """``(n,)`` the per-layer strengths of the channel kind from the five PUBs' ``evs``
+        (``readout``: :meth:`measured`), clipped to [0, 1]; the calibration estimate where a
+        qubit cannot be measured."""
+        measured = self.measured(evs, readout=readout)
+        lz, lx = _factors(measured, self.ideal, self.n)
+        if self.kind == "bit_flip":
+            value = (1 - lz) / 2
+        elif self.kind == "phase_flip":
+            value = (1 - lx) / 2
+        elif self.kind == "depolarizing":
+            value = 1 - (2 * lx + lz) / 3
+        else:  # amplitude_damping: the decay of the excited population
+            value = _excited(measured, self.ideal, self.n)
+        return np.asarray(np.clip(np.where(np.isfinite(value), value, self.fallback), 0.0, 1.0))
+
+
+def floor_key(spec: PQCSpec, isa: IsaCircuit, backend: Any) -> tuple[Any, ...]:
+    """What a measured floor depends on: device, calibration date, ISA key."""
+    return (
+        str(backend.name),
+        calibration_date(backend),
+        structure_key(spec),
+        tuple(isa.layout),
+        isa.optimization_level,
+    )
+
+
+def experiment(spec: PQCSpec, isa: IsaCircuit, backend: Any) -> FloorExperiment:
+    """The learning experiment of ``spec`` on ``isa``'s qubits (nothing runs).
 
     Raises:
         ValueError: channel kind ``none``.
@@ -206,39 +316,78 @@ def measured_floor(
     kind = spec.channel.kind
     if kind == "none":
         raise ValueError("no floor for channel kind 'none'")
-    key = (
-        str(backend.name),
-        calibration_date(backend),
-        structure_key(spec),
-        tuple(isa.layout),
-        isa.optimization_level,
-    )
-    if use_cache:
-        with _lock:
-            if key in _cache:
-                return _cache[key].copy()
     n = spec.n_qubits
-    measured, ideal = [], []
+    pubs, ideal = [], []
     for layers in (1, 2):
         circuit, hw, values = _circuits(spec, isa, backend, layers)
         labels = _labels(n, hw.n_ancillas)
-        observables = [[SparsePauliOp(lab).apply_layout(circuit.layout) for lab in labels]]
         bound = _bound(circuit, hw.parameter_order(), values)
-        result = estimator.run([(circuit, observables, bound[:, None, :])]).result()
-        evs = np.asarray(result[0].data.evs, dtype=np.float64)
-        measured.append(evs.reshape(values.shape[0], len(labels)))
+        for axis in range(2):
+            rows = slice(axis * (n + 2), (axis + 1) * (n + 2))
+            ops = [SparsePauliOp(lab).apply_layout(circuit.layout) for lab in labels]
+            pubs.append((circuit, [ops[axis * n : (axis + 1) * n]], bound[rows, None, :]))
         ideal.append(_ideal(hw, values, labels))
-    lz, lx = _factors(measured, ideal, n)
-    if kind == "bit_flip":
-        value = (1 - lz) / 2
-    elif kind == "phase_flip":
-        value = (1 - lx) / 2
-    elif kind == "depolarizing":
-        value = 1 - (2 * lx + lz) / 3
-    else:  # amplitude_damping: the decay of the excited population
-        value = _excited(measured, ideal, n)
-    fallback = device_floor(kind, isa, backend, layers=spec.layers)
-    floor = np.clip(np.where(np.isfinite(value), value, fallback), 0.0, 1.0)
+    pubs.append(_readout_pub(n, isa, backend))
+    return FloorExperiment(
+        key=floor_key(spec, isa, backend),
+        kind=kind,
+        n=n,
+        pubs=pubs,
+        ideal=ideal,
+        circuits=2 * (2 * n + 4) + 2,
+        fallback=device_floor(kind, isa, backend, layers=spec.layers),
+    )
+
+
+def cached(key: tuple[Any, ...]) -> np.ndarray | None:
+    """The floor this process measured under ``key`` (``None``: none)."""
     with _lock:
-        _cache[key] = floor.copy()
+        found = _cache.get(key)
+    return None if found is None else found.copy()
+
+
+def remember(key: tuple[Any, ...], floor: np.ndarray) -> None:
+    """Keep ``floor`` under ``key`` for this process."""
+    with _lock:
+        _cache[key] = np.array(floor, dtype=np.float64)
+
+
+def measured_floor(
+    spec: PQCSpec,
+    isa: IsaCircuit,
+    backend: Any,
+    *,
+    estimator: Any,
+    use_cache: bool = True,
+    precision: float | None = None,
+) -> np.ndarray:
+    """``(n,)`` the device's measured per-layer strength of ``spec.channel.kind`` per data qubit.
+
+    Args:
+        spec: the job's circuit (its channel kind, ansatz, qubits).
+        isa: its ISA circuit on ``backend`` (the layout to pin).
+        backend: the device (its target, name, calibration; the calibration floor of qubits
+            that cannot be measured).
+        estimator: an ``EstimatorV2`` that runs ISA circuits on the device (or its exact noisy
+            simulation); both depths go in one ``run``.
+        use_cache: reuse a floor measured for the same device, calibration and ISA key (and
+            the same ``precision``).
+        precision: the estimator's target precision (``None``: its default; exact for an Aer
+            density-matrix estimator).
+
+    Returns:
+        ``(n,)`` strengths, clipped to [0, 1].
+
+    Raises:
+        ValueError: channel kind ``none``.
+    """
+    if spec.channel.kind == "none":
+        raise ValueError("no floor for channel kind 'none'")
+    key = (*floor_key(spec, isa, backend), precision)
+    if use_cache and (found := cached(key)) is not None:
+        return found
+    exp = experiment(spec, isa, backend)
+    result = estimator.run(exp.pubs, precision=precision).result()
+    floor = exp.floor([r.data.evs for r in result], readout=precision is not None)
+    remember(key, floor)
     return floor

@@ -267,6 +267,16 @@ class RunLossesPublic(BaseModel):
     count: int
 
 
+class FloorLearningPublic(BaseModel):
+    """The measured floor's experiment a job runs before its step (``options.floor:
+    measured`` when the floor of its circuit was not learned yet)."""
+
+    circuits: int
+    shots: int
+    executions: int
+    qpu_seconds: float
+
+
 class EstimatePublic(BaseModel):
     """What a job would cost on a runtime device (``POST /v1/estimate``; nothing runs).
 
@@ -286,6 +296,7 @@ class EstimatePublic(BaseModel):
     qpu_seconds: float
     limit: int | None
     submissions: int
+    floor_learning: FloorLearningPublic | None = None
 
 
 class BackendPublic(BaseModel):
