@@ -1,16 +1,19 @@
 """Finished runtime results, cached per runtime job id so a restarted server can re-attach.
 
 Every finished result of the runtime path is written to
-``<data_dir>/runtime_results/<job id>.npz``: the per-level values ``(K, S, O)``, mitigated and
-raw, and the :func:`fingerprint` of the workload that produced them. A job resumed with that
-runtime job id reads the file instead of submitting again, and refuses it when the fingerprint
-differs (the id belongs to another workload).
+``<data_dir>/runtime_results/<job id>.npz`` with the :func:`fingerprint` of the workload that
+produced it: for expectation values the per-level rows ``(K, S, O)``, mitigated and raw, and
+their standard errors; for state-level work (:mod:`qldm.backends._runtime_states`) the outcome
+distributions of every PUB ``(K, S, 2**n)``, M3-mitigated (or frequencies without M3) and raw.
+A job resumed with that runtime job id reads the file instead of submitting again, and refuses
+it when the fingerprint differs (the id belongs to another workload, or to the other engine).
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +30,7 @@ def fingerprint(
     *,
     budget: int | None = None,
     spsa: int | None = None,
+    states: bool = False,
 ) -> str:
     """SHA-256 hex digest of everything that determines a runtime result.
 
@@ -41,6 +45,8 @@ def fingerprint(
         m3: whether M3 readout mitigation ran.
         budget: ``gradient_budget`` of a subset Jacobian.
         spsa: ``spsa_directions`` of an SPSA Jacobian.
+        states: the state-level engine's result (outcome distributions): adds the output, the
+            targets and the metric, and keeps it apart from expectation rows.
     """
     h = hashlib.sha256()
     h.update(work.spec.model_dump_json().encode())
@@ -51,6 +57,10 @@ def fingerprint(
     h.update(f"{name}|{work.task}|{shots}|{work.seed}|{instances}|{m3}|{budget}".encode())
     if spsa is not None:  # absent otherwise, so the fingerprints of other jobs do not change
         h.update(f"|spsa={spsa}".encode())
+    if states:  # likewise absent from expectation-path fingerprints
+        if work.targets is not None:
+            h.update(np.ascontiguousarray(work.targets, dtype=np.float64).tobytes())
+        h.update(f"|states|{work.output.value}|{work.metric.value}".encode())
     return h.hexdigest()
 
 
@@ -75,20 +85,24 @@ class ResultCache:
         fingerprint: str,
         mitigated: np.ndarray,
         raw: np.ndarray,
-        std: np.ndarray,
+        std: np.ndarray | None,
     ) -> None:
-        """Write a finished result atomically (a temporary file, then a rename)."""
+        """Write a finished result atomically (a temporary file, then a rename); ``std``
+        ``None``: a result without standard errors (state-level distributions)."""
         path = self.path(job_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, fingerprint=fingerprint, mitigated=mitigated, raw=raw, std=std)
+        arrays: dict[str, Any] = {"mitigated": mitigated, "raw": raw}
+        if std is not None:
+            arrays["std"] = std
+        np.savez(tmp, fingerprint=fingerprint, **arrays)
         tmp.replace(path)
 
     def load(
         self, job_id: str | None, fingerprint: str
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
         """``(mitigated, raw, std)`` cached for ``job_id`` (``std`` ``None`` in files written
-        before standard errors were kept); ``None`` without an id or a file.
+        without standard errors); ``None`` without an id or a file.
 
         Raises:
             BackendError: the file was written for a workload with another fingerprint.

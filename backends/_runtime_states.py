@@ -29,16 +29,22 @@ Jacobians: all parameter-shift rows, or with ``gradient_budget`` ``m`` the antit
 subsets of :mod:`qldm.backends._subset` over the data inputs and ansatz angles (weighted
 ``C / m``, unbiased; the timestep's ``w``, ``v`` and ``tau`` derivatives follow by the chain
 rule; not for state encodings, whose input Jacobian needs every perturbed state). Not on this
-path: SPSA Jacobians (``spsa_directions``) and re-attaching to a finished runtime job after a
-restart (a resumed state-level job is submitted again, and its metadata says so). The M3
-calibration of the measured qubits is the stored one, or its calibration circuits ride as extra
-PUBs of the same job (:func:`qldm.backends._runtime_m3.plan_calibration`), as on the
-expectation path.
+path: SPSA Jacobians (``spsa_directions``). The M3 calibration of the measured qubits is the
+stored one, or its calibration circuits ride as extra PUBs of the same job
+(:func:`qldm.backends._runtime_m3.plan_calibration`), as on the expectation path.
+
+Submission, cancel, status, timeout and the checkpoint of the runtime job id are the expectation
+path's (:func:`qldm.backends._runtime_submit.submit_or_attach`), and so is a resume after a
+restart (``context.resume_runtime_job_id``): every PUB's outcome distributions (mitigated and
+raw) are kept in the result cache under the runtime job id and the workload's
+:func:`qldm.backends._runtime_results.fingerprint` (``states=True``); a resumed job finds them
+before anything is measured again (no calibration refresh, no floor check, no M3, no
+submission); on ``ibm:`` without a kept result it re-attaches to the runtime job(s); a
+local-testing-mode job without one is submitted again, and its metadata says so.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -49,8 +55,9 @@ import numpy as np
 
 from qldm.backends._runtime_m3 import M3Step, plan_calibration
 from qldm.backends._runtime_pubs import build_pub, gradient_meta, level_slots
-from qldm.backends._runtime_submit import submit as submit_pubs
-from qldm.backends._runtime_submit import submit_options
+from qldm.backends._runtime_results import ResultCache, fingerprint
+from qldm.backends._runtime_steps import Submitted
+from qldm.backends._runtime_submit import submit_or_attach
 from qldm.backends._state_rows import (
     combine_rows,
     metric_from_probabilities,
@@ -83,13 +90,19 @@ class StatePrepared:
         shots: shots per row; ``shots_per_instance`` per random instance.
         n_instances: ``R``.
         use_m3: always ``True`` here: the sampler runs (readout mitigation is separate).
-        digest: fingerprint of the work (metadata).
+        digest: the fingerprint of the result (its cache key, the subset seed, metadata).
     """
 
     use_m3 = True
 
     def __init__(
-        self, work: Workload, isas: list[IsaCircuit], pubs: list[Any], shots: int, n_inst: int
+        self,
+        work: Workload,
+        isas: list[IsaCircuit],
+        pubs: list[Any],
+        shots: int,
+        n_inst: int,
+        digest: str,
     ) -> None:
         self.work = work
         self.isas = isas
@@ -98,7 +111,7 @@ class StatePrepared:
         self.shots = shots
         self.n_instances = n_inst
         self.shots_per_instance = max(1, math.ceil(shots / n_inst))
-        self.digest = _digest(work)
+        self.digest = digest
 
 
 def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
@@ -107,15 +120,20 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
     Returns:
         :class:`Evaluation`: ``values (K, B, W)`` (``d_inputs (K, B, W, I)``,
         ``d_weights (K, B, W, P)`` for ``jacobian``) or ``values (1, B, P, P)``
-        (``metric_tensor``); metadata ``submissions``, ``circuits``, ``shots``,
-        ``readout_mitigation``, ``raw_values`` (unmitigated forward values), ``noise``, ...
+        (``metric_tensor``); metadata ``submissions`` (0 when resumed), ``resumed``,
+        ``runtime_job_id``, ``circuits``, ``shots``, ``readout_mitigation``, ``raw_values``
+        (unmitigated forward values), ``noise``, ``resubmitted`` (a ``fake:`` job resumed
+        without a kept result), ...
 
     Raises:
         BackendLimitError: ``spsa_directions``, or ``gradient_budget`` with a state encoding
             (fields ``options.*``), or ``expectation`` of observables other than ``I``/``Z``
             (field ``circuit.observables``).
         NoiseFloorError: a requested strength below the device's floor.
-        BackendError: the runtime or M3 failed.
+        InvalidSpecError, JobCancelled: as
+            :func:`qldm.backends._runtime_submit.submit_or_attach`.
+        BackendError: the runtime or M3 failed, the wait timed out, or the resume id's kept
+            result belongs to another workload.
     """
     start = time.perf_counter()
     options = context.options
@@ -142,7 +160,13 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
             field="circuit.observables",
         )
     shots = work.shots if work.shots is not None else rb.default_shots
-    refreshed = rb.refresh_calibration()
+    digest = fingerprint(
+        work, rb.name, shots, rb.instances, rb.mitigate_readout, budget=budget, states=True
+    )
+    # A resumed job whose result was kept takes it before anything is measured again:
+    # no calibration refresh, no floor check, no M3 calibration.
+    kept = ResultCache(rb.data_dir).load(context.resume_runtime_job_id, digest)
+    refreshed = False if kept is not None else rb.refresh_calibration()
     level = rb.optimization_level
     noise_meta: dict[str, Any] = {"kind": spec.channel.kind}
     if work.task is Task.METRIC_TENSOR:
@@ -162,7 +186,7 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
         plan = plan_rows(work, jacobian=jacobian)
         selection = None
         if jacobian and budget is not None:  # antithetic column subsets, weighted C / m
-            seed = int(_digest(work)[:15], 16) + budget
+            seed = int(digest[:15], 16) + budget
             selection = choose_subsets(plan.shift, budget, np.random.default_rng(seed))
         run_rows = plan.rows if selection is None else plan.rows[selection.rows]
         fidelity = work.output is Output.FIDELITY
@@ -173,7 +197,9 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
             build=partial(_state_build, fidelity=fidelity),
             variant="state:fidelity" if fidelity else "state",
         )
-        allow = bool(getattr(options, "allow_noise_floor", False) or rb.allow_noise_floor)
+        allow = kept is not None or bool(
+            getattr(options, "allow_noise_floor", False) or rb.allow_noise_floor
+        )
         per_level, noise_meta = level_slots(
             spec,
             isa,
@@ -187,37 +213,37 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
         jobs = [(isa, run_rows, slots) for slots in per_level]
     n_inst = jobs[0][2].shape[0]
     pubs = [build_pub(isa, rows, slots, labels, True) for isa, rows, slots in jobs]
-    prepared = StatePrepared(work, isas, pubs, shots, n_inst)
+    prepared = StatePrepared(work, isas, pubs, shots, n_inst, digest)
     mode = rb.mode_for(context)
-    steps = _plan_m3(rb, isas, context)
-    t0 = time.perf_counter()
-    waited = submit_pubs(
-        prepared,
-        mode,
-        rb.backend,
-        submit_options(prepared, context, rb),
-        extra_pubs=[pub for _, step in steps for pub in step.pubs()] or None,
-        make_primitive=rb._primitive,
-        checkpoint=context.checkpoint,
-        should_cancel=context.should_cancel,
-        on_status=context.on_status,
-    )
-    in_session = time.perf_counter() - t0
-    calibrations, m3_meta = _finish_m3(steps, waited.extra, waited.job_ids[0])
-    mitigated, raw = [], []
-    for (isa, rows, _), result in zip(jobs, waited.results, strict=True):
-        qubits = _qubits(isa)
-        m, r = _distributions(result, rb.backend, calibrations.get(qubits), qubits, n_inst, rows)
-        mitigated.append(m)
-        raw.append(r)
+    m3 = None if kept is not None else _M3Steps.plan(rb, isas, context)
+    submitted = submit_or_attach(rb, prepared, mode, context, m3=m3)
+    m3_meta: list[dict[str, Any]] = []
+    if submitted.cached is not None:
+        mitigated, raw = list(submitted.cached[0]), list(submitted.cached[1])
+    else:
+        calibrations: dict[Qubits, ReadoutCalibration] = {}
+        if m3 is not None:
+            calibrations, m3_meta = m3.finish(submitted, rb.backend, ibm=rb.kind == "ibm")
+        mitigated, raw = [], []
+        for (isa, rows, _), result in zip(jobs, submitted.result, strict=True):
+            qubits = _qubits(isa)
+            m, r = _distributions(
+                result, rb.backend, calibrations.get(qubits), qubits, n_inst, rows
+            )
+            mitigated.append(m)
+            raw.append(r)
+        ResultCache(rb.data_dir).store(  # kept for a resume: (K, S, 2**n), one S per PUB
+            submitted.job_id, digest, np.stack(mitigated), np.stack(raw), None
+        )
     metadata: dict[str, Any] = {
         "backend": rb.name,
         "device": rb.backend.name,
         "mode": rb.MODES[rb.kind],
         "primitive": "sampler",
-        "readout_mitigation": "m3" if calibrations else "none",
-        "submissions": len(waited.job_ids),
-        "runtime_job_id": ",".join(waited.job_ids),
+        "readout_mitigation": "m3" if rb.mitigate_readout else "none",
+        "submissions": submitted.submissions,
+        "runtime_job_id": submitted.job_id,
+        "resumed": submitted.resumed,
         "execution_mode": mode.execution_mode,
         "session_id": mode.session_id,
         "pubs": len(pubs),
@@ -229,19 +255,17 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
         "physical_qubits": list(isas[0].layout[: isas[0].hardware.n_data]),
         "isa_ops": {str(k): int(v) for k, v in isas[0].circuit.count_ops().items()},
         "noise": noise_meta,
-        "usage_s": waited.usage_s,
-        "runtime_statuses": waited.statuses,
-        "seconds_in_session": in_session,
+        "usage_s": submitted.usage_s,
+        "runtime_statuses": submitted.statuses,
+        "seconds_in_session": submitted.seconds,
         "calibration_refreshed": refreshed,
         "fingerprint": prepared.digest,
     }
     if m3_meta:
         metadata["m3_calibration"] = m3_meta
-    if context.resume_runtime_job_id is not None:
+    if submitted.resubmitted_reason is not None:
         metadata["resubmitted"] = True
-        metadata["resubmitted_reason"] = (
-            "state-level runtime results are not cached for re-attaching; submitted again"
-        )
+        metadata["resubmitted_reason"] = submitted.resubmitted_reason
     if work.task is Task.METRIC_TENSOR:
         g = metric_from_probabilities(work, layers, mitigated)
         metadata.update(metric=work.metric.value, seconds=time.perf_counter() - start)
@@ -285,35 +309,64 @@ class _Measured:
     use_m3: bool = True
 
 
-def _plan_m3(rb: Any, isas: list[IsaCircuit], context: Context) -> list[tuple[Qubits, M3Step]]:
+@dataclass
+class _M3Steps:
     """The M3 step of every measured qubit set (none when the backend does not mitigate
-    readout): a stored calibration, or its calibration circuits riding in the step's job."""
-    if not rb.mitigate_readout:
-        return []
-    steps: dict[Qubits, M3Step] = {}
-    for isa in isas:
-        qubits = _qubits(isa)
-        if qubits not in steps:
-            step = plan_calibration(rb, _Measured(isa), context)
-            if step is not None:
-                steps[qubits] = step
-    return list(steps.items())
+    readout): a stored calibration, or its calibration circuits riding in the job.
 
+    Attributes:
+        steps: ``(qubits, step)`` per measured qubit set, in the order their circuits ride.
+    """
 
-def _finish_m3(
-    steps: list[tuple[Qubits, M3Step]], extra: list[Any], job_id: str
-) -> tuple[dict[Qubits, ReadoutCalibration], list[dict[str, Any]]]:
-    """Every qubit set's calibration (from the store, or measured by the extra PUBs of the
-    job) and its metadata."""
-    calibrations: dict[Qubits, ReadoutCalibration] = {}
-    meta: list[dict[str, Any]] = []
-    start = 0
-    for qubits, step in steps:
-        n = len(step.pubs())
-        calibrations[qubits], summary = step.finish(extra[start : start + n], job_id)
-        meta.append(summary)
-        start += n
-    return calibrations, meta
+    steps: list[tuple[Qubits, M3Step]]
+
+    @classmethod
+    def plan(cls, rb: Any, isas: list[IsaCircuit], context: Context) -> _M3Steps:
+        """Plan every qubit set's calibration (nothing runs)."""
+        steps: dict[Qubits, M3Step] = {}
+        for isa in isas if rb.mitigate_readout else []:
+            qubits = _qubits(isa)
+            if qubits not in steps:
+                step = plan_calibration(rb, _Measured(isa), context)
+                if step is not None:
+                    steps[qubits] = step
+        return cls(list(steps.items()))
+
+    def pubs(self) -> list[tuple[Any, None, int]]:
+        """The extra ``SamplerV2`` PUBs of the job (what
+        :func:`qldm.backends._runtime_submit.submit_or_attach` reads of an M3 step)."""
+        return [pub for _, step in self.steps for pub in step.pubs()]
+
+    def finish(
+        self, submitted: Submitted, device: Any, *, ibm: bool
+    ) -> tuple[dict[Qubits, ReadoutCalibration], list[dict[str, Any]]]:
+        """Every qubit set's calibration (from the store, or measured by the extra PUBs the
+        job carried) and its metadata. A re-attached job that carried no calibration
+        circuits uses the stored ones it was submitted with
+        (:meth:`qldm.backends._runtime_m3.M3Step.without_circuits`).
+
+        Raises:
+            BackendError: the job carried another number of calibration PUBs than planned
+                (a re-attached job), or mthree's faulty-qubit check failed.
+        """
+        extra, expected = submitted.extra, len(self.pubs())
+        if submitted.resumed and expected and len(extra) != expected:
+            if extra:
+                raise BackendError(
+                    f"the re-attached job carried {len(extra)} M3 calibration PUBs, not the "
+                    f"{expected} planned now"
+                )
+            for _, step in self.steps:
+                step.without_circuits(device, ibm=ibm)
+        calibrations: dict[Qubits, ReadoutCalibration] = {}
+        meta: list[dict[str, Any]] = []
+        start, job_id = 0, submitted.job_id.split(",")[0]
+        for qubits, step in self.steps:
+            n = len(step.pubs())
+            calibrations[qubits], summary = step.finish(extra[start : start + n], job_id)
+            meta.append(summary)
+            start += n
+        return calibrations, meta
 
 
 def _qubits(isa: IsaCircuit) -> Qubits:
@@ -351,13 +404,3 @@ def _dense(distribution: dict[Any, float], n: int) -> np.ndarray:
     for key, value in distribution.items():
         out[int(key, 2) if isinstance(key, str) else int(key)] += float(value)
     return out
-
-
-def _digest(work: Workload) -> str:
-    h = hashlib.sha256()
-    h.update(work.spec.model_dump_json().encode())
-    for arr in (work.inputs, work.weights, work.targets, work.noise_levels):
-        if arr is not None:
-            h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
-    h.update(f"{work.task}|{work.output}|{work.metric}|{work.shots}|{work.seed}".encode())
-    return h.hexdigest()

@@ -449,11 +449,21 @@ def prepared_cost(prepared: Any, device: Any, limit: int | None) -> dict[str, An
 def submit_or_attach(
     backend: Any, prepared: Any, mode: ExecutionMode, context: Any, *, m3: Any = None
 ) -> Submitted:
-    """Step 2 of :class:`qldm.backends.runtime.RuntimeBackend` (its :meth:`submit`): the
-    cached result of ``context.resume_runtime_job_id`` when there is one; else on ``ibm:`` a
-    re-attach to that runtime job (or jobs); else a submission (:func:`submit`, ``m3``'s
-    calibration circuits riding in the first job). A local-testing-mode job with no cached
-    result died with its process: it is submitted again, and said so.
+    """Step 2 of :class:`qldm.backends.runtime.RuntimeBackend` (its :meth:`submit`, and the
+    state-level engine's, :mod:`qldm.backends._runtime_states`): the cached result of
+    ``context.resume_runtime_job_id`` when there is one; else on ``ibm:`` a re-attach to that
+    runtime job (or jobs); else a submission (:func:`submit`, ``m3``'s calibration circuits
+    riding in the first job). A local-testing-mode job with no cached result died with its
+    process: it is submitted again, and said so.
+
+    Args:
+        backend: the :class:`qldm.backends.runtime.RuntimeBackend`.
+        prepared: the prepared workload; its ``digest`` is the cache key's fingerprint.
+        mode: the job's execution mode.
+        context: the resume id, checkpoint, cancel and status hooks, the job's options.
+        m3: what rides as extra PUBs: anything whose ``pubs()`` gives them (an
+            :class:`qldm.backends._runtime_m3.M3Step`, or the state engine's steps of several
+            qubit sets); ``None``: nothing.
 
     Raises:
         InvalidSpecError, JobCancelled, BackendError: as :func:`submit`, :func:`wait`; or the
