@@ -42,7 +42,14 @@ from qldm.circuits import PQCSpec
 from qldm.circuits.transpile import IsaCircuit
 from qldm.mitigation.measured_floor import cached, experiment, floor_key, remember
 
-__all__ = ["DEFAULT_FLOOR_SHOTS", "FloorStore", "known_floor", "learn_floor", "learning_cost"]
+__all__ = [
+    "DEFAULT_FLOOR_SHOTS",
+    "FloorStore",
+    "known_floor",
+    "learn_floor",
+    "learning_cost",
+    "record_floor",
+]
 
 DEFAULT_FLOOR_SHOTS = 10_000
 """Shots per learning circuit on ``ibm:``: a per-layer strength to about +-0.002 (the prepared
@@ -206,3 +213,15 @@ def learning_cost(spec: PQCSpec, isa: IsaCircuit, device: Any, shots: int) -> di
         "executions": executions,
         "qpu_seconds": executions * per_shot,
     }
+
+
+def record_floor(
+    noise_meta: dict[str, Any], spec: PQCSpec, found: tuple[np.ndarray, dict[str, Any]] | None
+) -> None:
+    """Say in a job's ``noise`` metadata which floor it subtracted: ``floor_method``
+    (``calibration`` or ``measured``) and the measured floor's record (``floor_learning``)."""
+    if spec.channel.kind == "none":
+        return
+    noise_meta["floor_method"] = "calibration" if found is None else "measured"
+    if found is not None:
+        noise_meta["floor_learning"] = found[1]

@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from qldm.backends._runtime_floor import record_floor
 from qldm.backends._runtime_m3 import M3Step, plan_calibration
 from qldm.backends._runtime_pubs import build_pub, gradient_meta, level_slots
 from qldm.backends._runtime_results import ResultCache, fingerprint
@@ -160,8 +161,14 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
             field="circuit.observables",
         )
     shots = work.shots if work.shots is not None else rb.default_shots
-    digest = fingerprint(
-        work, rb.name, shots, rb.instances, rb.mitigate_readout, budget=budget, states=True
+    digest = fingerprint(  # a measured floor injects differently: its own name
+        work,
+        rb._result_name(options),
+        shots,
+        rb.instances,
+        rb.mitigate_readout,
+        budget=budget,
+        states=True,
     )
     # A resumed job whose result was kept takes it before anything is measured again:
     # no calibration refresh, no floor check, no M3 calibration.
@@ -169,119 +176,131 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
     refreshed = False if kept is not None else rb.refresh_calibration()
     level = rb.optimization_level
     noise_meta: dict[str, Any] = {"kind": spec.channel.kind}
-    if work.task is Task.METRIC_TENSOR:
-        layers, rows = metric_rows(work)
-        isas = [
-            transpile_spec(
+    mode = rb.mode_for(context)
+    try:
+        if work.task is Task.METRIC_TENSOR:
+            layers, rows = metric_rows(work)
+            isas = [
+                transpile_spec(
+                    spec,
+                    rb.backend,
+                    optimization_level=level,
+                    build=partial(_metric_build, layer=layer),
+                    variant=f"metric:{i}",
+                )
+                for i, layer in enumerate(layers)
+            ]
+            jobs = [(isa, rows, np.zeros((1, 0))) for isa in isas]
+        else:
+            plan = plan_rows(work, jacobian=jacobian)
+            selection = None
+            if jacobian and budget is not None:  # antithetic column subsets, weighted C / m
+                seed = int(digest[:15], 16) + budget
+                selection = choose_subsets(plan.shift, budget, np.random.default_rng(seed))
+            run_rows = plan.rows if selection is None else plan.rows[selection.rows]
+            fidelity = work.output is Output.FIDELITY
+            isa = transpile_spec(
                 spec,
                 rb.backend,
                 optimization_level=level,
-                build=partial(_metric_build, layer=layer),
-                variant=f"metric:{i}",
+                build=partial(_state_build, fidelity=fidelity),
+                variant="state:fidelity" if fidelity else "state",
             )
-            for i, layer in enumerate(layers)
-        ]
-        jobs = [(isa, rows, np.zeros((1, 0))) for isa in isas]
-    else:
-        plan = plan_rows(work, jacobian=jacobian)
-        selection = None
-        if jacobian and budget is not None:  # antithetic column subsets, weighted C / m
-            seed = int(digest[:15], 16) + budget
-            selection = choose_subsets(plan.shift, budget, np.random.default_rng(seed))
-        run_rows = plan.rows if selection is None else plan.rows[selection.rows]
-        fidelity = work.output is Output.FIDELITY
-        isa = transpile_spec(
-            spec,
-            rb.backend,
-            optimization_level=level,
-            build=partial(_state_build, fidelity=fidelity),
-            variant="state:fidelity" if fidelity else "state",
-        )
-        allow = kept is not None or bool(
-            getattr(options, "allow_noise_floor", False) or rb.allow_noise_floor
-        )
-        per_level, noise_meta = level_slots(
-            spec,
-            isa,
-            rb.backend,
-            work.level_values(),
-            instances=rb.instances,
-            allow_floor=allow,
-            rng=np.random.default_rng(work.seed),
-        )
-        isas = [isa] * len(per_level)
-        jobs = [(isa, run_rows, slots) for slots in per_level]
-    n_inst = jobs[0][2].shape[0]
-    pubs = [build_pub(isa, rows, slots, labels, True) for isa, rows, slots in jobs]
-    prepared = StatePrepared(work, isas, pubs, shots, n_inst, digest)
-    mode = rb.mode_for(context)
-    m3 = None if kept is not None else _M3Steps.plan(rb, isas, context)
-    submitted = submit_or_attach(rb, prepared, mode, context, m3=m3)
-    m3_meta: list[dict[str, Any]] = []
-    if submitted.cached is not None:
-        mitigated, raw = list(submitted.cached[0]), list(submitted.cached[1])
-    else:
-        calibrations: dict[Qubits, ReadoutCalibration] = {}
-        if m3 is not None:
-            calibrations, m3_meta = m3.finish(submitted, rb.backend, ibm=rb.kind == "ibm")
-        mitigated, raw = [], []
-        for (isa, rows, _), result in zip(jobs, submitted.result, strict=True):
-            qubits = _qubits(isa)
-            m, r = _distributions(
-                result, rb.backend, calibrations.get(qubits), qubits, n_inst, rows
+            allow = kept is not None or bool(
+                getattr(options, "allow_noise_floor", False) or rb.allow_noise_floor
             )
-            mitigated.append(m)
-            raw.append(r)
-        ResultCache(rb.data_dir).store(  # kept for a resume: (K, S, 2**n), one S per PUB
-            submitted.job_id, digest, np.stack(mitigated), np.stack(raw), None
-        )
-    metadata: dict[str, Any] = {
-        "backend": rb.name,
-        "device": rb.backend.name,
-        "mode": rb.MODES[rb.kind],
-        "primitive": "sampler",
-        "readout_mitigation": "m3" if rb.mitigate_readout else "none",
-        "submissions": submitted.submissions,
-        "runtime_job_id": submitted.job_id,
-        "resumed": submitted.resumed,
-        "execution_mode": mode.execution_mode,
-        "session_id": mode.session_id,
-        "pubs": len(pubs),
-        "circuits": sum(n_inst * rows.shape[0] for _, rows, _ in jobs),
-        "instances": n_inst,
-        "shots": shots,
-        "shots_per_instance": prepared.shots_per_instance,
-        "seed": work.seed,
-        "physical_qubits": list(isas[0].layout[: isas[0].hardware.n_data]),
-        "isa_ops": {str(k): int(v) for k, v in isas[0].circuit.count_ops().items()},
-        "noise": noise_meta,
-        "usage_s": submitted.usage_s,
-        "runtime_statuses": submitted.statuses,
-        "seconds_in_session": submitted.seconds,
-        "calibration_refreshed": refreshed,
-        "fingerprint": prepared.digest,
-    }
-    if m3_meta:
-        metadata["m3_calibration"] = m3_meta
-    if submitted.resubmitted_reason is not None:
-        metadata["resubmitted"] = True
-        metadata["resubmitted_reason"] = submitted.resubmitted_reason
-    if work.task is Task.METRIC_TENSOR:
-        g = metric_from_probabilities(work, layers, mitigated)
-        metadata.update(metric=work.metric.value, seconds=time.perf_counter() - start)
-        return Evaluation(g[None], metadata=metadata)
-    if selection is not None:  # dropped shift rows -> 0, kept ones C / m
-        n_full = plan.rows.shape[0]
-        mitigated = [selection.expand(m, n_full) for m in mitigated]
-        raw = [selection.expand(r, n_full) for r in raw]
-    level_values = [row_values(m, work.output, labels) for m in mitigated]
-    values, d_inputs, d_weights = combine_rows(plan, level_values)
-    raw_values = combine_rows(plan, [row_values(r, work.output, labels) for r in raw])[0]
-    metadata["gradient"] = gradient_meta(selection, None) if jacobian else None
-    values = _physical(values, work.output)
-    metadata.update(output=work.output.value, raw_values=raw_values.tolist())
-    metadata["seconds"] = time.perf_counter() - start
-    return Evaluation(values, d_inputs, d_weights, metadata)
+            # a measured floor is learned in the job's Session or Batch, on the state circuit's
+            # own qubits (a kept result only needs it for the metadata)
+            found = (
+                rb._known_floor(spec, isa, options)
+                if kept is not None
+                else rb._learn_floor(work, mode, context, isa=isa)
+            )
+            per_level, noise_meta = level_slots(
+                spec,
+                isa,
+                rb.backend,
+                work.level_values(),
+                instances=rb.instances,
+                allow_floor=allow,
+                rng=np.random.default_rng(work.seed),
+                floor=None if found is None else found[0],
+            )
+            record_floor(noise_meta, spec, found)
+            isas = [isa] * len(per_level)
+            jobs = [(isa, run_rows, slots) for slots in per_level]
+        n_inst = jobs[0][2].shape[0]
+        pubs = [build_pub(isa, rows, slots, labels, True) for isa, rows, slots in jobs]
+        prepared = StatePrepared(work, isas, pubs, shots, n_inst, digest)
+        m3 = None if kept is not None else _M3Steps.plan(rb, isas, context)
+        submitted = submit_or_attach(rb, prepared, mode, context, m3=m3)
+        m3_meta: list[dict[str, Any]] = []
+        if submitted.cached is not None:
+            mitigated, raw = list(submitted.cached[0]), list(submitted.cached[1])
+        else:
+            calibrations: dict[Qubits, ReadoutCalibration] = {}
+            if m3 is not None:
+                calibrations, m3_meta = m3.finish(submitted, rb.backend, ibm=rb.kind == "ibm")
+            mitigated, raw = [], []
+            for (isa, rows, _), result in zip(jobs, submitted.result, strict=True):
+                qubits = _qubits(isa)
+                m, r = _distributions(
+                    result, rb.backend, calibrations.get(qubits), qubits, n_inst, rows
+                )
+                mitigated.append(m)
+                raw.append(r)
+            ResultCache(rb.data_dir).store(  # kept for a resume: (K, S, 2**n), one S per PUB
+                submitted.job_id, digest, np.stack(mitigated), np.stack(raw), None
+            )
+        metadata: dict[str, Any] = {
+            "backend": rb.name,
+            "device": rb.backend.name,
+            "mode": rb.MODES[rb.kind],
+            "primitive": "sampler",
+            "readout_mitigation": "m3" if rb.mitigate_readout else "none",
+            "submissions": submitted.submissions,
+            "runtime_job_id": submitted.job_id,
+            "resumed": submitted.resumed,
+            "execution_mode": mode.execution_mode,
+            "session_id": mode.session_id,
+            "pubs": len(pubs),
+            "circuits": sum(n_inst * rows.shape[0] for _, rows, _ in jobs),
+            "instances": n_inst,
+            "shots": shots,
+            "shots_per_instance": prepared.shots_per_instance,
+            "seed": work.seed,
+            "physical_qubits": list(isas[0].layout[: isas[0].hardware.n_data]),
+            "isa_ops": {str(k): int(v) for k, v in isas[0].circuit.count_ops().items()},
+            "noise": noise_meta,
+            "usage_s": submitted.usage_s,
+            "runtime_statuses": submitted.statuses,
+            "seconds_in_session": submitted.seconds,
+            "calibration_refreshed": refreshed,
+            "fingerprint": prepared.digest,
+        }
+        if m3_meta:
+            metadata["m3_calibration"] = m3_meta
+        if submitted.resubmitted_reason is not None:
+            metadata["resubmitted"] = True
+            metadata["resubmitted_reason"] = submitted.resubmitted_reason
+        if work.task is Task.METRIC_TENSOR:
+            g = metric_from_probabilities(work, layers, mitigated)
+            metadata.update(metric=work.metric.value, seconds=time.perf_counter() - start)
+            return Evaluation(g[None], metadata=metadata)
+        if selection is not None:  # dropped shift rows -> 0, kept ones C / m
+            n_full = plan.rows.shape[0]
+            mitigated = [selection.expand(m, n_full) for m in mitigated]
+            raw = [selection.expand(r, n_full) for r in raw]
+        level_values = [row_values(m, work.output, labels) for m in mitigated]
+        values, d_inputs, d_weights = combine_rows(plan, level_values)
+        raw_values = combine_rows(plan, [row_values(r, work.output, labels) for r in raw])[0]
+        metadata["gradient"] = gradient_meta(selection, None) if jacobian else None
+        values = _physical(values, work.output)
+        metadata.update(output=work.output.value, raw_values=raw_values.tolist())
+        metadata["seconds"] = time.perf_counter() - start
+        return Evaluation(values, d_inputs, d_weights, metadata)
+    finally:
+        mode.close()  # the job's own Session or Batch (submitting closes it too)
 
 
 def _state_build(spec: Any, *, fidelity: bool) -> Any:

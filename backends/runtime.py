@@ -49,6 +49,7 @@ from qldm.backends._runtime_floor import (
     known_floor,
     learn_floor,
     learning_cost,
+    record_floor,
 )
 from qldm.backends._runtime_m3 import M3Step, plan_calibration
 from qldm.backends._runtime_options import ResilienceOptions, resilience_options
@@ -430,10 +431,7 @@ class RuntimeBackend:
             subtract_floor=not (self.kind == "ibm" and self.resilience.removes_device_noise),
             floor=None if found is None else found[0],
         )
-        if spec.channel.kind != "none":
-            noise_meta["floor_method"] = "calibration" if found is None else "measured"
-            if found is not None:
-                noise_meta["floor_learning"] = found[1]
+        record_floor(noise_meta, spec, found)
         n_instances = per_level[0].shape[0]
         labels = spec.pauli_labels()
         use_m3 = self._uses_m3(labels)
@@ -490,14 +488,21 @@ class RuntimeBackend:
         return f"{self.name}|floor=measured" + ("" if shots is None else f"@{shots}")
 
     def _learn_floor(
-        self, work: Workload, mode: ExecutionMode, context: Context
+        self,
+        work: Workload,
+        mode: ExecutionMode,
+        context: Context,
+        *,
+        isa: IsaCircuit | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]] | None:
-        """The measured floor of ``work``'s spec, learned now in the job's execution ``mode``
-        unless known (``None``: the job does not ask for a measured floor)."""
+        """The measured floor of ``work``'s spec on ``isa``'s qubits (default: the spec's own
+        ISA circuit), learned now in the job's execution ``mode`` unless known (``None``: the
+        job does not ask for a measured floor)."""
         spec = work.spec
         if self._floor_option(context.options) != "measured" or spec.channel.kind == "none":
             return None
-        isa = transpile_spec(spec, self.backend, optimization_level=self.optimization_level)
+        if isa is None:
+            isa = transpile_spec(spec, self.backend, optimization_level=self.optimization_level)
         return learn_floor(
             self,
             spec,

@@ -215,3 +215,26 @@ def test_ibm_learns_the_floor_in_the_jobs_session_by_default(
     # ibm: never learns exactly offline: without floor_shots it takes the default
     default = RuntimeBackend("ibm:ibm_manila", token="t" * 40, data_dir=tmp_path, floor="measured")
     assert default.estimate(_work()).floor_learning["shots"] == 10_000  # type: ignore[index]
+
+
+def test_a_state_level_job_subtracts_the_floor_measured_on_its_own_qubits(
+    tmp_path: Path,
+) -> None:
+    from qldm.backends._runtime_states import run_states
+
+    spec = PQCSpec.parse(
+        {"n_qubits": 2, "layers": 1, "channel": {"kind": "depolarizing", "strength": 0.04}}
+    )
+    work = Workload.build(
+        spec, [[0.1, 0.2]], np.zeros(spec.n_weights), shots=400, seed=1, output="probabilities"
+    )
+    calibration = RuntimeBackend("fake:manila", data_dir=tmp_path / "c")
+    measured = RuntimeBackend(
+        "fake:manila", data_dir=tmp_path / "m", floor="measured", floor_shots=40_000
+    )
+    a = run_states(calibration, work, Context()).metadata["noise"]
+    b = run_states(measured, work, Context()).metadata["noise"]
+    assert a["floor_method"] == "calibration" and b["floor_method"] == "measured"
+    assert b["floor_learning"]["method"] == "in_job" and b["floor_learning"]["job_id"]
+    assert np.asarray(b["injected"]).shape == np.asarray(a["injected"]).shape
+    assert not np.allclose(a["device_floor"], b["device_floor"])
