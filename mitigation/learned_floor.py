@@ -48,8 +48,11 @@ Measured on fake:manila (local testing mode; 32 twirls x 256 shots at 0, 1, 2, 4
 two qubits, default ansatz, physical qubits 4 and 3), learned against the exact floor
 (:func:`qldm.mitigation.measured_floor.measured_floor` through an Aer density-matrix estimator):
 ``bit_flip`` 0.0017, 0.0022 against 0.0021, 0.0020; ``phase_flip`` 0.0065, 0.0034 against 0.0073,
-0.0034; ``depolarizing`` 0.0094, 0.0063 against 0.0125, 0.0065 (its slot's ``rx`` adds two
-``sx`` gates per layer outside the box).
+0.0034; ``depolarizing`` 0.0094, 0.0063 against 0.0125, 0.0065. The gaps on qubit 4 (the
+CNOT's control): the exact two-layer ratio reads the second layer's ``f(X_4 X_3)`` (the CNOT
+carries ``X_4`` to ``X_4 X_3``), the learner only the product ``f(X_4) f(X_4 X_3)``, split
+evenly; and the slots' ``sx`` gates beyond the two of the twirling layer (per layer: 3 in
+``bit_flip``, 2 in ``phase_flip``, 4 in ``depolarizing``) lie outside the box.
 """
 
 from __future__ import annotations
@@ -288,9 +291,11 @@ def noise_learner_floor(
 
     Returns:
         ``(floor, meta)``: ``floor`` clipped to [0, 1]; ``meta`` holds ``job_id``,
-        ``circuits`` and ``shots`` (learning circuits and shots per circuit; ``None`` where the
-        job does not say), ``boxes`` (each box's qubits, gates and repeats), ``fidelities``
-        (``{"z", "x", "y"}`` per data qubit per PQC layer) and ``not_covered``.
+        ``circuits`` and ``shots`` (learning circuits and shots per circuit, read from the
+        local job's program; ``None`` for a cloud job, whose inputs the runtime holds),
+        ``settings`` (the learner's options), ``boxes`` (each box's qubits, gates and
+        repeats), ``fidelities`` (``{"z", "x", "y"}`` per data qubit per PQC layer) and
+        ``not_covered``.
 
     Raises:
         ValueError: channel kind ``none`` or ``amplitude_damping`` (what the learned model
@@ -324,6 +329,7 @@ def noise_learner_floor(
         "job_id": str(job.job_id()),
         "circuits": circuits,
         "shots": shots,
+        "settings": settings.options(),
         "boxes": [
             {
                 "qubits": list(b.qubits),
