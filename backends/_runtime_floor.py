@@ -35,11 +35,19 @@ from typing import Any
 import numpy as np
 
 from qldm.backends._runtime_cost import _circuit_seconds, _rep_delay
-from qldm.backends._runtime_submit import run_estimator, submit_options
-from qldm.backends._sessions import ExecutionMode
+from qldm.backends._runtime_submit import (
+    SessionGone,
+    Waited,
+    in_mode,
+    run_estimator,
+    submit_options,
+    wait,
+)
+from qldm.backends._sessions import ExecutionMode, session_gone
 from qldm.backends.base import Context
 from qldm.circuits import PQCSpec
 from qldm.circuits.transpile import IsaCircuit
+from qldm.errors import BackendError, InvalidSpecError
 from qldm.mitigation.measured_floor import cached, experiment, floor_key, remember
 
 __all__ = [
@@ -57,7 +65,9 @@ states stay near eigenstates, so each expectation value's shot noise is well und
 ``1 / sqrt(shots)``)."""
 
 
-def _tag(shots: int | None) -> str:
+def _tag(shots: int | None, method: str = "measured") -> str:
+    if method == "noise_learner":
+        return "noise_learner"
     return "exact" if shots is None else f"in_job@{int(shots)}"
 
 
@@ -96,18 +106,24 @@ class FloorStore:
 
 
 def known_floor(
-    spec: PQCSpec, isa: IsaCircuit, device: Any, shots: int | None, store: FloorStore
+    spec: PQCSpec,
+    isa: IsaCircuit,
+    device: Any,
+    shots: int | None,
+    store: FloorStore,
+    *,
+    method: str = "measured",
 ) -> tuple[np.ndarray, dict[str, Any]] | None:
-    """A floor learned before for this device, calibration and ISA key (this process, then
-    ``store``), with its record; ``None``: it has to be learned."""
-    key = (*floor_key(spec, isa, device), _tag(shots))
-    found = cached(key)
+    """A floor learned before for this device, calibration and ISA key (``store``, then this
+    process), with its record; ``None``: it has to be learned."""
+    key = (*floor_key(spec, isa, device), _tag(shots, method))
     kept = store.load(key)
     if kept is not None:
         remember(key, kept[0])
         return kept[0], {**kept[1], "reused": True}
+    found = cached(key)
     if found is not None:
-        return found, {"method": _tag(shots).split("@")[0], "reused": True}
+        return found, {"method": _tag(shots, method).split("@")[0], "reused": True}
     return None
 
 
@@ -120,6 +136,7 @@ def learn_floor(
     mode: ExecutionMode | None = None,
     context: Context | None = None,
     seed: int | None = None,
+    method: str = "measured",
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The device's per-layer floor of ``spec.channel.kind`` on ``isa``'s qubits, learned now
     unless :func:`known_floor` has it.
@@ -133,6 +150,9 @@ def learn_floor(
         mode: the job's execution mode (the experiment runs in it; needed with ``shots``).
         context: the job's context: its options, cancel requests, status reports.
         seed: the simulator seed in local testing mode.
+        method: ``measured`` (the experiment of :mod:`qldm.mitigation.measured_floor`) or
+            ``noise_learner`` (IBM's ``NoiseLearnerV3`` on the job's layers of two-qubit gates,
+            :mod:`qldm.mitigation.learned_floor`, in the job's mode; ``shots`` unused).
 
     Returns:
         ``(floor (n,), record)``: the record says ``method`` (``exact`` or ``in_job``),
@@ -144,9 +164,30 @@ def learn_floor(
         BackendError: the experiment failed or timed out.
     """
     store = FloorStore(rb.data_dir / "floors")
-    known = known_floor(spec, isa, rb.backend, shots, store)
+    known = known_floor(spec, isa, rb.backend, shots, store, method=method)
     if known is not None:
         return known
+    if method == "noise_learner":
+        floor, learned = _noise_learner(rb, spec, isa, mode, context, seed)
+    else:
+        floor, learned = _measured(rb, spec, isa, shots, mode, context, seed)
+    key = (*floor_key(spec, isa, rb.backend), _tag(shots, method))
+    remember(key, floor)
+    store.store(key, floor, learned)
+    return floor, learned
+
+
+def _measured(
+    rb: Any,
+    spec: PQCSpec,
+    isa: IsaCircuit,
+    shots: int | None,
+    mode: ExecutionMode | None,
+    context: Context | None,
+    seed: int | None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The experiment of :mod:`qldm.mitigation.measured_floor`: exact on the device's noise
+    model (``shots`` ``None``), or one estimator job in the job's execution mode."""
     exp = experiment(spec, isa, rb.backend)
     learned: dict[str, Any] = {
         "method": "exact" if shots is None else "in_job",
@@ -179,9 +220,53 @@ def learn_floor(
             execution_mode=mode.execution_mode,
             session_id=mode.session_id,
         )
-    key = (*floor_key(spec, isa, rb.backend), _tag(shots))
-    remember(key, floor)
-    store.store(key, floor, learned)
+    return floor, learned
+
+
+def _noise_learner(
+    rb: Any,
+    spec: PQCSpec,
+    isa: IsaCircuit,
+    mode: ExecutionMode | None,
+    context: Context | None,
+    seed: int | None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """IBM's noise learner in the job's execution mode, waited for as the step's jobs are
+    (cancel requests, status, ``result_timeout_s``)."""
+    from qldm.mitigation.learned_floor import Learning, submit_learning
+
+    if mode is None:
+        raise ValueError("the noise learner runs in the job's execution mode")
+    ctx = context or Context()
+    options = submit_options(None, ctx, rb)
+    submitted: list[Learning] = []
+
+    def go(runtime_mode: Any) -> Waited:
+        try:
+            settings = rb.noise_learner
+            if settings.seed_simulator is None and seed is not None and rb.kind != "ibm":
+                settings = replace(settings, seed_simulator=int(seed) % (2**31))
+            submitted.append(
+                submit_learning(spec, isa, rb.backend, mode=runtime_mode, settings=settings)
+            )
+        except ValueError as exc:  # amplitude damping: the learner cannot see that floor
+            raise InvalidSpecError(str(exc), field="options.floor") from exc
+        except Exception as exc:
+            if session_gone(exc):
+                raise SessionGone(str(exc)) from exc
+            raise BackendError(f"noise learner on {rb.backend.name} failed: {exc}") from exc
+        return wait(
+            [submitted[-1].job], options, should_cancel=ctx.should_cancel, on_status=ctx.on_status
+        )
+
+    waited = in_mode(mode, rb.backend, go)
+    floor, learned = submitted[-1].floor(waited.results[0])
+    learned.update(
+        usage_s=waited.usage_s,
+        execution_mode=mode.execution_mode,
+        session_id=mode.session_id,
+        learned_at=time.time(),
+    )
     return floor, learned
 
 

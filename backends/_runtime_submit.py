@@ -39,8 +39,10 @@ from qldm.backends._sessions import ExecutionMode, session_gone
 from qldm.errors import BackendError, InvalidSpecError, JobCancelled
 
 __all__ = [
+    "SessionGone",
     "SubmitOptions",
     "Waited",
+    "in_mode",
     "joined",
     "prepared_cost",
     "primitive",
@@ -181,7 +183,7 @@ def submit(
                     job = prim.run(batch, precision=1.0 / math.sqrt(shots))
             except Exception as exc:
                 if session_gone(exc):
-                    raise _SessionGone(str(exc)) from exc
+                    raise SessionGone(str(exc)) from exc
                 raise BackendError(f"submission to {backend.name} failed: {exc}") from exc
             jobs.append(job)
             if checkpoint is not None:
@@ -251,7 +253,7 @@ def _per_level(
     return [JoinedPubResult(parts[k]) for k in range(len(prepared.pubs))], extra
 
 
-class _SessionGone(Exception):
+class SessionGone(Exception):
     """The Session a submission went to was closed or expired."""
 
 
@@ -272,10 +274,10 @@ def _in_mode(
         if session is not None:
             try:
                 return go(session)
-            except _SessionGone:
+            except SessionGone:
                 try:
                     return go(mode.renew())
-                except _SessionGone as exc:
+                except SessionGone as exc:
                     raise BackendError(f"the renewed runtime session ended too: {exc}") from exc
         if mode.execution_mode == "direct":  # no runtime (aer:<device>): the primitive directly
             return go(backend)
@@ -286,6 +288,13 @@ def _in_mode(
     finally:
         if not keep_open:
             mode.close()
+
+
+def in_mode(mode: ExecutionMode, backend: Any, go: Callable[[Any], Waited]) -> Waited:
+    """Run ``go`` (a submission and its wait, raising :class:`SessionGone` when the runtime
+    ended the Session) in the job's execution mode, leaving the job's Session or Batch open
+    for the step's own jobs (:func:`submit` closes it)."""
+    return _in_mode(mode, backend, go, several=False, keep_open=True)
 
 
 def run_estimator(
@@ -316,11 +325,11 @@ def run_estimator(
             job = prim.run(pubs, precision=precision)
         except Exception as exc:
             if session_gone(exc):
-                raise _SessionGone(str(exc)) from exc
+                raise SessionGone(str(exc)) from exc
             raise BackendError(f"submission to {backend.name} failed: {exc}") from exc
         return wait([job], raw, should_cancel=should_cancel, on_status=on_status)
 
-    return _in_mode(mode, backend, go, several=False, keep_open=True)
+    return in_mode(mode, backend, go)
 
 
 def wait(

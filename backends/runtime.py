@@ -142,12 +142,18 @@ class RuntimeBackend:
         default_shots: shots per parameter set when the workload asks for exact values.
         allow_noise_floor: accept the device floor where a requested strength is below it.
         floor: ``calibration`` (the floor estimated from the device's calibration,
-            :func:`qldm.mitigation.noise.device_floor`) or ``measured`` (learned by a short
-            experiment on the job's qubits, :mod:`qldm.backends._runtime_floor`).
+            :func:`qldm.mitigation.noise.device_floor`), ``measured`` (learned by a short
+            experiment on the job's qubits, :mod:`qldm.backends._runtime_floor`) or
+            ``noise_learner`` (IBM's ``NoiseLearnerV3`` on the job's layers of two-qubit
+            gates, in the job's Session or Batch, :mod:`qldm.mitigation.learned_floor`).
         floor_shots: shots per circuit of the measured floor's experiment, which then runs on
             the runtime in the job's Session or Batch (a job's option overrides it); ``None``:
             :data:`qldm.backends._runtime_floor.DEFAULT_FLOOR_SHOTS` on ``ibm:``, and exactly on
             the device's noise model (no shots, nothing submitted) on ``fake:``/``aer:``.
+        noise_learner: ``NoiseLearnerV3`` options for ``floor="noise_learner"``
+            (``num_randomizations``, ``shots_per_randomization``, ``layer_pair_depths``,
+            ``seed_simulator``; :class:`qldm.mitigation.learned_floor.LearnerSettings`);
+            ``None``: the runtime's defaults.
         gradient_budget: shot-frugal Jacobians: shift only this many of the ``C`` inputs and
             weights per sample, drawn at random in antithetic pairs and weighted ``C / m``
             (unbiased, :mod:`qldm.backends._subset`); ``None`` shifts all of them.
@@ -186,6 +192,7 @@ class RuntimeBackend:
         allow_noise_floor: bool = False,
         floor: str = "calibration",
         floor_shots: int | None = None,
+        noise_learner: dict[str, Any] | None = None,
         gradient_budget: int | None = None,
         spsa_directions: int | None = None,
         token: str | None = None,
@@ -222,6 +229,7 @@ class RuntimeBackend:
         self.allow_noise_floor = bool(allow_noise_floor)
         self.floor = self._floor_method(floor, field="floor")
         self.floor_shots = _check_floor_shots(floor_shots, field="floor_shots")
+        self.noise_learner = _learner_settings(noise_learner)
         if gradient_budget is not None and (
             isinstance(gradient_budget, bool)
             or not isinstance(gradient_budget, int)
@@ -482,7 +490,10 @@ class RuntimeBackend:
 
     def _result_name(self, options: ExecutionOptions | None) -> str:
         """The name a result's fingerprint records (a measured floor injects differently)."""
-        if self._floor_option(options) != "measured":
+        method = self._floor_option(options)
+        if method == "noise_learner":
+            return f"{self.name}|floor=noise_learner"
+        if method != "measured":
             return self.name
         shots = self._floor_shots(options)
         return f"{self.name}|floor=measured" + ("" if shots is None else f"@{shots}")
@@ -499,7 +510,8 @@ class RuntimeBackend:
         ISA circuit), learned now in the job's execution ``mode`` unless known (``None``: the
         job does not ask for a measured floor)."""
         spec = work.spec
-        if self._floor_option(context.options) != "measured" or spec.channel.kind == "none":
+        method = self._floor_option(context.options)
+        if method == "calibration" or spec.channel.kind == "none":
             return None
         if isa is None:
             isa = transpile_spec(spec, self.backend, optimization_level=self.optimization_level)
@@ -511,6 +523,7 @@ class RuntimeBackend:
             mode=mode,
             context=context,
             seed=work.seed,
+            method=method,
         )
 
     def _known_floor(
@@ -519,12 +532,14 @@ class RuntimeBackend:
         """Outside :meth:`run` (an estimate, a resumed job): the exact measured floor on
         ``fake:``/``aer:``, a floor learned before in a job, or ``None`` (the calibration
         estimate)."""
-        if self._floor_option(options) != "measured" or spec.channel.kind == "none":
+        method = self._floor_option(options)
+        if method == "calibration" or spec.channel.kind == "none":
             return None
         shots = self._floor_shots(options)
-        if shots is None:
+        if shots is None and method == "measured":
             return learn_floor(self, spec, isa, shots=None)
-        return known_floor(spec, isa, self.backend, shots, FloorStore(self.data_dir / "floors"))
+        store = FloorStore(self.data_dir / "floors")
+        return known_floor(spec, isa, self.backend, shots, store, method=method)
 
     def digest(self, work: Workload, options: ExecutionOptions | None = None) -> str:
         """The fingerprint :meth:`prepare` gives ``work``, without transpiling or the floor
@@ -683,3 +698,21 @@ def _check_floor_shots(value: Any, *, field: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 1_000_000:
         raise InvalidSpecError("must be an integer from 100 to 1,000,000, or null", field=field)
     return value
+
+
+def _learner_settings(value: dict[str, Any] | None) -> Any:
+    """``value`` as :class:`qldm.mitigation.learned_floor.LearnerSettings` (``None``: the
+    defaults; ``InvalidSpecError`` naming ``noise_learner``)."""
+    from qldm.mitigation.learned_floor import LearnerSettings
+
+    if value is None:
+        return LearnerSettings()
+    try:
+        data = dict(value)
+        if "layer_pair_depths" in data:
+            data["layer_pair_depths"] = tuple(int(d) for d in data["layer_pair_depths"])
+        return LearnerSettings(**data)
+    except (TypeError, ValueError) as exc:
+        raise InvalidSpecError(
+            f"not NoiseLearnerV3 settings: {exc}", field="noise_learner"
+        ) from exc

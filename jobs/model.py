@@ -211,8 +211,9 @@ class JobOptions(BaseModel):
             result (``None``: no limit); the runtime job keeps running and can be re-attached.
         floor: on hardware backends, the device noise floor subtracted from the requested
             channel: ``calibration`` (estimated from the calibration) or ``measured`` (a short
-            experiment on the job's qubits, in the job's Session or Batch, before its step);
-            ``None``: the backend's choice (docs/hardware.md).
+            experiment on the job's qubits, in the job's Session or Batch, before its step) or
+            ``noise_learner`` (IBM's noise learner on the job's layers of two-qubit gates, in
+            the same place); ``None``: the backend's choice (docs/hardware.md).
         floor_shots: shots per circuit of that experiment (``None``: the backend's choice,
             10,000 on ``ibm:``, exact on the noise model of ``fake:``/``aer:`` devices).
     """
@@ -229,7 +230,7 @@ class JobOptions(BaseModel):
     max_execution_time: int | None = Field(default=None, ge=1, le=10_800)
     split_jobs: bool | None = None
     result_timeout_s: float | None = Field(default=None, gt=0.0, le=1e7, allow_inf_nan=False)
-    floor: Literal["calibration", "measured"] | None = None
+    floor: Literal["calibration", "measured", "noise_learner"] | None = None
     floor_shots: int | None = Field(default=None, ge=100, le=1_000_000)
 
     @field_validator("spsa_directions")
@@ -338,6 +339,16 @@ class JobRequest(BaseModel):
             raise ValueError(f"shots: must be a positive integer or null, got {self.shots}")
         if self.task == "counts" and self.shots is None:
             raise ValueError("shots: the counts task needs a number of shots")
+        spec = self.circuit if isinstance(self.circuit, PQCSpec) else None
+        if (
+            self.options.floor == "noise_learner"
+            and spec is not None
+            and spec.channel.kind == "amplitude_damping"
+        ):
+            raise ValueError(
+                "options.floor: the noise learner cannot see an amplitude-damping floor (the "
+                "dilation's reset and relaxation lie outside its boxes); use measured"
+            )
         try:
             self._workload = self._build_workload()
         except InvalidSpecError as exc:

@@ -69,10 +69,12 @@ from qldm.circuits.transpile import IsaCircuit
 __all__ = [
     "LearnedLayer",
     "LearnerSettings",
+    "Learning",
     "learned_fidelities",
     "learning_boxes",
     "noise_learner_floor",
     "strength_from_fidelities",
+    "submit_learning",
 ]
 
 NOT_COVERED = (
@@ -279,7 +281,8 @@ def noise_learner_floor(
     settings: LearnerSettings | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """``(n,)`` the per-layer strength of ``spec.channel.kind`` on each data qubit, learned by
-    ``NoiseLearnerV3`` on the job's layers of two-qubit gates.
+    ``NoiseLearnerV3`` on the job's layers of two-qubit gates (:func:`submit_learning`, then
+    :meth:`Learning.floor` of its job's result).
 
     Args:
         spec: the job's circuit (its channel kind and layers).
@@ -302,6 +305,60 @@ def noise_learner_floor(
             leaves out, the dilation's reset and the relaxation during it, is most of that
             floor).
     """
+    learning = submit_learning(spec, isa, backend, mode=mode, settings=settings)
+    return learning.floor(learning.job.result())
+
+
+@dataclass(frozen=True)
+class Learning:
+    """A submitted noise-learner job and what reading its result needs."""
+
+    job: Any
+    spec: PQCSpec
+    isa: IsaCircuit
+    boxes: list[LearnedLayer]
+    settings: LearnerSettings
+
+    def floor(self, result: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        """``(floor, meta)`` of :func:`noise_learner_floor` from the job's ``result``."""
+        models = result.to_pauli_lindblad_maps()
+        data = self.isa.layout[: self.isa.hardware.n_data]
+        lz, lx, ly = learned_fidelities(models, self.boxes, data, layers=self.spec.layers)
+        floor = np.clip(strength_from_fidelities(self.spec.channel.kind, lz, lx, ly), 0.0, 1.0)
+        circuits, shots = _program_size(self.job)
+        meta: dict[str, Any] = {
+            "method": "noise_learner",
+            "job_id": str(self.job.job_id()),
+            "circuits": circuits,
+            "shots": shots,
+            "settings": self.settings.options(),
+            "boxes": [
+                {
+                    "qubits": list(b.qubits),
+                    "gates": [[g, list(q)] for g, q in b.gates],
+                    "count": b.count,
+                }
+                for b in self.boxes
+            ],
+            "fidelities": {"z": lz.tolist(), "x": lx.tolist(), "y": ly.tolist()},
+            "not_covered": list(NOT_COVERED),
+        }
+        return floor, meta
+
+
+def submit_learning(
+    spec: PQCSpec,
+    isa: IsaCircuit,
+    backend: Any,
+    *,
+    mode: Any = None,
+    settings: LearnerSettings | None = None,
+) -> Learning:
+    """Submit the ``NoiseLearnerV3`` job of :func:`noise_learner_floor` (not waited for).
+
+    Raises:
+        ValueError: channel kind ``none`` or ``amplitude_damping``.
+    """
     from qiskit_ibm_runtime.executor_noise_learner import NoiseLearnerV3
 
     kind = spec.channel.kind
@@ -318,30 +375,7 @@ def noise_learner_floor(
     boxes = _with_a_neighbour(learning_boxes(isa, layers=spec.layers), backend)
     instructions = _instructions(boxes, int(backend.num_qubits))
     learner = NoiseLearnerV3(mode if mode is not None else backend, options=settings.options())
-    job = learner.run(instructions)
-    models = job.result().to_pauli_lindblad_maps()
-    data = isa.layout[: isa.hardware.n_data]
-    lz, lx, ly = learned_fidelities(models, boxes, data, layers=spec.layers)
-    floor = np.clip(strength_from_fidelities(kind, lz, lx, ly), 0.0, 1.0)
-    circuits, shots = _program_size(job)
-    meta: dict[str, Any] = {
-        "method": "noise_learner",
-        "job_id": str(job.job_id()),
-        "circuits": circuits,
-        "shots": shots,
-        "settings": settings.options(),
-        "boxes": [
-            {
-                "qubits": list(b.qubits),
-                "gates": [[g, list(q)] for g, q in b.gates],
-                "count": b.count,
-            }
-            for b in boxes
-        ],
-        "fidelities": {"z": lz.tolist(), "x": lx.tolist(), "y": ly.tolist()},
-        "not_covered": list(NOT_COVERED),
-    }
-    return floor, meta
+    return Learning(learner.run(instructions), spec, isa, boxes, settings)
 
 
 def _program_size(job: Any) -> tuple[int | None, int | None]:

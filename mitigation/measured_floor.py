@@ -59,8 +59,9 @@ __all__ = [
     "remember",
 ]
 
-FLOOR_METHODS = ("calibration", "measured")
-"""How the backend obtains the device floor (``floor`` option)."""
+FLOOR_METHODS = ("calibration", "measured", "noise_learner")
+"""How the backend obtains the device floor (``floor`` option; ``noise_learner``:
+:mod:`qldm.mitigation.learned_floor`)."""
 
 _cache: dict[tuple[Any, ...], np.ndarray] = {}
 _lock = threading.Lock()

@@ -238,3 +238,58 @@ def test_a_state_level_job_subtracts_the_floor_measured_on_its_own_qubits(
     assert b["floor_learning"]["method"] == "in_job" and b["floor_learning"]["job_id"]
     assert np.asarray(b["injected"]).shape == np.asarray(a["injected"]).shape
     assert not np.allclose(a["device_floor"], b["device_floor"])
+
+
+def test_ibms_noise_learner_runs_in_the_jobs_session_and_learns_the_floor(
+    tmp_path: Path,
+) -> None:
+    spec = PQCSpec.parse(
+        {"n_qubits": 2, "layers": 1, "channel": {"kind": "phase_flip", "strength": 0.04}}
+    )
+    work = Workload.build(spec, [[0.1, 0.2]], np.zeros(spec.n_weights), shots=400, seed=1)
+    exact = RuntimeBackend("fake:manila", data_dir=tmp_path / "e", floor="measured")
+    truth = np.asarray(exact.prepare(work).noise["device_floor"])
+    cache_clear()
+    backend = RuntimeBackend(
+        "fake:manila",
+        data_dir=tmp_path,
+        floor="noise_learner",
+        noise_learner={"num_randomizations": 16, "layer_pair_depths": [0, 4, 16]},
+        execution_mode="session",
+        mitigate_readout=False,
+    )
+    ev = backend.run(work)
+    noise = ev.metadata["noise"]
+    learned = noise["floor_learning"]
+    assert noise["floor_method"] == "measured" and learned["method"] == "noise_learner"
+    assert learned["session_id"] == ev.metadata["session_id"] is not None
+    assert learned["job_id"] and learned["circuits"] > 0 and learned["not_covered"]
+    # the learner sees only the boxed CNOT layer: on the CNOT's control the two-layer ratio
+    # reads f(X_c X_t) where the learner splits f(X_c) f(X_c X_t) evenly (~1e-3 here), see
+    # tests/mitigation/test_learned_floor.py; the target agrees closely
+    np.testing.assert_allclose(noise["device_floor"], truth, atol=2e-3)
+    assert backend.run(work).metadata["noise"]["floor_learning"]["reused"]
+    damping = PQCSpec.parse(
+        {"n_qubits": 1, "layers": 1, "channel": {"kind": "amplitude_damping", "strength": 0.2}}
+    )
+    with pytest.raises(InvalidSpecError) as err:
+        backend.run(Workload.build(damping, [[0.1]], np.zeros(damping.n_weights), shots=100))
+    assert err.value.field == "options.floor"
+    with pytest.raises(InvalidSpecError) as err:
+        RuntimeBackend("fake:manila", data_dir=tmp_path, noise_learner={"twirls": 3})
+    assert err.value.field == "noise_learner"
+
+
+def test_a_noise_learner_job_for_amplitude_damping_is_refused_at_submission() -> None:
+    from qldm.jobs.model import JobRequest
+
+    base = {
+        "backend": "fake:manila",
+        "circuit": {"n_qubits": 1, "channel": {"kind": "amplitude_damping", "strength": 0.2}},
+        "inputs": [[0.1]],
+        "weights": [0.0, 0.0],
+    }
+    with pytest.raises(InvalidSpecError) as err:
+        JobRequest.parse({**base, "options": {"floor": "noise_learner"}})
+    assert err.value.field == "options.floor"
+    assert JobRequest.parse({**base, "options": {"floor": "measured", "floor_shots": 1000}})
