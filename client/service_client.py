@@ -461,7 +461,8 @@ class ServiceClient:
         """What a job would cost on a runtime device, without running it (``POST
         /v1/estimate``): ``{"backend", "primitive", "circuits", "shots", "executions",
         "payload_bytes", "circuit_seconds", "rep_delay_s", "qpu_seconds", "limit",
-        "submissions"}``.
+        "submissions", "floor_learning"}`` (``floor_learning``: the measured floor's experiment
+        the job would run first, or ``None``).
 
         Raises:
             BackendLimitError: the backend runs no device (``exact``, ``aer``).
