@@ -87,6 +87,19 @@ def test_a_runs_execution_mode_runtime_state_and_the_estimate_endpoint(
         assert cost["qpu_seconds"] == pytest.approx(
             cost["executions"] * (cost["rep_delay_s"] + cost["circuit_seconds"])
         )
+        assert cost["floor_learning"] is None
+        # a measured floor not learned yet: its experiment is priced on its own
+        noisy = {
+            **jacobian,
+            "circuit": {
+                "n_qubits": 1,
+                "layers": 1,
+                "channel": {"kind": "bit_flip", "strength": 0.05},
+            },
+            "options": {"floor": "measured", "floor_shots": 1000},
+        }
+        learning = client.estimate(noisy)["floor_learning"]
+        assert learning["circuits"] == 14 and learning["executions"] == 14_000  # 2 x 6 + 2
         with pytest.raises(BackendLimitError) as info:
             client.estimate({**jacobian, "backend": "exact"})
         assert info.value.field == "backend"
