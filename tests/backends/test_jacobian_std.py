@@ -4,18 +4,20 @@ Three checks, each against something the code does not compute itself:
 
 - the variance combination (every coefficient squared) against the linear map of the rows,
   read off by combining unit rows, for every kind of plan (two- and four-term rules, a gate
-  scale, amplitude and complex amplitude inputs, SPSA);
+  scale, amplitude and complex amplitude inputs, SPSA, state-level rows through the timestep
+  chain rule);
 - :meth:`RuntimeBackend.postprocess` against hand-written formulas, for rows with known standard
   errors over two Pauli-insertion instances: the full parameter-shift rule, a shot-frugal subset
   (``gradient_budget``) and SPSA;
 - on fake:manila, the spread of repeated Jacobians against the reported standard errors, for
-  ``EstimatorV2`` and for SamplerV2 + M3.
+  ``EstimatorV2`` and for SamplerV2 + M3, and on the state-level path (probabilities) with and
+  without M3.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ from scipy.stats import chi2
 from qldm.backends._runtime_steps import Gathered, Prepared, Submitted
 from qldm.backends._shift import ShiftResult, plan_shifts
 from qldm.backends._spsa import choose_directions
+from qldm.backends._state_rows import combine_rows, plan_rows
 from qldm.backends.base import Workload
 from qldm.backends.runtime import RuntimeBackend
 from qldm.circuits import PQCSpec
@@ -45,12 +48,12 @@ def _split(flat: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
     return np.split(flat, np.cumsum(sizes)[:-1])
 
 
-def _parts(result: ShiftResult) -> list[np.ndarray]:
-    return [np.asarray(p) for p in (result.values, result.d_inputs, result.d_weights)]
+def _parts(result: ShiftResult) -> list[np.ndarray | None]:
+    return [result.values, result.d_inputs, result.d_weights]
 
 
 def _by_unit_rows(
-    combine: Callable[[np.ndarray], ShiftResult], variances: np.ndarray
+    combine: Callable[[np.ndarray], Sequence[np.ndarray | None]], variances: np.ndarray
 ) -> list[np.ndarray]:
     """``sum_i L_ji^2 var_i`` for every entry ``j`` of values, d_inputs and d_weights, with
     ``L`` read off by combining one unit row entry at a time (the combination is linear)."""
@@ -58,15 +61,15 @@ def _by_unit_rows(
     for index in np.ndindex(variances.shape):
         unit = np.zeros(variances.shape)
         unit[index] = 1.0
-        terms = [p**2 * variances[index] for p in _parts(combine(unit))]
+        terms = [np.asarray(p) ** 2 * variances[index] for p in combine(unit)]
         total = terms if total is None else [t + u for t, u in zip(total, terms, strict=True)]
     assert total is not None
     return total
 
 
-def _assert_close(got: ShiftResult, want: list[np.ndarray]) -> None:
-    for part, expected in zip(_parts(got), want, strict=True):
-        np.testing.assert_allclose(part, expected, rtol=1e-10, atol=1e-14)
+def _assert_close(got: Sequence[np.ndarray | None], want: list[np.ndarray]) -> None:
+    for part, expected in zip(got, want, strict=True):
+        np.testing.assert_allclose(np.asarray(part), expected, rtol=1e-10, atol=1e-14)
 
 
 @pytest.mark.parametrize("name", list(PLANS))
@@ -78,7 +81,8 @@ def test_variances_combine_as_the_squared_linear_map_of_the_rows(name: str) -> N
     variances = rng.uniform(0.1, 2.0, (plan.n_parameter_sets, spec.n_outputs))
     sizes = [g.parameter_sets.shape[0] for g in plan.groups]
     got = plan.combine(_split(variances, sizes), variances=True)
-    _assert_close(got, _by_unit_rows(lambda rows: plan.combine(_split(rows, sizes)), variances))
+    want = _by_unit_rows(lambda rows: _parts(plan.combine(_split(rows, sizes))), variances)
+    _assert_close(_parts(got), want)
 
 
 def test_spsa_variances_combine_as_the_squared_linear_map_of_the_rows() -> None:
@@ -87,7 +91,29 @@ def test_spsa_variances_combine_as_the_squared_linear_map_of_the_rows() -> None:
     plan = plan_shifts(spec, rng.uniform(-1, 1, (3, 2)), rng.uniform(-1, 1, 4), jacobian=True)
     spsa = choose_directions(plan, 3, rng)
     variances = rng.uniform(0.1, 2.0, (spsa.parameter_sets.shape[0], spec.n_outputs))
-    _assert_close(spsa.combine(variances, variances=True), _by_unit_rows(spsa.combine, variances))
+    want = _by_unit_rows(lambda rows: _parts(spsa.combine(rows)), variances)
+    _assert_close(_parts(spsa.combine(variances, variances=True)), want)
+
+
+@pytest.mark.parametrize("encoding", ["angle_ry", "amplitude"])
+def test_state_rows_variances_combine_through_the_timestep_chain_rule(encoding: str) -> None:
+    """State-level rows (probabilities of every outcome) of a timestep spec: shift rules, then
+    ``df/dv = tau df/dtheta`` and ``df/dtau = sum_k v_k df/dtheta_k``, all squared."""
+    spec = PQCSpec.parse(
+        {"n_qubits": 2, "layers": 1, "encoding": encoding, "timestep": {"features": 1}}
+    )
+    rng = np.random.default_rng(7)
+    work = Workload.build(
+        spec,
+        rng.uniform(0.2, 1, (2, spec.n_inputs)),
+        rng.uniform(-1, 1, spec.n_weights),
+        task="jacobian",
+        output="probabilities",
+    )
+    plan = plan_rows(work, jacobian=True)
+    variances = rng.uniform(0.1, 2.0, (plan.rows.shape[0], plan.width))
+    want = _by_unit_rows(lambda rows: combine_rows(plan, [rows]), variances)
+    _assert_close(combine_rows(plan, [variances], variances=True), want)
 
 
 # ------------------------------------------------------------------ postprocess, by hand
@@ -257,3 +283,45 @@ def test_rows_kept_before_standard_errors_give_none(tmp_path: Path) -> None:
     assert gathered.d_weights is not None and gathered.d_weights.shape == (1, 1, 1, 2)
     assert gathered.values_std is None
     assert gathered.d_inputs_std is None and gathered.d_weights_std is None
+
+
+def test_the_spread_of_repeated_state_level_jacobians_matches_their_reported_std(
+    tmp_path: Path,
+) -> None:
+    """The state-level path (``output="probabilities"``), on fake:manila with and without M3:
+    ``p_0 = (1 + cos(x + w0)) / 2`` with ``x + w0 = 0``, so the shift rows of x and w0 measure
+    ``p_0 = 1/2``, where the binomial spread is largest and mthree's bound (``u / 4``) is
+    tight. x and w0 pooled, ``df = 2 * 47`` (bounds 0.73-1.29); w1's rows measure
+    ``p_0 ~ 1``: without M3 the binomial standard error is still the spread's, with M3 the
+    bound is above it."""
+    spec = PQCSpec.parse({"n_qubits": 1, "layers": 1})
+    for m3 in (False, True):
+        backend = RuntimeBackend("fake:manila", data_dir=tmp_path, mitigate_readout=m3)
+        estimates, stds = [], []
+        for seed in range(N_JOBS):
+            inputs = np.full((N_SAMPLES, 1), 0.4)
+            work = Workload.build(
+                spec,
+                inputs,
+                [-0.4, 0.3],
+                task="jacobian",
+                shots=400,
+                seed=seed,
+                output="probabilities",
+            )
+            ev = backend.run(work)
+            assert ev.d_inputs is not None and ev.d_weights is not None
+            assert ev.d_inputs_std is not None and ev.d_weights_std is not None
+            assert ev.values_std is not None and ev.values_std.shape == (1, N_SAMPLES, 2)
+            assert ev.d_weights_std.shape == (1, N_SAMPLES, 2, 2)
+            estimates.append(np.concatenate([ev.d_inputs[0, :, 0], ev.d_weights[0, :, 0]], 1))
+            stds.append(np.concatenate([ev.d_inputs_std[0, :, 0], ev.d_weights_std[0, :, 0]], 1))
+        spread2 = np.concatenate(estimates).var(axis=0, ddof=1)
+        reported2 = (np.concatenate(stds) ** 2).mean(axis=0)
+        ratios = np.sqrt(spread2 / reported2)
+        pooled = float(np.sqrt(np.mean(spread2[:2] / reported2[:2])))
+        lo, hi = _bounds(2 * (N_JOBS * N_SAMPLES - 1))
+        assert lo < pooled < hi, (m3, pooled, ratios.tolist())
+        assert ratios[2] < hi, (m3, ratios.tolist())
+        if not m3:
+            assert lo < ratios[2], ratios.tolist()
