@@ -65,6 +65,7 @@ from qldm.backends._state_rows import (
     metric_rows,
     plan_rows,
     row_values,
+    row_variances,
     simplex_projection,
 )
 from qldm.backends._subset import choose_subsets
@@ -120,8 +121,13 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
 
     Returns:
         :class:`Evaluation`: ``values (K, B, W)`` (``d_inputs (K, B, W, I)``,
-        ``d_weights (K, B, W, P)`` for ``jacobian``) or ``values (1, B, P, P)``
-        (``metric_tensor``); metadata ``submissions`` (0 when resumed), ``resumed``,
+        ``d_weights (K, B, W, P)`` for ``jacobian``) with their shot-noise standard errors
+        ``values_std``, ``d_inputs_std``, ``d_weights_std`` (each row's, binomial or mthree's
+        bound, :func:`qldm.backends._state_rows.row_variances`, through the shift rules and
+        the timestep chain rule with squared coefficients; ``values_std`` is that of the
+        estimate before the simplex projection or the clip to ``[0, 1]``), or
+        ``values (1, B, P, P)`` (``metric_tensor``, no standard errors); metadata
+        ``submissions`` (0 when resumed), ``resumed``,
         ``runtime_job_id``, ``circuits``, ``shots``, ``readout_mitigation``, ``raw_values``
         (unmitigated forward values), ``noise``, ``resubmitted`` (a ``fake:`` job resumed
         without a kept result), ...
@@ -235,22 +241,32 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
         m3 = None if kept is not None else _M3Steps.plan(rb, isas, context)
         submitted = submit_or_attach(rb, prepared, mode, context, m3=m3)
         m3_meta: list[dict[str, Any]] = []
+        bound = rb.mitigate_readout  # a kept result: M3 ran iff the backend mitigates
         if submitted.cached is not None:
             mitigated, raw = list(submitted.cached[0]), list(submitted.cached[1])
+            kept_units = submitted.cached[2]  # None in results kept before standard errors
+            units = None if kept_units is None else list(kept_units)
         else:
             calibrations: dict[Qubits, ReadoutCalibration] = {}
             if m3 is not None:
                 calibrations, m3_meta = m3.finish(submitted, rb.backend, ibm=rb.kind == "ibm")
-            mitigated, raw = [], []
+            mitigated, raw, units = [], [], []
             for (isa, rows, _), result in zip(jobs, submitted.result, strict=True):
                 qubits = _qubits(isa)
-                m, r = _distributions(
+                m, r, u = _distributions(
                     result, rb.backend, calibrations.get(qubits), qubits, n_inst, rows
                 )
                 mitigated.append(m)
                 raw.append(r)
-            ResultCache(rb.data_dir).store(  # kept for a resume: (K, S, 2**n), one S per PUB
-                submitted.job_id, digest, np.stack(mitigated), np.stack(raw), None
+                units.append(u)
+            bound = bool(calibrations)
+            ResultCache(rb.data_dir).store(  # kept for a resume: (K, S, 2**n), one S per PUB,
+                # and each row's shot-noise unit (K, S) for its standard errors
+                submitted.job_id,
+                digest,
+                np.stack(mitigated),
+                np.stack(raw),
+                np.stack(units),
             )
         metadata: dict[str, Any] = {
             "backend": rb.name,
@@ -287,18 +303,42 @@ def run_states(rb: Any, work: Workload, context: Context) -> Evaluation:
             g = metric_from_probabilities(work, layers, mitigated)
             metadata.update(metric=work.metric.value, seconds=time.perf_counter() - start)
             return Evaluation(g[None], metadata=metadata)
+        # shot noise of every run row (binomial, or mthree's bound after M3), as standard
+        # errors so that a subset's expansion weights them like the values
+        row_stds = None
+        if units is not None:
+            row_stds = [
+                np.sqrt(
+                    row_variances(row_values(m, work.output, labels), work.output, u, bound=bound)
+                )
+                for m, u in zip(mitigated, units, strict=True)
+            ]
         if selection is not None:  # dropped shift rows -> 0, kept ones C / m
             n_full = plan.rows.shape[0]
             mitigated = [selection.expand(m, n_full) for m in mitigated]
             raw = [selection.expand(r, n_full) for r in raw]
+            if row_stds is not None:
+                row_stds = [selection.expand(sd, n_full) for sd in row_stds]
         level_values = [row_values(m, work.output, labels) for m in mitigated]
         values, d_inputs, d_weights = combine_rows(plan, level_values)
+        stds: list[np.ndarray | None] = [None, None, None]
+        if row_stds is not None:
+            variances = combine_rows(plan, [sd**2 for sd in row_stds], variances=True)
+            stds = [None if v is None else np.sqrt(v) for v in variances]
         raw_values = combine_rows(plan, [row_values(r, work.output, labels) for r in raw])[0]
         metadata["gradient"] = gradient_meta(selection, None) if jacobian else None
         values = _physical(values, work.output)
         metadata.update(output=work.output.value, raw_values=raw_values.tolist())
         metadata["seconds"] = time.perf_counter() - start
-        return Evaluation(values, d_inputs, d_weights, metadata)
+        return Evaluation(
+            values,
+            d_inputs,
+            d_weights,
+            metadata,
+            values_std=stds[0],
+            d_inputs_std=stds[1],
+            d_weights_std=stds[2],
+        )
     finally:
         mode.close()  # the job's own Session or Batch (submitting closes it too)
 
@@ -399,22 +439,29 @@ def _distributions(
     qubits: tuple[int, ...],
     n_inst: int,
     rows: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(S, 2**n)`` outcome distributions of one PUB, averaged over its instances: M3
-    quasi-probabilities (or frequencies without a calibration) and raw frequencies."""
+    quasi-probabilities (or frequencies without a calibration) and raw frequencies; and
+    ``(S,)`` ``u = sum_r gamma_r^2 / (n_r R^2)`` (``gamma_r^2`` mthree's mitigation overhead,
+    1 without a calibration) for :func:`qldm.backends._state_rows.row_variances`."""
     n, s = len(qubits), rows.shape[0]
     counts = [result.data.meas.get_counts((r, i)) for r in range(n_inst) for i in range(s)]
     raw = np.stack([_dense(c, n) for c in counts])
-    raw = raw / raw.sum(axis=1, keepdims=True)
-    mitigated = raw
+    shots = raw.sum(axis=1)
+    raw = raw / shots[:, None]
+    mitigated, overhead = raw, np.ones_like(shots)
     if calibration is not None:
         try:
-            quasis = calibration.mitigator(device).apply_correction(counts, list(qubits))
+            quasis = calibration.mitigator(device).apply_correction(
+                counts, list(qubits), return_mitigation_overhead=True
+            )
         except Exception as exc:  # mthree raises its own errors and numpy's
             raise BackendError(f"M3 correction failed: {exc}") from exc
         mitigated = np.stack([_dense(dict(q), n) for q in quasis])
+        overhead = np.array([float(q.mitigation_overhead) for q in quasis])
     shape = (n_inst, s, 2**n)
-    return mitigated.reshape(shape).mean(axis=0), raw.reshape(shape).mean(axis=0)
+    unit = (overhead / shots).reshape(n_inst, s).sum(axis=0) / n_inst**2
+    return mitigated.reshape(shape).mean(axis=0), raw.reshape(shape).mean(axis=0), unit
 
 
 def _dense(distribution: dict[Any, float], n: int) -> np.ndarray:

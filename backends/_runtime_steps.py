@@ -106,6 +106,9 @@ class Gathered:
             cached result from before they were kept).
         values_std: ``(K, B, O)`` the forward rows of ``std`` (the standard errors of
             ``values``), or ``None``.
+        d_inputs_std: ``(K, B, O, I)``, ``d_weights_std`` ``(K, B, O, P)``: the standard
+            errors of the Jacobians, ``std`` propagated through their combination; ``None``
+            without a Jacobian or without ``std``.
     """
 
     mitigated: np.ndarray
@@ -116,6 +119,8 @@ class Gathered:
     raw_values: np.ndarray
     std: np.ndarray | None = None
     values_std: np.ndarray | None = None
+    d_inputs_std: np.ndarray | None = None
+    d_weights_std: np.ndarray | None = None
 
 
 def step_metadata(

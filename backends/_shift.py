@@ -45,6 +45,13 @@ Hermitian, so ``dg/da_k = 2 Re(A psi)_k`` and ``dg/db_k = 2 Im(A psi)_k``, with
 same projection with ``psi`` read as the real vector ``[Re psi, Im psi]`` gives ``df/d[a, b]``.
 Any quantity linear in the density matrix combines like an observable (``width`` of
 :meth:`ShiftPlan.combine`): probabilities, a fidelity.
+
+Standard errors: every output above is a linear combination of the rows, and each of its
+entries takes every row along one path (a shift term feeds one column; a perturbed state one
+``(A psi)_k``, and the ``(A psi)_k`` are made of disjoint rows). When the rows are independent
+estimates (each its own shots), ``var(sum_i c_i f_i) = sum_i c_i^2 var(f_i)``, so the same
+combination with every coefficient squared (``variances=True`` of :meth:`ShiftPlan.combine`
+and :func:`combine_levels`) turns the rows' variances into those of the values and Jacobians.
 """
 
 from __future__ import annotations
@@ -125,7 +132,13 @@ class ShiftPlan:
         """Total parameter sets over all groups (per noise level)."""
         return sum(int(g.parameter_sets.shape[0]) for g in self.groups)
 
-    def combine(self, values: Sequence[np.ndarray], *, width: int | None = None) -> ShiftResult:
+    def combine(
+        self,
+        values: Sequence[np.ndarray],
+        *,
+        width: int | None = None,
+        variances: bool = False,
+    ) -> ShiftResult:
         """Combine evaluated values into values and Jacobians.
 
         Args:
@@ -133,9 +146,12 @@ class ShiftPlan:
             width: ``W``, what each parameter set measured (``None``: the spec's ``O``
                 observables; any quantity linear in the state's density matrix combines the
                 same way: probabilities ``2**n``, a fidelity 1).
+            variances: ``values`` are the variances of independent row estimates: combine
+                them with every coefficient squared, giving the variances of the values and
+                Jacobians (``sum_i c_i^2 var(f_i)``; the module docstring).
 
         Returns:
-            The :class:`ShiftResult` of this noise level.
+            The :class:`ShiftResult` of this noise level (variances with ``variances``).
 
         Raises:
             BackendError: the number or the shapes of ``values`` do not match the plan.
@@ -152,42 +168,50 @@ class ShiftPlan:
                     f"{(group.parameter_sets.shape[0], n_out)}"
                 )
             arrays.append(arr)
+        power = 2 if variances else 1  # every coefficient squared for variances
         if self.spec.encoding in STATE_ENCODINGS:
-            return self._combine_amplitude(arrays)
-        return self._combine_parametric(arrays[0])
+            return self._combine_amplitude(arrays, power)
+        return self._combine_parametric(arrays[0], power)
 
-    def _combine_parametric(self, flat: np.ndarray) -> ShiftResult:
+    def _combine_parametric(self, flat: np.ndarray, power: int) -> ShiftResult:
         b, n_terms = self.n_samples, self.terms.shape[0]
         rows = flat.reshape(b, 1 + (n_terms if self.jacobian else 0), -1)
         values = rows[:, 0, :]
         if not self.jacobian:
             return ShiftResult(values, None, None)
         # (B, T, O) x (T, C) -> (B, O, C)
-        grads = np.einsum("bto,tc->boc", rows[:, 1:, :], self.terms)
+        grads = np.einsum("bto,tc->boc", rows[:, 1:, :], self.terms**power)
         n_in = self.spec.n_inputs
         return ShiftResult(values, grads[:, :, :n_in], grads[:, :, n_in:])
 
-    def _combine_amplitude(self, arrays: list[np.ndarray]) -> ShiftResult:
+    def _combine_amplitude(self, arrays: list[np.ndarray], power: int) -> ShiftResult:
         b = self.n_samples
         values = np.stack([arrays[i][0] for i in range(b)])
         if not self.jacobian:
             return ShiftResult(values, None, None)
-        d_weights = np.stack([np.einsum("to,tc->oc", arrays[i][1:], self.terms) for i in range(b)])
+        terms = self.terms**power
+        d_weights = np.stack([np.einsum("to,tc->oc", arrays[i][1:], terms) for i in range(b)])
         n_in, n_out = self.spec.n_inputs, arrays[0].shape[1]
         a_psi = np.zeros((b, n_out, n_in))  # (A psi)_k per sample and observable
         for (sample, k, coefficient), arr in zip(self.perturbations, arrays[b:], strict=True):
-            a_psi[sample, :, k] += coefficient * arr[0]
+            a_psi[sample, :, k] += coefficient**power * arr[0]
         d_inputs = np.empty((b, n_out, n_in))
         for sample in range(b):
             psi = _real_view(self.states[sample])
-            grad_psi = 2.0 * a_psi[sample]  # (O, I)
-            projected = grad_psi - np.outer(grad_psi @ psi, psi)
-            d_inputs[sample] = projected / self.amplitude_norms[sample]
+            projector = np.eye(psi.size) - np.outer(psi, psi)  # symmetric
+            grad_psi = 2.0**power * a_psi[sample]  # (O, I)
+            projected = grad_psi @ projector**power
+            d_inputs[sample] = projected / self.amplitude_norms[sample] ** power
         return ShiftResult(values, d_inputs, d_weights)
 
 
 def combine_levels(
-    plan: ShiftPlan, values: Sequence[np.ndarray], n_levels: int, *, width: int | None = None
+    plan: ShiftPlan,
+    values: Sequence[np.ndarray],
+    n_levels: int,
+    *,
+    width: int | None = None,
+    variances: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Combine the values of ``n_levels`` noise levels evaluated group by group.
 
@@ -197,6 +221,8 @@ def combine_levels(
             then of level 1, ...), each ``(S_g, O)``.
         n_levels: ``K``.
         width: ``W`` of each value row (``None``: the spec's ``O``; :meth:`ShiftPlan.combine`).
+        variances: ``values`` are the rows' variances; the results are the variances of the
+            values and Jacobians (:meth:`ShiftPlan.combine`).
 
     Returns:
         ``values (K, B, O)``, ``d_inputs (K, B, O, I)`` and ``d_weights (K, B, O, P)`` (both
@@ -209,7 +235,7 @@ def combine_levels(
     if len(values) != n_levels * per_level:
         raise BackendError(f"expected {n_levels} x {per_level} value arrays, got {len(values)}")
     combined = [
-        plan.combine(values[k * per_level : (k + 1) * per_level], width=width)
+        plan.combine(values[k * per_level : (k + 1) * per_level], width=width, variances=variances)
         for k in range(n_levels)
     ]
     d_inputs = [c.d_inputs for c in combined if c.d_inputs is not None]

@@ -171,9 +171,15 @@ class SpsaSelection:
         signs = np.sign(self.rule.coefficients)[self.picks]
         return self.rule.scale * signs / self.picks.shape[1]
 
-    def combine(self, values: np.ndarray) -> ShiftResult:
+    def combine(self, values: np.ndarray, *, variances: bool = False) -> ShiftResult:
         """Values ``(S, O)`` of :attr:`parameter_sets` to values ``(B, O)`` and the estimated
         ``d_inputs (B, O, I)`` and ``d_weights (B, O, P)``.
+
+        ``variances``: ``values`` are the variances of independent row estimates; the same
+        combination with every coefficient squared gives the variances of the values and
+        Jacobians (every row enters one direction's difference: ``var = sum_d factor_d^2
+        D_d^2 (var(+) + var(-))``). The draw of the directions is not in them, only the
+        rows' own (shot) noise.
 
         Raises:
             BackendError: ``values`` has the wrong number of rows.
@@ -185,18 +191,22 @@ class SpsaSelection:
                 f"SPSA values have shape {arr.shape}, expected ({self.parameter_sets.shape[0]}, O)"
             )
         rows = arr.reshape(b, 1 + 2 * n, -1)
-        differences = rows[:, 1::2, :] - rows[:, 2::2, :]  # (B, n, O)
-        grads = np.einsum("bno,bn,bnc->boc", differences, self.factors, self.directions)
+        power = 2 if variances else 1  # g(+) - g(-): coefficients +1, -1; squared +1, +1
+        differences = rows[:, 1::2, :] + (-1.0) ** power * rows[:, 2::2, :]  # (B, n, O)
+        grads = np.einsum(
+            "bno,bn,bnc->boc", differences, self.factors**power, self.directions**power
+        )
         return ShiftResult(
             rows[:, 0, :], grads[:, :, : self.n_inputs], grads[:, :, self.n_inputs :]
         )
 
     def combine_levels(
-        self, values: Sequence[np.ndarray]
+        self, values: Sequence[np.ndarray], *, variances: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`combine` for ``K`` noise levels: ``values`` ``K`` arrays ``(S, O)`` to
-        ``values (K, B, O)``, ``d_inputs (K, B, O, I)`` and ``d_weights (K, B, O, P)``."""
-        combined = [self.combine(v) for v in values]
+        ``values (K, B, O)``, ``d_inputs (K, B, O, I)`` and ``d_weights (K, B, O, P)``
+        (their variances with ``variances``)."""
+        combined = [self.combine(v, variances=variances) for v in values]
         return (
             np.stack([c.values for c in combined]),
             np.stack([c.d_inputs for c in combined if c.d_inputs is not None]),

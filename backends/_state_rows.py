@@ -49,6 +49,7 @@ __all__ = [
     "metric_rows",
     "plan_rows",
     "row_values",
+    "row_variances",
     "simplex_projection",
 ]
 
@@ -114,13 +115,16 @@ def plan_rows(work: Workload, *, jacobian: bool) -> StateRows:
 
 
 def combine_rows(
-    plan: StateRows, level_values: list[np.ndarray]
+    plan: StateRows, level_values: list[np.ndarray], *, variances: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Values and Jacobians from every level's row values.
 
     Args:
         plan: the rows.
         level_values: ``K`` arrays ``(S, W)`` (rows in :attr:`StateRows.rows` order).
+        variances: ``level_values`` are the rows' variances (independent estimates): every
+            coefficient of the shift rules and the chain rule squared, the results are the
+            variances of the values and Jacobians (:meth:`qldm.backends._shift.ShiftPlan.combine`).
 
     Returns:
         ``values (K, B, W)`` and, when planned, ``d_inputs (K, B, W, I)``,
@@ -131,11 +135,16 @@ def combine_rows(
     values, d_in, d_w = [], [], []
     for rows in level_values:
         groups = [rows[bounds[i] : bounds[i + 1]] for i in range(len(plan.group_sizes))]
-        result = plan.shift.combine(groups, width=plan.width)
+        result = plan.shift.combine(groups, width=plan.width, variances=variances)
         values.append(result.values)
         if result.d_inputs is not None and result.d_weights is not None:
             di, dw = chain_rule(
-                work.spec, work.inputs, work.weights, result.d_inputs, result.d_weights
+                work.spec,
+                work.inputs,
+                work.weights,
+                result.d_inputs,
+                result.d_weights,
+                variances=variances,
             )
             d_in.append(di)
             d_w.append(dw)
@@ -165,6 +174,35 @@ def row_values(probabilities: np.ndarray, output: Output, labels: list[str]) -> 
     if output is Output.FIDELITY:
         return probabilities[:, :1]
     return probabilities @ z_signs(labels, probabilities.shape[1]).T
+
+
+def row_variances(
+    values: np.ndarray, output: Output, unit: np.ndarray, *, bound: bool
+) -> np.ndarray:
+    """Shot-noise variances ``(S, W)`` of row values ``(S, W)`` (:func:`row_values`).
+
+    An expectation value is the mean of ``+-1`` outcomes, a probability (also a fidelity) the
+    mean of ``0/1`` ones, so per row ``var = (1 - v^2) u`` or ``p (1 - p) u`` with
+    ``u = sum_r 1 / (n_r R^2)`` over ``R`` instances of ``n_r`` shots (binomial; exact for one
+    instance, an upper bound over several, whose own values are averaged first). With M3
+    (``bound``) ``u = sum_r gamma_r^2 / (n_r R^2)``, ``gamma_r^2`` mthree's mitigation
+    overhead, and the variance is mthree's upper bound for an observable of norm 1: ``u`` for
+    an expectation value, ``u / 4`` for a probability (``P = (1 + (2P - 1)) / 2``).
+
+    Args:
+        values: ``(S, W)``.
+        output: what the values are.
+        unit: ``(S,)`` ``u`` per row.
+        bound: M3 ran (mthree's bound) or not (binomial).
+    """
+    u = np.asarray(unit, dtype=np.float64)[:, None]
+    v = np.clip(np.asarray(values, dtype=np.float64), -1.0, 1.0)
+    if output is Output.EXPECTATION:
+        return np.broadcast_to(u, v.shape).copy() if bound else (1.0 - v**2) * u
+    if bound:
+        return np.broadcast_to(u / 4.0, v.shape).copy()
+    p = np.clip(v, 0.0, 1.0)
+    return p * (1.0 - p) * u
 
 
 def z_signs(labels: list[str], d: int) -> np.ndarray:

@@ -416,6 +416,9 @@ class Evaluation:
         values_std: ``(K, B, W)`` standard errors of ``values`` (shot noise; after readout
             mitigation where it ran), or ``None`` where the backend does not report them
             (exact values, or not computed).
+        d_inputs_std: ``(K, B, W, I)`` standard errors of ``d_inputs`` (the rows' shot noise
+            propagated through the Jacobian's linear combination), or ``None``.
+        d_weights_std: ``(K, B, W, P)`` standard errors of ``d_weights``, or ``None``.
     """
 
     values: np.ndarray | None
@@ -424,6 +427,8 @@ class Evaluation:
     metadata: dict[str, Any] = field(default_factory=dict)
     counts: list[Counts] | None = None
     values_std: np.ndarray | None = None
+    d_inputs_std: np.ndarray | None = None
+    d_weights_std: np.ndarray | None = None
 
 
 class Backend(Protocol):

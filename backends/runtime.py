@@ -290,7 +290,9 @@ class RuntimeBackend:
 
         Returns:
             :class:`Evaluation` with ``values_std`` (the shot-noise standard errors of the
-            values: mthree's for M3, the estimator's ``stds`` otherwise); metadata
+            values: mthree's for M3, the estimator's ``stds`` otherwise) and, for a Jacobian,
+            ``d_inputs_std`` and ``d_weights_std`` (the same propagated through the
+            combination, :meth:`postprocess`); metadata
             ``submissions`` (0 when re-attached, else 1),
             ``circuits`` (bound circuits executed), ``execution_mode`` (``session`` or
             ``batch``) and ``session_id``, ``seconds_in_session``, ``seconds_outside``,
@@ -366,6 +368,8 @@ class RuntimeBackend:
             gathered.d_weights,
             metadata,
             values_std=gathered.values_std,
+            d_inputs_std=gathered.d_inputs_std,
+            d_weights_std=gathered.d_weights_std,
         )
 
     def mode_for(self, context: Context) -> ExecutionMode:
@@ -642,6 +646,16 @@ class RuntimeBackend:
         and Jacobians (shift rules, or SPSA). Rows read from the result cache skip the first
         part.
 
+        Standard errors: the rows' ``std`` (:func:`average_results`) go through the same
+        combination with every coefficient squared (the rows are independent shot estimates,
+        so ``var(sum_i c_i f_i) = sum_i c_i^2 var(f_i)``; ``variances=True`` of
+        :func:`qldm.backends._shift.combine_levels` and of SPSA's), giving ``values_std``,
+        ``d_inputs_std`` and ``d_weights_std``. A subset Jacobian's kept rows carry their
+        weight ``C / m`` in ``std`` as in the values (dropped rows: 0). They are shot noise
+        only: not the sampling of which columns a subset keeps or which directions SPSA
+        draws, not the draw of the Pauli-insertion instances, not the M3 calibration's own
+        noise (fixed for all rows of a job).
+
         Raises:
             BackendError: M3 could not mitigate the counts.
         """
@@ -664,15 +678,27 @@ class RuntimeBackend:
                 raw = prepared.selection.expand(raw, prepared.n_full)
                 if std is not None:
                     std = prepared.selection.expand(std, prepared.n_full)
-        k = len(prepared.pubs)
-        if prepared.spsa is None:
-            values, d_inputs, d_weights = combine_levels(prepared.plan, list(mitigated), k)
-        else:
-            values, d_inputs, d_weights = prepared.spsa.combine_levels(list(mitigated))
+        values, d_inputs, d_weights = _combined(prepared, mitigated)
         b = prepared.work.inputs.shape[0]
-        raw_values = raw.reshape(k, b, -1, raw.shape[-1])[:, :, 0, :]  # the forward rows
-        values_std = None if std is None else std.reshape(k, b, -1, std.shape[-1])[:, :, 0, :]
-        return Gathered(mitigated, raw, values, d_inputs, d_weights, raw_values, std, values_std)
+        raw_values = raw.reshape(len(prepared.pubs), b, -1, raw.shape[-1])[:, :, 0, :]
+        if std is None:
+            return Gathered(mitigated, raw, values, d_inputs, d_weights, raw_values)
+        variances = _combined(prepared, std**2, variances=True)
+        values_std, d_inputs_std, d_weights_std = (
+            None if v is None else np.sqrt(v) for v in variances
+        )
+        return Gathered(
+            mitigated,
+            raw,
+            values,
+            d_inputs,
+            d_weights,
+            raw_values,
+            std,
+            values_std,
+            d_inputs_std,
+            d_weights_std,
+        )
 
     # ------------------------------------------------------------------ internals
 
@@ -716,3 +742,14 @@ def _learner_settings(value: dict[str, Any] | None) -> Any:
         raise InvalidSpecError(
             f"not NoiseLearnerV3 settings: {exc}", field="noise_learner"
         ) from exc
+
+
+def _combined(
+    prepared: Prepared, rows: np.ndarray, *, variances: bool = False
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(K, S, O)`` rows combined into ``values (K, B, O)``, ``d_inputs (K, B, O, I)`` and
+    ``d_weights (K, B, O, P)`` by the shift plan or SPSA (their variances with ``variances``:
+    ``rows`` are then the rows' variances)."""
+    if prepared.spsa is None:
+        return combine_levels(prepared.plan, list(rows), len(prepared.pubs), variances=variances)
+    return prepared.spsa.combine_levels(list(rows), variances=variances)

@@ -60,6 +60,8 @@ def chain_rule(
     weights: np.ndarray,
     d_data: np.ndarray,
     d_theta: np.ndarray,
+    *,
+    variances: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Derivatives by the spec's inputs and weights from those by data inputs and angles.
 
@@ -69,6 +71,9 @@ def chain_rule(
         weights: ``(P,)``.
         d_data: ``(..., B, O, I - m)``.
         d_theta: ``(..., B, O, P_a)`` (per sample: each sample has its own angles).
+        variances: ``d_data`` and ``d_theta`` are variances of independent estimates (one
+            per entry): map them with every coefficient squared (``tau_j^2``, ``v_{j,k}^2``),
+            giving the variances of the results.
 
     Returns:
         ``d_inputs (..., B, O, I)`` and ``d_weights (..., B, O, P)``.
@@ -76,8 +81,9 @@ def chain_rule(
     m = spec.timestep_features
     if not m:
         return d_data, d_theta
-    tau = np.asarray(inputs, dtype=np.float64)[:, spec.n_data_inputs :]  # (B, m)
-    _, v = slopes(spec, weights)
+    power = 2 if variances else 1
+    tau = np.asarray(inputs, dtype=np.float64)[:, spec.n_data_inputs :] ** power  # (B, m)
+    v = slopes(spec, weights)[1] ** power
     d_tau = np.einsum("...bop,jp->...boj", d_theta, v)
     d_inputs = np.concatenate([d_data, d_tau], axis=-1)
     d_slopes = [tau[:, None, j : j + 1] * d_theta for j in range(m)]

@@ -37,12 +37,11 @@ from qldm.errors import (
     error_class,
 )
 from qldm.jobs import npz
-from qldm.jobs.model import ARRAY_FIELDS, JobRequest, JobResult
+from qldm.jobs.model import ARRAY_FIELDS, RESULT_ARRAYS, JobRequest, JobResult
 
 __all__ = ["JobTimeoutError", "ServiceClient", "ServiceError", "ServiceUnavailableError"]
 
 NPZ = "application/x-npz"
-_RESULT_ARRAYS = ("values", "d_inputs", "d_weights", "values_std")
 _LONG_POLL_S = 20.0
 
 
@@ -415,10 +414,11 @@ class ServiceClient:
 
         Returns:
             ``Evaluation(values (K, B, O), d_inputs (K, B, O, I) | None,
-            d_weights (K, B, O, P) | None, metadata, values_std (K, B, O) | None)``;
-            ``metadata["job_id"]`` names the job; ``values_std`` holds the standard errors of
-            the values where the backend reports them (runtime backends: mthree's after M3,
-            the estimator's ``stds`` otherwise).
+            d_weights (K, B, O, P) | None, metadata, values_std (K, B, O) | None,
+            d_inputs_std | None, d_weights_std | None)``; ``metadata["job_id"]`` names the
+            job; ``values_std`` holds the standard errors of the values where the backend
+            reports them (runtime backends: mthree's after M3, the estimator's ``stds``
+            otherwise), ``d_inputs_std`` and ``d_weights_std`` those of the Jacobians.
         """
         circuit = spec.model_dump(mode="json") if hasattr(spec, "model_dump") else spec
         body: dict[str, Any] = {
@@ -453,6 +453,8 @@ class ServiceClient:
             d_weights=result.d_weights,
             metadata={**result.metadata, "job_id": job_id},
             values_std=result.values_std,
+            d_inputs_std=result.d_inputs_std,
+            d_weights_std=result.d_weights_std,
         )
 
     # ------------------------------------------------------------------ runs, backends
@@ -562,16 +564,13 @@ def _decode_result(response: httpx.Response) -> JobResult:
         document = response.json()
         arrays = {
             name: np.asarray(document[name], dtype=np.float64)
-            for name in _RESULT_ARRAYS
+            for name in RESULT_ARRAYS
             if document.get(name) is not None
         }
-    return JobResult(
-        values=arrays.get("values"),
-        d_inputs=arrays.get("d_inputs"),
-        d_weights=arrays.get("d_weights"),
+    return JobResult.from_arrays(
+        arrays,
         counts=document.get("counts"),
         metadata=dict(document.get("metadata") or {}),
-        values_std=arrays.get("values_std"),
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ARRAY_FIELDS",
     "BACKEND_NAME",
+    "RESULT_ARRAYS",
     "TERMINAL",
     "ApiKey",
     "Job",
@@ -73,6 +75,10 @@ TaskName = Task
 
 ARRAY_FIELDS = ("inputs", "weights", "noise_levels", "targets")
 """The numeric fields of a :class:`JobRequest` (:meth:`JobRequest.arrays`)."""
+
+RESULT_ARRAYS = ("values", "d_inputs", "d_weights", "values_std", "d_inputs_std", "d_weights_std")
+"""The array fields of a :class:`JobResult` (:meth:`JobResult.arrays`): the entries of its npz
+blob and of an npz answer, the nested lists of a JSON one."""
 
 BACKEND_NAME = re.compile(r"^(exact|aer|(aer|fake|ibm):[A-Za-z0-9_.\-]+)$")
 """The backend names a job or a run may give: ``exact``, ``aer``, ``aer:<device>``,
@@ -584,6 +590,10 @@ class JobResult:
         metadata: backend facts (circuits, submissions, shots, timings, chunks, ...).
         values_std: ``(K, B, W)`` standard errors of ``values`` (shot noise, after readout
             mitigation where it ran), or ``None`` where the backend reports none.
+        d_inputs_std: ``(K, B, W, I)`` standard errors of ``d_inputs`` (the rows' shot noise
+            through the Jacobian's combination), or ``None`` (no Jacobian, none reported, or
+            a result stored before they were kept).
+        d_weights_std: ``(K, B, W, P)`` standard errors of ``d_weights``, or ``None``.
     """
 
     values: np.ndarray | None
@@ -592,21 +602,44 @@ class JobResult:
     counts: list[dict[str, int]] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     values_std: np.ndarray | None = None
+    d_inputs_std: np.ndarray | None = None
+    d_weights_std: np.ndarray | None = None
 
     @classmethod
     def from_evaluation(cls, evaluation: Evaluation) -> JobResult:
         """Wrap a backend's :class:`qldm.backends.base.Evaluation`."""
-        values = evaluation.values
-        return cls(
-            values=None if values is None else np.asarray(values, dtype=np.float64),
-            d_inputs=None if evaluation.d_inputs is None else np.asarray(evaluation.d_inputs),
-            d_weights=None if evaluation.d_weights is None else np.asarray(evaluation.d_weights),
+        arrays = {name: getattr(evaluation, name) for name in RESULT_ARRAYS}
+        return cls.from_arrays(
+            {name: np.asarray(a) for name, a in arrays.items() if a is not None},
             counts=None if evaluation.counts is None else list(evaluation.counts),
             metadata=dict(evaluation.metadata),
-            values_std=(
-                None if evaluation.values_std is None else np.asarray(evaluation.values_std)
-            ),
         )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        arrays: Mapping[str, np.ndarray],
+        *,
+        counts: list[dict[str, int]] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> JobResult:
+        """A result from its arrays by name (:data:`RESULT_ARRAYS`; an absent one is
+        ``None``, as in a result stored before that field existed); ``values`` as float64."""
+        values = arrays.get("values")
+        return cls(
+            values=None if values is None else np.asarray(values, dtype=np.float64),
+            d_inputs=arrays.get("d_inputs"),
+            d_weights=arrays.get("d_weights"),
+            counts=counts,
+            metadata={} if metadata is None else metadata,
+            values_std=arrays.get("values_std"),
+            d_inputs_std=arrays.get("d_inputs_std"),
+            d_weights_std=arrays.get("d_weights_std"),
+        )
+
+    def arrays(self) -> dict[str, np.ndarray | None]:
+        """The :data:`RESULT_ARRAYS` by name (``None`` where absent)."""
+        return {name: getattr(self, name) for name in RESULT_ARRAYS}
 
 
 @dataclass(frozen=True)

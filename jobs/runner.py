@@ -31,7 +31,7 @@ import numpy as np
 from qldm.backends._sessions import Mode, RunSession, drop_run_sessions
 from qldm.backends.base import NO_CONTEXT, Context
 from qldm.errors import JobCancelled, QldmError, RunClosedError
-from qldm.jobs.model import JobRequest, JobResult, RunStatus
+from qldm.jobs.model import RESULT_ARRAYS, JobRequest, JobResult, RunStatus
 
 if TYPE_CHECKING:
     from qldm.backends.base import Backend
@@ -312,13 +312,11 @@ def gather(parts: Sequence[JobResult], *, n_levels: int) -> JobResult:
                 part = p.counts or []
                 b = len(part) // n_levels
                 counts.extend(part[k * b : (k + 1) * b])
-    return JobResult(
-        values=cat("values"),
-        d_inputs=cat("d_inputs"),
-        d_weights=cat("d_weights"),
+    joined = {name: cat(name) for name in RESULT_ARRAYS}
+    return JobResult.from_arrays(
+        {name: a for name, a in joined.items() if a is not None},
         counts=counts,
         metadata=_merge_metadata([p.metadata for p in parts]),
-        values_std=cat("values_std"),
     )
 
 

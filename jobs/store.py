@@ -323,14 +323,10 @@ class JobStore(RunStore, ApiKeyStore, M3CalibrationStore, RetentionStore, Runtim
                 field="job_id",
             )
         blob = bytes(row.arrays)
-        arrays = unpack(blob)
-        result = JobResult(
-            values=arrays.get("values"),
-            d_inputs=arrays.get("d_inputs"),
-            d_weights=arrays.get("d_weights"),
+        result = JobResult.from_arrays(
+            unpack(blob),
             counts=None if row.counts_json is None else json.loads(row.counts_json),
             metadata=json.loads(row.metadata_json),
-            values_std=arrays.get("values_std"),
         )
         return result, blob
 
@@ -715,14 +711,7 @@ class _NotApplied(Exception):
 
 def pack_result(result: JobResult) -> bytes:
     """A result's arrays as the npz blob the store keeps (``None`` arrays left out)."""
-    return pack(
-        {
-            "values": result.values,
-            "d_inputs": result.d_inputs,
-            "d_weights": result.d_weights,
-            "values_std": result.values_std,
-        }
-    )
+    return pack(result.arrays())
 
 
 # submit() and complete() run once per job: their statements are built once

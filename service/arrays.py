@@ -8,8 +8,9 @@ Wire format (``Content-Type: application/x-npz``), the same for requests and res
   request: every field except the arrays; for a result: ``id``, ``status``, ``counts``,
   ``metadata``);
 - one entry per array field (``inputs``, ``weights``, ``noise_levels`` in a request;
-  ``values``, ``d_inputs``, ``d_weights`` in a result), each a real numeric array (float64
-  on the way out). An array entry takes the place of the JSON field of the same name.
+  ``values``, ``d_inputs``, ``d_weights`` and the standard errors ``values_std``,
+  ``d_inputs_std``, ``d_weights_std`` where reported in a result), each a real numeric array
+  (float64 on the way out). An array entry takes the place of the JSON field of the same name.
 
 Encoding a ``(128, 6, 78)`` float64 Jacobian this way is a memory copy (about 0.5 ms), against
 tens of milliseconds to print and parse the same numbers as JSON text.

@@ -148,6 +148,8 @@ class ResultPublic(BaseModel):
         metadata: backend facts.
         values_std: ``(K, B, O)`` standard errors of ``values`` (shot noise, after readout
             mitigation where it ran), or ``None`` where the backend reports none.
+        d_inputs_std: ``(K, B, O, I)`` standard errors of ``d_inputs``, or ``None``.
+        d_weights_std: ``(K, B, O, P)`` standard errors of ``d_weights``, or ``None``.
     """
 
     id: str
@@ -158,6 +160,8 @@ class ResultPublic(BaseModel):
     counts: list[dict[str, int]] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     values_std: list[Any] | None = None
+    d_inputs_std: list[Any] | None = None
+    d_weights_std: list[Any] | None = None
 
     @classmethod
     def of(cls, job_id: str, result: JobResult) -> ResultPublic:
@@ -170,6 +174,8 @@ class ResultPublic(BaseModel):
             counts=result.counts,
             metadata=result.metadata,
             values_std=_lists(result.values_std),
+            d_inputs_std=_lists(result.d_inputs_std),
+            d_weights_std=_lists(result.d_weights_std),
         )
 
 

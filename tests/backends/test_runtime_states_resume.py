@@ -86,7 +86,7 @@ def _nothing_measured(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _same(again: Evaluation, first: Evaluation) -> None:
-    for name in ("values", "d_inputs", "d_weights"):
+    for name in ("values", "d_inputs", "d_weights", "values_std", "d_inputs_std", "d_weights_std"):
         want = getattr(first, name)
         if want is None:
             assert getattr(again, name) is None

@@ -93,7 +93,7 @@ def test_values_std_of_instance_averages_shrinks_with_the_split_shots(tmp_path: 
     assert reported < 1.5 / np.sqrt(2000)  # not the 1 / sqrt(250) of one instance
 
 
-def test_jacobian_rows_keep_values_std_and_the_result_cache_keeps_it(tmp_path: Path) -> None:
+def test_jacobian_rows_keep_their_stds_and_the_result_cache_keeps_them(tmp_path: Path) -> None:
     spec = PQCSpec.parse({"n_qubits": 2, "layers": 1})
     rng = np.random.default_rng(1)
     work = Workload.build(
@@ -113,6 +113,12 @@ def test_jacobian_rows_keep_values_std_and_the_result_cache_keeps_it(tmp_path: P
     )
     assert again.metadata["resumed"] is True
     np.testing.assert_array_equal(again.values_std, first.values_std)
+    # the Jacobians' standard errors come back from the kept rows too
+    assert first.d_inputs_std is not None and first.d_inputs_std.shape == (1, 3, 2, 2)
+    assert first.d_weights_std is not None and first.d_weights_std.shape == (1, 3, 2, 4)
+    assert np.all(first.d_weights_std > 0)
+    np.testing.assert_array_equal(again.d_inputs_std, first.d_inputs_std)
+    np.testing.assert_array_equal(again.d_weights_std, first.d_weights_std)
 
 
 def test_a_resumed_job_takes_its_kept_result_before_measuring_anything(

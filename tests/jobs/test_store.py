@@ -338,6 +338,40 @@ def test_complete_stores_result_once_and_only_while_running(store: JobStore) -> 
     assert counts["succeeded"] == 1 and set(counts) == {s.value for s in JobStatus}
 
 
+def test_a_result_keeps_its_standard_errors_and_one_without_reads_none(store: JobStore) -> None:
+    """``values_std``, ``d_inputs_std`` and ``d_weights_std`` go into the stored npz blob and
+    come back; a result stored without them (as before they existed) reads them as ``None``.
+    Chunks are joined along the sample axis, the standard errors with them."""
+    from qldm.jobs.runner import gather
+
+    def with_stds(b: int, scale: float) -> JobResult:
+        base = _result(b)
+        return JobResult(
+            values=base.values,
+            d_inputs=base.d_inputs,
+            d_weights=base.d_weights,
+            values_std=np.full((1, b, 1), scale),
+            d_inputs_std=np.full((1, b, 1, 1), 2 * scale),
+            d_weights_std=np.full((1, b, 1, 1), 3 * scale),
+        )
+
+    joined = gather([with_stds(2, 0.25), with_stds(1, 0.5)], n_levels=1)
+    assert joined.d_weights_std is not None
+    np.testing.assert_array_equal(joined.d_weights_std[0, :, 0, 0], [0.75, 0.75, 1.5])
+    assert gather([with_stds(2, 0.25), _result(1)], n_levels=1).d_inputs_std is None
+    for stored in (joined, _result(3)):
+        job, _ = store.submit(tenant="a", request=ry_request([0.1, 0.2, 0.3], 0.3))
+        [claimed] = store.claim(worker="w")
+        assert store.complete(job.id, stored, attempt=claimed.attempts)
+        back = store.result(tenant="a", job_id=job.id)
+        for name in ("values_std", "d_inputs_std", "d_weights_std"):
+            want = getattr(stored, name)
+            if want is None:
+                assert getattr(back, name) is None
+            else:
+                np.testing.assert_array_equal(getattr(back, name), want)
+
+
 def test_complete_does_not_overwrite_a_cancelled_or_failed_job(store: JobStore) -> None:
     a, _ = store.submit(tenant="t", request=ry_request([0.1], 0.3))
     b, _ = store.submit(tenant="t", request=ry_request([0.2], 0.3))

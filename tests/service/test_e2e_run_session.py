@@ -63,14 +63,30 @@ def test_a_run_holds_one_session_until_it_is_closed(deployment: Deployment) -> N
 def test_a_runs_execution_mode_runtime_state_and_the_estimate_endpoint(
     deployment: Deployment,
 ) -> None:
-    """A run asks for batch mode (as an Open-plan user would); its job shows the runtime job
-    id and the runtime's last state; ``POST /v1/estimate`` prices a job without running it."""
+    """A run asks for batch mode (as an Open-plan user would); its job (a Jacobian) shows the
+    runtime job id and the runtime's last state, and its result carries the standard errors
+    of the values and both Jacobians, the same in npz and JSON; ``POST /v1/estimate`` prices a
+    job without running it."""
     with ServiceClient(deployment.url, api_key=deployment.keys["alice"]) as client:
         run = client.create_run(name="open", backend="fake:fake_manila", execution_mode="batch")
         assert run["execution_mode"] == "batch" and run["usage_s"] is None
-        job_id = client.submit(_ry(0.4, seed=3, run_id=run["id"]))["id"]
-        result = client.wait(job_id, timeout=180)
+        job_id = client.submit({**_ry(0.4, seed=3, run_id=run["id"]), "task": "jacobian"})["id"]
+        result = client.wait(job_id, timeout=180)  # npz
         assert result.metadata["execution_mode"] == "batch"
+        client.binary = False
+        as_json = client.result(job_id)
+        client.binary = True
+        # M3's sqrt(gamma^2 / 2000) per row (gamma^2 nearly the same for every row); a
+        # two-term rule [f(+) - f(-)] / 2 gives sqrt(2) / 2 of it
+        assert result.d_inputs_std is not None and result.d_inputs_std.shape == (1, 1, 1, 1)
+        assert result.d_weights_std is not None and result.d_weights_std.shape == (1, 1, 1, 2)
+        assert result.values_std is not None
+        jacobian_std = np.concatenate([result.d_inputs_std, result.d_weights_std], axis=-1)
+        want = np.sqrt(0.5) * np.broadcast_to(result.values_std[..., None], (1, 1, 1, 3))
+        np.testing.assert_allclose(jacobian_std, want, rtol=0.05)
+        assert 0.01 < float(jacobian_std.min()) <= float(jacobian_std.max()) < 0.03
+        for name in ("values_std", "d_inputs_std", "d_weights_std"):
+            np.testing.assert_array_equal(getattr(as_json, name), getattr(result, name))
         job = client.get(job_id)
         assert job["runtime_job_id"] == result.metadata["runtime_job_id"]
         assert job["runtime_state"] == "done"
