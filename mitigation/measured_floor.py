@@ -9,7 +9,10 @@ prepared in a Z eigenstate (``x = 0`` and ``x = pi``) and an X eigenstate (``x =
 it, as in :mod:`qldm.bench.noise_floor`).
 
 Per qubit and axis, the contrast ``c_k = (e_k(b) i_k(b) + e_k(b') i_k(b')) / 2`` of the two
-opposite preparations ``b, b'`` after ``k`` layers (``e`` measured, ``i = +-1`` the noiseless
+opposite preparations ``b, b'`` after ``k`` layers, of ``Z_q`` (``X_q``) after two layers and of
+the parity ``U^dag Z_q U`` the second layer turns it into after one (Pauli kinds:
+:func:`qldm.mitigation.layer_paulis.heisenberg_labels`; the first layer's noise cancels)
+(``e`` measured, ``i = +-1`` the noiseless
 value: a zero-weight CNOT layer maps these product states to product states; a non-unital
 offset cancels where the two noiseless values have opposite signs), and the per-layer factor
 ``lambda = c_2 / c_1``. In each kind's parameterization (as the bench converts):
@@ -42,6 +45,7 @@ from qldm.circuits.transpile import (
     hardware_circuit,
     structure_key,
 )
+from qldm.mitigation.layer_paulis import heisenberg_labels
 from qldm.mitigation.noise import device_floor
 
 __all__ = ["FLOOR_METHODS", "cache_clear", "measured_floor"]
@@ -222,6 +226,8 @@ def measured_floor(
     for layers in (1, 2):
         circuit, hw, values = _circuits(spec, isa, backend, layers)
         labels = _labels(n, hw.n_ancillas)
+        if layers == 1 and kind != "amplitude_damping":  # the parity layer 2 sees there
+            labels = heisenberg_labels(spec, labels)
         observables = [[SparsePauliOp(lab).apply_layout(circuit.layout) for lab in labels]]
         bound = _bound(circuit, hw.parameter_order(), values)
         result = estimator.run([(circuit, observables, bound[:, None, :])]).result()
