@@ -168,7 +168,8 @@ def delivered(
 
 
 def main() -> None:
-    """Print the table: device, channel, requested, delivered, floor estimate."""
+    """Print the tables: one data qubit (device, channel, requested, delivered, floor
+    estimate), then several (:func:`qldm.bench.noise_floor_layers.main`)."""
     print("| device | channel | requested | delivered | error | floor estimate |")
     print("| --- | --- | --- | --- | --- | --- |")
     for device, kind, strength in CASES:
@@ -178,6 +179,10 @@ def main() -> None:
             f"| fake:{device} | {kind} | {strength:.3f} | {row['delivered']:.4f} | "
             f"{err:+.4f} | {row['floor']:.4f} |"
         )
+    print()
+    from qldm.bench.noise_floor_layers import main as main_layers
+
+    main_layers()
 
 
 if __name__ == "__main__":

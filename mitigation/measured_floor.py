@@ -9,7 +9,10 @@ prepared in a Z eigenstate (``x = 0`` and ``x = pi``) and an X eigenstate (``x =
 it, as in :mod:`qldm.bench.noise_floor`).
 
 Per qubit and axis, the contrast ``c_k = (e_k(b) i_k(b) + e_k(b') i_k(b')) / 2`` of the two
-opposite preparations ``b, b'`` after ``k`` layers (``e`` measured, ``i = +-1`` the noiseless
+opposite preparations ``b, b'`` after ``k`` layers, of ``Z_q`` (``X_q``) after two layers and of
+the parity ``U^dag Z_q U`` the second layer turns it into after one (Pauli kinds:
+:func:`qldm.mitigation.layer_paulis.heisenberg_labels`; the first layer's noise cancels)
+(``e`` measured, ``i = +-1`` the noiseless
 value: a zero-weight CNOT layer maps these product states to product states; a non-unital
 offset cancels where the two noiseless values have opposite signs), and the per-layer factor
 ``lambda = c_2 / c_1``. In each kind's parameterization (as the bench converts):
@@ -46,6 +49,7 @@ from qldm.circuits.transpile import (
     hardware_circuit,
     structure_key,
 )
+from qldm.mitigation.layer_paulis import heisenberg_labels
 from qldm.mitigation.noise import device_floor
 
 __all__ = [
@@ -100,6 +104,12 @@ def _circuits(spec: PQCSpec, isa: IsaCircuit, backend: Any, layers: int) -> tupl
     values = np.zeros((preps.shape[0], len(hw.parameter_order())))
     values[:, : probe.n_qubits] = preps  # the encoding's angles
     return circuit, hw, values
+
+
+def _support(label: str, n: int) -> tuple[int, ...]:
+    """The data qubits (logical indices) a Pauli label acts on (Qiskit order: qubit 0 last;
+    ancillas, the high qubits, are never in these labels)."""
+    return tuple(q for q in range(n) if label[len(label) - 1 - q] != "I")
 
 
 def _readout_pub(n: int, isa: IsaCircuit, backend: Any) -> tuple[Any, Any, np.ndarray]:
@@ -249,6 +259,8 @@ class FloorExperiment:
     ideal: list[np.ndarray]
     circuits: int
     fallback: np.ndarray
+    supports: list[list[tuple[int, ...]]]
+    single: list[np.ndarray]
 
     def measured(self, evs: list[Any], *, readout: bool = True) -> list[np.ndarray]:
         """The PUBs' ``evs`` as per-depth ``(2n + 4, 2n)`` arrays laid out as :attr:`ideal`
@@ -258,24 +270,47 @@ class FloorExperiment:
             evs: the five PUBs' ``evs``.
             readout: undo each qubit's readout error, the affine map ``m = a + b z`` read off
                 the readout reference (``a, b`` from its ``|0>`` and ``|1>`` rows), on its Z and
-                X values (both are read out on that qubit). Shot-based runs need it: the
-                excited population of amplitude damping is not a contrast, so readout error
-                does not cancel in its ratio. ``False`` for an exact simulation, which has no
-                readout error.
+                X values (both are read out on that qubit): exactly for a one-qubit
+                observable, ``(m - a) / b``; for a parity over qubits ``S`` (the one-layer
+                observables the next layer's CNOTs make) to first order, ``m / prod_S (a_i
+                s_i + b_i)`` with ``s_i`` each qubit's noiseless value (exact in the noiseless
+                product state; a relative error of about ``a_i / b_i`` on the decay).
+                Shot-based runs need it: readout error does not cancel between a parity and
+                a one-qubit observable, nor in the excited population of amplitude damping.
+                ``False`` for an exact simulation, which has no readout error.
         """
         n = self.n
         ref = np.asarray(evs[4], dtype=np.float64).reshape(2, n)
         a, b = (ref[0] + ref[1]) / 2, (ref[0] - ref[1]) / 2
-        if not readout:
-            a, b = np.zeros(n), np.ones(n)
+        b = np.where(np.abs(b) > 0.5, b, 1.0)  # a dead readout: leave the values alone
         out = []
         for depth in range(2):
             full = np.full((2 * n + 4, 2 * n), np.nan)
             for axis in range(2):
+                rows = slice(axis * (n + 2), (axis + 1) * (n + 2))
+                cols = slice(axis * n, (axis + 1) * n)
                 block = np.asarray(evs[2 * depth + axis], dtype=np.float64).reshape(n + 2, n)
-                block = (block - a) / np.where(np.abs(b) > 0.5, b, 1.0)
-                full[axis * (n + 2) : (axis + 1) * (n + 2), axis * n : (axis + 1) * n] = block
+                if readout:
+                    block = self._unread(block, depth, rows, axis, a, b)
+                full[rows, cols] = block
             out.append(full)
+        return out
+
+    def _unread(
+        self, block: np.ndarray, depth: int, rows: slice, axis: int, a: np.ndarray, b: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`measured`'s readout correction of one ``(n + 2, n)`` block."""
+        n = self.n
+        out = np.empty_like(block)
+        signs = np.sign(self.single[depth][rows, axis * n : (axis + 1) * n])
+        for col in range(n):
+            support = self.supports[depth][axis * n + col]
+            if len(support) == 1:
+                q = support[0]
+                out[:, col] = (block[:, col] - a[q]) / b[q]
+            else:
+                scale = np.prod([a[q] * signs[:, q] + b[q] for q in support], axis=0)
+                out[:, col] = block[:, col] / np.where(np.abs(scale) > 0.5, scale, 1.0)
         return out
 
     def floor(self, evs: list[Any], *, readout: bool = True) -> np.ndarray:
@@ -318,16 +353,22 @@ def experiment(spec: PQCSpec, isa: IsaCircuit, backend: Any) -> FloorExperiment:
     if kind == "none":
         raise ValueError("no floor for channel kind 'none'")
     n = spec.n_qubits
-    pubs, ideal = [], []
+    pubs, ideal, single = [], [], []
+    supports: list[list[tuple[int, ...]]] = []
     for layers in (1, 2):
         circuit, hw, values = _circuits(spec, isa, backend, layers)
-        labels = _labels(n, hw.n_ancillas)
+        plain = _labels(n, hw.n_ancillas)
+        labels = plain
+        if layers == 1 and kind != "amplitude_damping":  # the parity layer 2 sees there
+            labels = heisenberg_labels(spec, plain)
         bound = _bound(circuit, hw.parameter_order(), values)
         for axis in range(2):
             rows = slice(axis * (n + 2), (axis + 1) * (n + 2))
             ops = [SparsePauliOp(lab).apply_layout(circuit.layout) for lab in labels]
             pubs.append((circuit, [ops[axis * n : (axis + 1) * n]], bound[rows, None, :]))
         ideal.append(_ideal(hw, values, labels))
+        single.append(ideal[-1] if labels is plain else _ideal(hw, values, plain))
+        supports.append([_support(lab, n) for lab in labels])
     pubs.append(_readout_pub(n, isa, backend))
     return FloorExperiment(
         key=floor_key(spec, isa, backend),
@@ -336,6 +377,8 @@ def experiment(spec: PQCSpec, isa: IsaCircuit, backend: Any) -> FloorExperiment:
         pubs=pubs,
         ideal=ideal,
         circuits=2 * (2 * n + 4) + 2,
+        supports=supports,
+        single=single,
         fallback=device_floor(kind, isa, backend, layers=spec.layers),
     )
 

@@ -15,15 +15,19 @@ Realization (the slots are built by :func:`qldm.circuits.transpile.hardware_circ
   ``t = 2 arcsin sqrt(gamma)``, exact in a single instance.
 
 Calibrated subtraction: the device already applies its own channel per layer. From the
-calibration we estimate it per data qubit (:func:`device_pauli_rates`, :func:`device_damping`):
+calibration we estimate it per data qubit at its noise slot (:func:`device_pauli_rates`,
+:func:`device_damping`):
 
-- duration of one layer ``t = makespan(ISA circuit) / layers`` (ASAP schedule with the
-  ``Target``'s gate durations, measurements excluded; idle time decoheres too);
-- thermal relaxation over ``t``, Pauli-twirled: ``p_x = p_y = (1 - e^{-t/T1}) / 4``,
-  ``p_z = (1 - e^{-t/T2}) / 2 - (1 - e^{-t/T1}) / 4``;
-- gate errors of the ISA gates on that physical qubit, per layer, as depolarizing noise:
-  a one-qubit gate of average error ``r`` adds ``r/2`` to each of ``p_x, p_y, p_z``; a
-  two-qubit gate adds ``r/3`` to each (the one-qubit marginal of two-qubit depolarizing).
+- the errors of every ISA instruction: thermal relaxation over its duration (delays included,
+  none before a qubit's first gate), Pauli-twirled: ``p_x = p_y = (1 - e^{-t/T1}) / 4``,
+  ``p_z = (1 - e^{-t/T2}) / 2 - (1 - e^{-t/T1}) / 4``; and the part of its reported gate error
+  ``r`` that relaxation during the gate does not explain, as depolarizing noise of its qubits
+  (``r/2`` per Pauli for one qubit, ``r/12`` for each of the 15 of two);
+- each carried to the slot through the rest of its layer (all parameters 0: Clifford,
+  :mod:`qldm.mitigation.layer_paulis`; a flip on a CNOT's control reaches the target), and
+  the per-qubit marginal taken (:func:`_marginal_flips`), averaged over the layers;
+- amplitude damping: ``1 - e^{-t/T1}`` over the layer's time ``t = makespan / layers`` plus
+  the qubit's own gate flips (not carried).
 
 The floor in each kind's own parameterization: ``bit_flip`` ``p_x + p_y`` (what flips Z),
 ``phase_flip`` ``p_y + p_z`` (what flips X), ``depolarizing`` ``1 - mean Bloch shrink``,
@@ -37,6 +41,7 @@ of the device noise is subtracted.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -217,10 +222,137 @@ def _gate_rates(isa: IsaCircuit, target: Any, *, layers: int) -> tuple[float, np
     return makespan / layers, rates
 
 
+Pauli = dict[int, str]
+"""A Pauli error on physical qubits: ``{qubit: "X" | "Y" | "Z"}``."""
+
+
+def _error_paulis(
+    name: str, qargs: tuple[int, ...], target: Any, seconds: float
+) -> list[tuple[Pauli, float]]:
+    """The Pauli errors of one instruction, ``(pauli, probability)``: thermal relaxation over
+    its duration on each qubit (Pauli-twirled), and the gate error beyond it as depolarizing
+    noise of its qubits (process infidelity ``(d + 1) / d * r`` spread over the ``4^k - 1``
+    Paulis: ``r/2`` each for one qubit, ``r/12`` for two)."""
+    error = 0.0
+    if name != "delay":
+        props = target[name].get(qargs) if name in target.operation_names else None
+        if props is None:
+            return []
+        seconds = float(props.duration or 0.0)
+        relax = _relaxation_infidelity(seconds, [_t1_t2(target, q) for q in qargs])
+        error = max(float(props.error or 0.0) - relax, 0.0)
+    out: list[tuple[Pauli, float]] = []
+    for q in qargs:
+        pxy, pz = _relaxation_rates(seconds, *_t1_t2(target, q))
+        out += [({q: "X"}, pxy), ({q: "Y"}, pxy), ({q: "Z"}, pz)]
+    if error > 0.0:
+        k = len(qargs)
+        each = (2**k + 1) / 2**k * error / (4**k - 1)
+        for letters in itertools.product("IXYZ", repeat=k):
+            pauli = {q: c for q, c in zip(qargs, letters, strict=True) if c != "I"}
+            if pauli:
+                out.append((pauli, each))
+    return out
+
+
+def _anticommute(a: Pauli, b: Pauli) -> bool:
+    return sum(1 for q, c in a.items() if b.get(q, c) != c) % 2 == 1
+
+
+def _heisenberg_step(observable: Pauli, qargs: tuple[int, ...], table: dict[str, str]) -> None:
+    """``G^dag O G`` in place, ``table`` the forward map ``P -> G P G^dag`` of ``G``."""
+    local = "".join(observable.get(q, "I") for q in reversed(qargs))
+    back = next(p for p, image in table.items() if image == local)
+    for q, c in zip(reversed(qargs), back, strict=True):
+        if c == "I":
+            observable.pop(q, None)
+        else:
+            observable[q] = c
+
+
+def _marginal_flips(isa: IsaCircuit, target: Any, *, layers: int) -> np.ndarray | None:
+    """``(L, n, 3)`` per layer, the probability that the layer's errors flip ``X_q, Y_q, Z_q``
+    of data qubit ``q`` at its noise slot (first order in the error rates).
+
+    Layer ``l`` holds the ISA instructions after the previous layer's slot on their qubit up
+    to its own slot (:func:`qldm.mitigation.layer_paulis.layer_of`). Each instruction's
+    errors (:func:`_error_paulis`, idle delays included) count where they anticommute with
+    the slot's ``P_q`` carried back to them through the ISA circuit bound at zero, from the
+    circuit's end, where it is ``V P_q V^dag`` (``V`` the later layers): an X on a CNOT's
+    control before the CNOT reaches its target, a dephasing of its target the control, a
+    one-qubit gate turns a dephasing into a flip. ``None`` where that cannot be done (no
+    noise slots, a gate that is not Clifford at zero weights).
+    """
+    from qiskit.quantum_info import Pauli as QiskitPauli
+
+    from qldm.mitigation.layer_paulis import (
+        after_slots,
+        layer_ends,
+        layer_of,
+        pauli_map,
+        zero_angle_clifford,
+    )
+
+    hw = isa.hardware
+    n = hw.n_data
+    ends = layer_ends(isa, layers)
+    if any(len(e) != n for e in ends):
+        return None
+    circuit = isa.circuit.assign_parameters(dict.fromkeys(isa.circuit.parameters, 0.0))
+    steps: list[tuple[tuple[int, ...], dict[str, str] | None, list[tuple[Pauli, float]], int]]
+    steps = []
+    started: set[int] = set()  # a qubit still in |0> does not relax
+    for index, inst in enumerate(circuit.data):
+        op = inst.operation
+        qargs = tuple(circuit.find_bit(q).index for q in inst.qubits)
+        layer = layer_of(index, qargs, ends)
+        if op.name in ("barrier", "measure"):
+            continue
+        if op.name == "delay":
+            scale = _UNITS.get(op.unit, 1.0) if op.unit != "dt" else float(target.dt or 0.0)
+            idle = tuple(q for q in qargs if q in started)
+            errors = _error_paulis("delay", idle, target, float(op.duration) * scale)
+            steps.append(((), None, errors, layer))
+            continue
+        started.update(qargs)
+        table = pauli_map(op)
+        if table is None:
+            return None
+        steps.append((qargs, table, _error_paulis(op.name, qargs, target, 0.0), layer))
+    flips = np.zeros((layers, n, 3))
+    for layer in range(layers):
+        later = zero_angle_clifford(after_slots(hw, layer, layers))
+        for q in range(n):
+            for axis, letter in enumerate("XYZ"):
+                label = ["I"] * hw.circuit.num_qubits
+                label[-1 - q] = letter
+                text = QiskitPauli("".join(label)).evolve(later, frame="s").to_label()
+                observable = {
+                    isa.layout[k]: c for k, c in enumerate(reversed(text.lstrip("-i"))) if c != "I"
+                }
+                for qargs, table, errors, where in reversed(steps):
+                    if where == layer:
+                        flips[layer, q, axis] += sum(
+                            p for e, p in errors if _anticommute(e, observable)
+                        )
+                    if table is not None and any(k in observable for k in qargs):
+                        _heisenberg_step(observable, qargs, table)
+    return flips
+
+
 def device_pauli_rates(isa: IsaCircuit, backend: Any, *, layers: int) -> np.ndarray:
-    """``(n, 3)`` estimated ``p_x, p_y, p_z`` per ansatz layer on each data qubit: thermal
-    relaxation over the layer's time (idle included) plus the gate errors beyond it."""
+    """``(n, 3)`` estimated ``p_x, p_y, p_z`` per ansatz layer on each data qubit, at its
+    noise slot: the marginal Pauli probabilities of the layer's errors carried there
+    (:func:`_marginal_flips`, averaged over the layers; from the flips ``f`` of ``X, Y, Z``:
+    ``p_x = (f_y + f_z - f_x) / 2`` and so on). Where the ISA circuit cannot be walked so (no
+    noise slots, a non-Clifford gate at zero weights) the earlier per-qubit estimate: thermal
+    relaxation over the layer's time plus the gate errors beyond it on the qubit itself."""
     target = backend.target
+    flips = _marginal_flips(isa, target, layers=layers)
+    if flips is not None:
+        f = flips.mean(axis=0)
+        fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
+        return np.stack([fy + fz - fx, fx + fz - fy, fx + fy - fz], axis=1) / 2
     t, rates = _gate_rates(isa, target, layers=layers)
     for q in range(isa.hardware.n_data):
         pxy, pz = _relaxation_rates(t, *_t1_t2(target, isa.layout[q]))
@@ -243,7 +375,18 @@ def device_damping(isa: IsaCircuit, backend: Any, *, layers: int) -> np.ndarray:
 
 
 def device_floor(kind: str, isa: IsaCircuit, backend: Any, *, layers: int) -> np.ndarray:
-    """``(n,)`` the device's own per-layer strength of channel ``kind`` on each data qubit."""
+    """``(n,)`` the device's own per-layer strength of channel ``kind`` on each data qubit.
+
+    Where it holds (``qldm bench floor``, exact density matrices of the fake devices' noise
+    models): the Pauli kinds on 1 to 3 data qubits of the default ansatz on fake manila, lima
+    and quito, where a job then delivers its request within 0.002 on every qubit (mean over
+    the layers; the last layer, without an idle wait for a next one, gets less). Not checked:
+    amplitude damping on several qubits (the per-qubit estimate), circuits routed inside a
+    layer (``hqconv`` on a line: the per-qubit estimate, :func:`device_pauli_rates`),
+    non-zero weights, real hardware (whose noise model is not the calibration's). The
+    measured floor (``floor="measured"``) needs no noise model but has its own biases on
+    several qubits (``docs/hardware.md``).
+    """
     if kind == "amplitude_damping":
         return device_damping(isa, backend, layers=layers)
     rates = device_pauli_rates(isa, backend, layers=layers)
