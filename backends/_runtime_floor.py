@@ -196,8 +196,7 @@ def _measured(
         "learned_at": time.time(),
     }
     if shots is None:
-        result = _exact_estimator(rb.backend).run(exp.pubs).result()
-        floor = exp.floor([r.data.evs for r in result], readout=False)
+        floor = exp.run(_exact_estimator(rb.backend))
     else:
         if mode is None:
             raise ValueError("an in-job floor needs the job's execution mode")

@@ -462,15 +462,7 @@ class RuntimeBackend:
             use_m3=use_m3,
             pubs=[build_pub(isa, sets, slots, labels, use_m3) for slots in per_level],
             noise=noise_meta,
-            digest=fingerprint(
-                work,
-                self._result_name(options),
-                shots,
-                n_instances,
-                use_m3,
-                budget=budget,
-                spsa=directions,
-            ),
+            digest=self.digest(work, options),
         )
 
     def _floor_method(self, value: Any, *, field: str) -> str:

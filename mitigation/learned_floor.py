@@ -32,7 +32,7 @@ gate pairs (``f(Z_t) f(Z_c Z_t)`` for a CNOT); its solver splits them evenly, wh
 the mean over layers of a repeated layer needs.
 
 Then :func:`strength_from_fidelities` gives the channel's strength, with the conversion of
-:mod:`qldm.mitigation.measured_floor` (there inline).
+:mod:`qldm.mitigation.measured_floor` (which calls it).
 
 What the learned model does NOT cover (``meta["not_covered"]``): the single-qubit gates of the
 layer (ansatz rotations, the Pauli-insertion slots) and the idle time outside the boxes (the
@@ -237,7 +237,8 @@ def strength_from_fidelities(
 ) -> np.ndarray:
     """A channel's per-layer strength from the layer's Pauli fidelities on a qubit.
 
-    The conversion of :func:`qldm.mitigation.measured_floor.measured_floor`:
+    The conversion :class:`qldm.mitigation.measured_floor.FloorExperiment` uses for the
+    Pauli kinds:
     ``bit_flip`` ``(1 - lambda_z) / 2``; ``phase_flip`` ``(1 - lambda_x) / 2``;
     ``depolarizing`` ``1 - (lambda_x + lambda_y + lambda_z) / 3`` (``lambda_y = lambda_x``
     when not given, as measured_floor assumes). ``amplitude_damping``: the decay of the

@@ -50,6 +50,7 @@ from qldm.circuits.transpile import (
     structure_key,
 )
 from qldm.mitigation.layer_paulis import heisenberg_labels
+from qldm.mitigation.learned_floor import strength_from_fidelities
 from qldm.mitigation.noise import device_floor
 
 __all__ = [
@@ -262,6 +263,12 @@ class FloorExperiment:
     supports: list[list[tuple[int, ...]]]
     single: list[np.ndarray]
 
+    def run(self, estimator: Any, *, precision: float | None = None) -> np.ndarray:
+        """:meth:`floor` of the PUBs run through ``estimator`` in one ``run`` (its readout
+        corrected when ``precision`` is set: a shot-based run; ``None``: exact)."""
+        result = estimator.run(self.pubs, precision=precision).result()
+        return self.floor([r.data.evs for r in result], readout=precision is not None)
+
     def measured(self, evs: list[Any], *, readout: bool = True) -> list[np.ndarray]:
         """The PUBs' ``evs`` as per-depth ``(2n + 4, 2n)`` arrays laid out as :attr:`ideal`
         (``nan`` where a preparation was not measured on that axis).
@@ -318,15 +325,10 @@ class FloorExperiment:
         (``readout``: :meth:`measured`), clipped to [0, 1]; the calibration estimate where a
         qubit cannot be measured."""
         measured = self.measured(evs, readout=readout)
-        lz, lx = _factors(measured, self.ideal, self.n)
-        if self.kind == "bit_flip":
-            value = (1 - lz) / 2
-        elif self.kind == "phase_flip":
-            value = (1 - lx) / 2
-        elif self.kind == "depolarizing":
-            value = 1 - (2 * lx + lz) / 3
-        else:  # amplitude_damping: the decay of the excited population
+        if self.kind == "amplitude_damping":  # the decay of the excited population
             value = _excited(measured, self.ideal, self.n)
+        else:  # lambda_y = lambda_x (module docstring)
+            value = strength_from_fidelities(self.kind, *_factors(measured, self.ideal, self.n))
         return np.asarray(np.clip(np.where(np.isfinite(value), value, self.fallback), 0.0, 1.0))
 
 
@@ -430,8 +432,6 @@ def measured_floor(
     key = (*floor_key(spec, isa, backend), precision)
     if use_cache and (found := cached(key)) is not None:
         return found
-    exp = experiment(spec, isa, backend)
-    result = estimator.run(exp.pubs, precision=precision).result()
-    floor = exp.floor([r.data.evs for r in result], readout=precision is not None)
+    floor = experiment(spec, isa, backend).run(estimator, precision=precision)
     remember(key, floor)
     return floor
