@@ -1,12 +1,12 @@
-"""Figures and the HTML page of a QLDM evaluation: image grids, the loss curve, ``index.html``.
+"""Figures and files of a report: image grids, the loss curve, JSON.
 
-Everything is written with matplotlib's non-interactive ``Agg`` backend; the HTML page refers
-to its images by relative paths, so the folder can be moved or zipped as a whole.
+Everything is written with matplotlib's non-interactive ``Agg`` backend. The QLDM evaluation
+page is :func:`qldm.hybrid.qldm.report_page.write_report`; the experiments write theirs with
+:class:`qldm.hybrid.experiments.common.ExperimentReport`.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from collections.abc import Sequence
@@ -133,96 +133,3 @@ def jsonable(value: Any) -> Any:
     if callable(getattr(value, "as_dict", None)):
         return value.as_dict()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def write_index(
-    out: str | Path,
-    *,
-    title: str,
-    metrics: dict[str, Any],
-    images: Sequence[tuple[str, str]],
-    notes: Sequence[str] = (),
-) -> Path:
-    """Write a self-contained ``index.html`` (images by relative path).
-
-    Args:
-        out: the report folder (the images must be inside it).
-        title: page title.
-        metrics: flat name -> value table (nested dicts are shown as JSON).
-        images: ``(file name relative to out, caption)`` pairs.
-        notes: paragraphs shown under the title (plain text, escaped).
-    """
-    folder = Path(out)
-    rows = "\n".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
-        for k, v in metrics.items()
-    )
-    figs = "\n".join(
-        f'<figure><img src="{html.escape(name)}" alt="{html.escape(cap)}">'
-        f"<figcaption>{html.escape(cap)}</figcaption></figure>"
-        for name, cap in images
-    )
-    paras = "\n".join(f"<p>{html.escape(n)}</p>" for n in notes)
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 980px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: left; font-size: 14px; }}
-th {{ background: #f4f4f4; }}
-figure {{ display: inline-block; margin: 0.5em 1em 1em 0; vertical-align: top; }}
-img {{ max-width: 100%; image-rendering: pixelated; border: 1px solid #ddd; }}
-figcaption {{ font-size: 13px; color: #555; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-{paras}
-<h2>Metrics</h2>
-<table>
-{rows}
-</table>
-<h2>Figures</h2>
-{figs}
-</body></html>
-"""
-    path = folder / "index.html"
-    folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, default=jsonable)
-    return str(value)
-
-
-RESULT_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("variant", "variant", "{}"),
-    ("ssim_reconstruction", "SSIM recon ↑", "{:.3f}"),
-    ("classifier_frechet_distance", "classifier Fréchet ↓", "{:.1f}"),
-    ("classifier_kid_mean", "classifier KID ↓", "{:.2f}"),
-    ("classifier_kid_std", "KID std", "{:.2f}"),
-    ("final_score_loss", "final score loss", "{:.3f}"),
-    ("final_recon_nll", "final recon NLL", "{:.1f}"),
-    ("steps", "steps", "{}"),
-    ("train_seconds", "train wall s", "{:.0f}"),
-    ("train_cpu_seconds", "train CPU s", "{:.0f}"),
-)
-"""``(metrics key, column title, format)`` of :func:`results_table`."""
-
-
-def results_table(paths: Sequence[str | Path]) -> str:
-    """A Markdown table of several ``metrics.json`` files (one row each, in the given order)."""
-    head = "| " + " | ".join(title for _, title, _ in RESULT_COLUMNS) + " |"
-    rule = "|" + "|".join("---" for _ in RESULT_COLUMNS) + "|"
-    lines = [head, rule]
-    for path in paths:
-        m = json.loads(Path(path).read_text(encoding="utf-8"))
-        cells = []
-        for key, _, fmt in RESULT_COLUMNS:
-            value = m.get(key)
-            cells.append("—" if value is None else fmt.format(value))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
