@@ -78,6 +78,37 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
+class EpochBatches:
+    """The training batches of a trainer: each epoch in its :func:`epoch_permutation` order,
+    the last partial batch dropped (the permutation kept while the epoch lasts).
+
+    Args:
+        images: ``(N, ...)`` the training set.
+        batch_size: ``B``.
+        seed: the run's seed.
+    """
+
+    def __init__(self, images: torch.Tensor, batch_size: int, seed: int) -> None:
+        self.images, self.batch_size, self.seed = images, batch_size, seed
+        self._epoch = -1
+        self._perm = torch.empty(0, dtype=torch.long)
+
+    @property
+    def per_epoch(self) -> int:
+        """Steps per epoch."""
+        return int(self.images.shape[0]) // self.batch_size
+
+    def __call__(self, step: int, *, epoch_offset: int = 0) -> torch.Tensor:
+        """The batch of step ``step`` (epochs counted from ``epoch_offset``)."""
+        epoch, i = divmod(step, self.per_epoch)
+        epoch += epoch_offset
+        if epoch != self._epoch:
+            self._perm = epoch_permutation(self.seed, epoch, int(self.images.shape[0]))
+            self._epoch = epoch
+        b = self.batch_size
+        return self.images[self._perm[i * b : (i + 1) * b]]
+
+
 class Trainer:
     """Builds the model and optimiser from a config and runs the training loop.
 
@@ -160,8 +191,7 @@ class Trainer:
         self.elapsed = 0.0
         self.cpu_elapsed = 0.0
         self.history: list[dict[str, float]] = []
-        self._perm_epoch = -1
-        self._perm = torch.empty(0, dtype=torch.long)
+        self._batches = EpochBatches(self.images, config.train.batch_size, config.seed)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -215,13 +245,7 @@ class Trainer:
 
     def batch(self, step: int) -> torch.Tensor:
         """The images of step ``step``: ``(B, C, H, W)`` (epochs drop the last partial batch)."""
-        n, b = self.images.shape[0], self.config.train.batch_size
-        per_epoch = n // b
-        epoch, i = divmod(step, per_epoch)
-        if epoch != self._perm_epoch:
-            self._perm = epoch_permutation(self.config.seed, epoch, n)
-            self._perm_epoch = epoch
-        return self.images[self._perm[i * b : (i + 1) * b]]
+        return self._batches(step)
 
     def train_step(self) -> dict[str, float]:
         """Run one optimiser step and return its record."""

@@ -31,8 +31,8 @@ import torch
 
 from qldm.hybrid.config import ConfigError
 from qldm.hybrid.train import (
+    EpochBatches,
     check_resumable,
-    epoch_permutation,
     read_checkpoint,
     restore_rng,
     rng_state,
@@ -136,14 +136,13 @@ class UNetTrainer:
         self.elapsed = 0.0
         self.circuits = 0
         self.history: list[dict[str, float]] = []
-        self._perm_epoch = -1
-        self._perm = torch.empty(0, dtype=torch.long)
+        self._batches = EpochBatches(self.images, tc.batch_size, config.seed)
 
     # ------------------------------------------------------------------ sizes
 
     @property
     def steps_per_epoch(self) -> int:
-        return int(self.images.shape[0]) // self.config.train.batch_size
+        return self._batches.per_epoch
 
     @property
     def total_steps(self) -> int:
@@ -231,13 +230,7 @@ class UNetTrainer:
 
     def batch(self, step: int) -> torch.Tensor:
         """The images of step ``step``: ``(B, 1, 28, 28)``."""
-        n, b = int(self.images.shape[0]), self.config.train.batch_size
-        epoch, i = divmod(step, self.steps_per_epoch)
-        epoch += self.epoch_offset
-        if epoch != self._perm_epoch:
-            self._perm = epoch_permutation(self.config.seed, epoch, n)
-            self._perm_epoch = epoch
-        return self.images[self._perm[i * b : (i + 1) * b]]
+        return self._batches(step, epoch_offset=self.epoch_offset)
 
     def train_step(self) -> dict[str, float]:
         """One optimiser step (and an EMA update every ``ema_every`` steps)."""
